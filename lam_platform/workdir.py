@@ -1,0 +1,78 @@
+"""Where every step reads and writes: one folder per platform instance (`lam demo --workdir`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """The layout of a working directory. The Feast repo owns `feature_repo/data/` (its sources)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> "Workdir":
+        return cls(Path(path).resolve())
+
+    @property
+    def feature_repo(self) -> Path:
+        return self.root / "feature_repo"
+
+    @property
+    def data(self) -> Path:
+        return self.feature_repo / "data"
+
+    @property
+    def events(self) -> Path:
+        return self.data / "events"
+
+    @property
+    def profiles(self) -> Path:
+        return self.data / "customer_profile.parquet"
+
+    @property
+    def campaign_log(self) -> Path:
+        return self.data / "campaign_log.parquet"
+
+    @property
+    def sequences(self) -> Path:
+        return self.data / "customer_event_sequence.parquet"
+
+    @property
+    def world(self) -> Path:
+        return self.root / "world"
+
+    @property
+    def world_json(self) -> Path:
+        return self.world / "world.json"
+
+    @property
+    def episodes(self) -> Path:
+        return self.world / "episodes.parquet"
+
+    @property
+    def responsiveness(self) -> Path:
+        return self.world / "responsiveness.parquet"
+
+    @property
+    def training(self) -> Path:
+        return self.root / "training"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def ray_results(self) -> Path:
+        return self.root / "ray_results"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    def make(self) -> "Workdir":
+        for folder in (self.data, self.world, self.training, self.artifacts, self.outputs):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
