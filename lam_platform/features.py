@@ -6,7 +6,9 @@ the `feature_store.yaml` of the chosen profile (`infra/feast/local.yaml` by defa
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import shutil
 from datetime import datetime, timedelta
@@ -108,3 +110,23 @@ def historical_profiles(store, entity_df: pd.DataFrame) -> pd.DataFrame:
 def sequences_frame(table: pa.Table) -> pd.DataFrame:
     """A sequence table as a DataFrame with plain Python lists (the shape online reads return)."""
     return table.to_pandas(types_mapper=None)
+
+
+MODEL_VIEWS = ("customer_profile", "customer_event_sequence")
+
+
+def schema_fingerprint(store, views: tuple[str, ...] = MODEL_VIEWS) -> str:
+    """A short hash of the named views' feature names and types, recorded in every model card."""
+    from feast.errors import FeatureViewNotFoundException
+
+    parts = []
+    for name in views:
+        try:
+            view = store.get_feature_view(name)
+        except FeatureViewNotFoundException as err:
+            raise LookupError(
+                f"the feature registry lacks view {name!r} (the model needs {list(views)}); "
+                "run `lam materialize` to apply the feature repo"
+            ) from err
+        parts.append([name, sorted([f.name, str(f.dtype)] for f in view.features)])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]

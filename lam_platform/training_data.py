@@ -1,0 +1,90 @@
+"""Training sets, built point-in-time: every example sees only events strictly before its time.
+
+- pretraining: for sampled target events of consenting customers in the training period, the
+  `max_len + 1` events up to and including the target; inputs are all but the last, targets are
+  each input's successor.
+- fine-tuning: the campaign log is the entity frame. Profiles come from Feast's
+  `get_historical_features` (as of each contact); sequences from the exact sequence builder
+  (events strictly before the contact).
+Both are written as `.npz` files of tokenized arrays that the training workers read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.features import historical_profiles
+from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.sequences import build_sequences
+from lam_platform.workdir import Workdir
+from lightning_modules.tokenizer import EventTokenizer
+
+ONE_MICROSECOND = pd.Timedelta(microseconds=1)
+
+
+def consenting_customers(profiles: pd.DataFrame) -> list[str]:
+    """Customers who may be trained on and scored: marketing consent is required (DESIGN.md)."""
+    return profiles.customer_id[profiles.consent_marketing.astype(bool)].tolist()
+
+
+def training_events(workdir: Workdir, until: pd.Timestamp, customers: list[str]) -> pa.Table:
+    """Events strictly before `until` of the given customers."""
+    events = read_events(workdir.events)
+    keep = pc.and_(pc.less(events.column("event_timestamp"), pa.scalar(until, TIMESTAMP)),
+                   pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())))
+    return events.filter(keep)
+
+
+def fit_tokenizer(events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp, max_len: int) -> EventTokenizer:
+    customers = consenting_customers(profiles)
+    snapshot = build_sequences(events, customers, pa.array([until] * len(customers), TIMESTAMP), max_len=10**6)
+    return EventTokenizer.fit(snapshot, profiles, list(OFFERS), list(METHODS), max_len)
+
+
+def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_customer: int, recent: int,
+                       seed: int, path: Path) -> int:
+    """Sample target events per customer and write inputs and next-event targets to `path` (npz)."""
+    rng = np.random.default_rng(seed)
+    customers = events.column("customer_id").to_numpy(zero_copy_only=False)
+    times = events.column("event_timestamp").to_numpy(zero_copy_only=False)
+    # Targets: any event but a customer's first (it needs at least one event before it).
+    first = np.r_[True, customers[1:] != customers[:-1]]
+    candidates = np.flatnonzero(~first)
+    per_customer = pd.Series(candidates).groupby(customers[candidates]).apply(
+        lambda idx: rng.choice(idx.to_numpy(), size=min(samples_per_customer, len(idx)), replace=False))
+    picked = np.sort(np.concatenate(per_customer.to_numpy())) if len(per_customer) else np.array([], int)
+    as_of = pa.array(pd.DatetimeIndex(times[picked]).tz_localize("UTC") + ONE_MICROSECOND, TIMESTAMP)
+    sequences = build_sequences(events, pa.array(customers[picked], pa.string()), as_of, tokenizer.max_len + 1)
+    full = tokenizer.encode_events(sequences, max_len=tokenizer.max_len + 1)
+    arrays = {k: v[:, :-1] for k, v in full.items() if k != "last_event_us"}  # inputs: all but the target
+    arrays["next_categorical"] = full["categorical"][:, 1:][:, -recent:]  # each input position's successor
+    arrays["next_log_gap_hours"] = full["log_gap_hours"][:, 1:][:, -recent:]
+    np.savez(path, **arrays)
+    return len(picked)
+
+
+def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
+                       path: Path) -> dict[str, int]:
+    """The campaign log joined point-in-time with Feast profiles and exact sequences, written to `path`."""
+    entity_df = campaign_log[["customer_id", "event_timestamp"]].copy()
+    entity_df["row_id"] = np.arange(len(entity_df))
+    profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
+    missing_consent = ~profiles.consent_marketing.fillna(False).astype(bool)
+    log = campaign_log.reset_index(drop=True)[~missing_consent.to_numpy()]
+    profiles = profiles[~missing_consent].reset_index(drop=True)
+    sequences = build_sequences(events, pa.array(log.customer_id, pa.string()),
+                                pa.array(log.event_timestamp, TIMESTAMP), tokenizer.max_len)
+    arrays = tokenizer.encode_events(sequences)
+    arrays.update(tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
+                                             arrays.pop("last_event_us")))
+    arrays["treatment"] = log.treatment.to_numpy(np.int64)
+    arrays["outcome"] = log.outcome.to_numpy(np.float32)
+    np.savez(path, **arrays)
+    return {"rows": len(log), "excluded_without_consent": int(missing_consent.sum()),
+            "contacted": int(log.treatment.sum()), "orders": int(log.outcome.sum())}

@@ -1,0 +1,109 @@
+"""The model artifact: a versioned folder that scoring can load without the training code's pickles.
+
+    <artifacts>/lam-v<N>/
+        model_card.json          config, feature views + schema fingerprint, data range, metrics, compute cost
+        tokenizer.json           vocabularies and numeric scaling
+        backbone.pt              backbone state dict (tensors only; loaded with weights_only=True)
+        heads/<head>.pt          one state dict per head: next_action, campaign_response, ...
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lightning_modules.config import LAMConfig
+from lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
+from lightning_modules.tokenizer import EventTokenizer
+
+HEADS: dict[str, type[nn.Module]] = {"next_action": NextActionHead, "campaign_response": CampaignResponseHead}
+
+
+class SchemaMismatchError(RuntimeError):
+    """The feature views a model was trained on no longer match the registry."""
+
+
+def split_state_dict(state: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """{"backbone.x": t, "next_action.y": u} -> {"backbone": {"x": t}, "next_action": {"y": u}}."""
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        part, _, rest = key.partition(".")
+        parts.setdefault(part, {})[rest] = value.detach().cpu()
+    return parts
+
+
+def next_version(artifacts: Path) -> Path:
+    versions = [int(m.group(1)) for p in artifacts.glob("lam-v*") if (m := re.fullmatch(r"lam-v(\d+)", p.name))]
+    return artifacts / f"lam-v{max(versions, default=0) + 1}"
+
+
+def latest_version(artifacts: Path) -> Path:
+    versions = sorted((int(p.name[5:]), p) for p in artifacts.glob("lam-v*") if p.name[5:].isdigit())
+    if not versions:
+        raise FileNotFoundError(f"no model artifact under {artifacts}: run `lam pretrain` first")
+    return versions[-1][1]
+
+
+@dataclass
+class ModelArtifact:
+    path: Path
+
+    @classmethod
+    def create(cls, path: Path, config: LAMConfig, tokenizer: EventTokenizer, backbone: dict, card: dict) -> "ModelArtifact":
+        (path / "heads").mkdir(parents=True, exist_ok=False)
+        tokenizer.save(path / "tokenizer.json")
+        torch.save(backbone, path / "backbone.pt")
+        artifact = cls(path)
+        artifact.write_card({**card, "version": path.name, "config": config.to_dict(), "heads": {}})
+        return artifact
+
+    @property
+    def card(self) -> dict:
+        return json.loads((self.path / "model_card.json").read_text())
+
+    def write_card(self, card: dict) -> None:
+        (self.path / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+
+    @property
+    def config(self) -> LAMConfig:
+        return LAMConfig.from_dict(self.card["config"])
+
+    @property
+    def tokenizer(self) -> EventTokenizer:
+        return EventTokenizer.load(self.path / "tokenizer.json")
+
+    def add_head(self, name: str, state: dict, info: dict) -> None:
+        """Save a head's weights next to the backbone and record its metrics and cost in the card."""
+        if name not in HEADS:
+            raise ValueError(f"unknown head {name!r}; known heads: {sorted(HEADS)}")
+        torch.save(state, self.path / "heads" / f"{name}.pt")
+        card = self.card
+        card["heads"][name] = info
+        self.write_card(card)
+
+    def check_schema(self, fingerprint: str) -> None:
+        expected = self.card.get("schema_fingerprint")
+        if expected != fingerprint:
+            raise SchemaMismatchError(
+                f"model {self.path.name} was trained on feature views {self.card.get('feature_views')} with schema "
+                f"fingerprint {expected}, but the registry now has {fingerprint}; retrain the model "
+                "(`lam pretrain` then `lam finetune`) or point it at the registry it was trained on"
+            )
+
+    def load_backbone(self) -> LAMBackbone:
+        backbone = LAMBackbone(self.config)
+        backbone.load_state_dict(torch.load(self.path / "backbone.pt", weights_only=True))
+        return backbone.eval()
+
+    def load_head(self, name: str) -> nn.Module:
+        file = self.path / "heads" / f"{name}.pt"
+        if not file.exists():
+            raise FileNotFoundError(f"model {self.path.name} has no {name!r} head yet (heads: {sorted(self.card['heads'])})")
+        head = HEADS[name](self.config)
+        head.load_state_dict(torch.load(file, weights_only=True))
+        return head.eval()

@@ -1,0 +1,115 @@
+"""Lightning systems: each wraps the shared backbone and one head. They run with or without Ray.
+
+Method order follows the Lightning style guide: __init__, forward, training_step, validation_step,
+_common_step, configure_optimizers.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import BaseFinetuning
+
+from lightning_modules.batches import CampaignContext, CampaignLabels, EventBatch, NextActionTargets, dataclass_from_arrays
+from lightning_modules.config import LAMConfig
+from lightning_modules.model import (
+    CampaignResponseHead,
+    CampaignResponseOutput,
+    LAMBackbone,
+    NextActionHead,
+    NextActionOutput,
+)
+
+
+class NextActionSystem(pl.LightningModule):
+    """Pretraining: predict each recent event's successor (channel, object, action, time gap)."""
+
+    def __init__(self, config: LAMConfig, learning_rate: float = 3e-3, weight_decay: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = LAMBackbone(config)
+        self.next_action = NextActionHead(config)
+
+    def forward(self, events: EventBatch) -> NextActionOutput:
+        return self.next_action(self.backbone(events).recent_hidden)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "val")
+
+    def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
+        events = dataclass_from_arrays(EventBatch, batch)
+        targets = NextActionTargets(batch["next_categorical"], batch["next_log_gap_hours"])
+        out = self(events)
+        r = out.object_logits.shape[1]
+        has_next = (targets.categorical[..., 0] != 0) & events.mask[:, -r:]  # (B, R)
+        ignore = torch.where(has_next.unsqueeze(-1), targets.categorical, torch.zeros_like(targets.categorical))
+        losses = {
+            "channel": F.cross_entropy(out.channel_logits.transpose(1, 2), ignore[..., 0], ignore_index=0),
+            "object": F.cross_entropy(out.object_logits.transpose(1, 2), ignore[..., 1], ignore_index=0),
+            "action": F.cross_entropy(out.action_logits.transpose(1, 2), ignore[..., 2], ignore_index=0),
+            "gap": F.mse_loss(out.log_gap_hours[has_next], targets.log_gap_hours[has_next]),
+        }
+        loss = sum(losses.values())
+        with torch.no_grad():
+            hit = (out.object_logits.argmax(-1) == targets.categorical[..., 1])[has_next].float().mean()
+        self.log_dict({f"{stage}_loss": loss, f"{stage}_object_acc": hit,
+                       **{f"{stage}_{k}_loss": v for k, v in losses.items()}},
+                      on_step=False, on_epoch=True, sync_dist=True, batch_size=events.mask.shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+
+
+class CampaignResponseSystem(pl.LightningModule):
+    """Fine-tuning: P(order | contacted) and P(order | not contacted) for a customer and a campaign."""
+
+    def __init__(self, config: LAMConfig, learning_rate: float = 3e-3, weight_decay: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = LAMBackbone(config)
+        self.campaign_response = CampaignResponseHead(config)
+
+    def forward(self, events: EventBatch, context: CampaignContext) -> CampaignResponseOutput:
+        return self.campaign_response(self.backbone(events).state, context)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "val")
+
+    def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
+        out = self(dataclass_from_arrays(EventBatch, batch), dataclass_from_arrays(CampaignContext, batch))
+        labels = dataclass_from_arrays(CampaignLabels, batch)
+        # Only the arm that happened is observed: contacted rows train the contacted logit, controls the other.
+        logit = torch.where(labels.treatment == 1, out.logit_contacted, out.logit_not_contacted)
+        loss = F.binary_cross_entropy_with_logits(logit, labels.outcome)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=logit.shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+
+
+class BackboneFreeze(BaseFinetuning):
+    """Keep the pretrained backbone frozen for the first `unfreeze_at_epoch` epochs, then train it gently."""
+
+    def __init__(self, unfreeze_at_epoch: int = 1, backbone_lr_factor: float = 0.1) -> None:
+        super().__init__()
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.backbone_lr_factor = backbone_lr_factor
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        self.freeze(pl_module.backbone)
+
+    def finetune_function(self, pl_module: pl.LightningModule, current_epoch: int, optimizer) -> None:
+        if current_epoch == self.unfreeze_at_epoch:
+            self.unfreeze_and_add_param_group(
+                pl_module.backbone, optimizer, lr=pl_module.hparams.learning_rate * self.backbone_lr_factor
+            )

@@ -1,0 +1,160 @@
+"""The tokenizer: raw 4W1H sequences (list columns) -> padded integer and float arrays.
+
+It belongs to the model artifact, not to the feature store: vocabularies and numeric scaling are
+fitted on the training period and saved as JSON next to the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PAD, OOV = 0, 1
+CATEGORICAL_LISTS = ("channels", "objects", "actions")
+NUMERIC_LISTS = ("amounts", "durations_s")
+PROFILE_FIELDS = ("age_band", "gender", "plan", "region")
+US_PER_HOUR = 3_600_000_000
+US_PER_DAY = 24 * US_PER_HOUR
+
+
+def _vocabulary(values: pa.Array, min_count: int) -> list[str]:
+    counts = pc.value_counts(values.drop_null())
+    tokens = [(v.as_py(), c.as_py()) for v, c in zip(counts.field("values"), counts.field("counts"))]
+    return sorted(t for t, c in tokens if c >= min_count)
+
+
+@dataclass
+class EventTokenizer:
+    vocabularies: dict[str, list[str]]  # list column -> tokens; token i has id i + 2
+    numeric_scaling: dict[str, tuple[float, float]]  # list column -> (median, scale) of log1p(value)
+    profile_vocabularies: dict[str, list[str]]
+    offers: list[str]
+    methods: list[str]
+    max_len: int
+
+    @classmethod
+    def fit(cls, sequences: pa.Table, profiles: pd.DataFrame, offers: list[str], methods: list[str],
+            max_len: int, min_count: int = 5) -> "EventTokenizer":
+        """Fit on training-period sequences (list columns as in the `customer_event_sequence` view)."""
+        vocabularies = {c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count) for c in CATEGORICAL_LISTS}
+        scaling = {}
+        for column in NUMERIC_LISTS:
+            values = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False)
+            logged = np.log1p(np.clip(values[np.isfinite(values)], 0, None))
+            if len(logged) == 0:
+                scaling[column] = (0.0, 1.0)
+                continue
+            q25, q50, q75 = np.percentile(logged, [25, 50, 75])  # robust to heavy-tailed amounts
+            scaling[column] = (float(q50), float(max(q75 - q25, 1e-3)))
+        profile_vocabularies = {f: sorted(profiles[f].dropna().astype(str).unique().tolist()) for f in PROFILE_FIELDS}
+        return cls(vocabularies, scaling, profile_vocabularies, sorted(offers), sorted(methods), max_len)
+
+    # -- sizes for LAMConfig -------------------------------------------------------------------
+    def config_sizes(self) -> dict:
+        return {
+            "n_channels": len(self.vocabularies["channels"]) + 2,
+            "n_objects": len(self.vocabularies["objects"]) + 2,
+            "n_actions": len(self.vocabularies["actions"]) + 2,
+            "n_numeric": len(NUMERIC_LISTS),
+            "profile_vocab_sizes": tuple(len(self.profile_vocabularies[f]) + 2 for f in PROFILE_FIELDS),
+            "n_offers": len(self.offers),
+            "n_methods": len(self.methods),
+            "max_len": self.max_len,
+        }
+
+    # -- encoding --------------------------------------------------------------------------------
+    def encode_events(self, sequences: pa.Table, max_len: int | None = None) -> dict[str, np.ndarray]:
+        """Right-aligned arrays for EventBatch from list columns; keeps the latest `max_len` events."""
+        length = max_len or self.max_len
+        n = sequences.num_rows
+        ts_lists = sequences.column("event_timestamps").combine_chunks()
+        lengths = pc.list_value_length(ts_lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        kept = np.minimum(lengths, length)
+        row = np.repeat(np.arange(n), lengths)
+        index_in_row = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        column_pos = length - lengths[row] + index_in_row  # right-aligned; negative = dropped (too old)
+        keep = column_pos >= 0
+        row, column_pos = row[keep], column_pos[keep]
+
+        def scatter(values: np.ndarray, fill, dtype) -> np.ndarray:
+            out = np.full((n, length), fill, dtype=dtype)
+            out[row, column_pos] = values[keep]
+            return out
+
+        ts = pc.list_flatten(ts_lists).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        out: dict[str, np.ndarray] = {}
+        out["categorical"] = np.stack(
+            [scatter(self._ids(column, pc.list_flatten(sequences.column(column))), PAD, np.int64)
+             for column in CATEGORICAL_LISTS], axis=-1)
+        numeric, missing = [], []
+        for column in NUMERIC_LISTS:
+            raw = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False).astype(np.float64)
+            center, scale = self.numeric_scaling[column]
+            is_missing = ~np.isfinite(raw)
+            scaled = np.where(is_missing, 0.0, (np.log1p(np.clip(np.nan_to_num(raw), 0, None)) - center) / scale)
+            numeric.append(scatter(scaled.astype(np.float32), 0.0, np.float32))
+            missing.append(scatter(is_missing, True, bool))
+        out["numeric"] = np.stack(numeric, axis=-1)
+        out["numeric_missing"] = np.stack(missing, axis=-1)
+        gap = np.diff(ts, prepend=ts[:1]).astype(np.float64)
+        gap[np.concatenate([[0], np.cumsum(lengths)[:-1]])[lengths > 0]] = 0.0  # first event of each row
+        out["log_gap_hours"] = scatter(np.log1p(np.clip(gap, 0, None) / US_PER_HOUR).astype(np.float32), 0.0, np.float32)
+        out["hour"] = scatter((ts // US_PER_HOUR) % 24, 0, np.int64)
+        out["weekday"] = scatter((ts // US_PER_DAY + 3) % 7, 0, np.int64)  # 1970-01-01 was a Thursday
+        out["day"] = scatter(ts // US_PER_DAY, 0, np.int64)
+        out["mask"] = scatter(np.ones(len(ts), bool), False, bool)
+        out["last_event_us"] = np.where(lengths > 0, _last_per_row(ts, lengths), np.iinfo(np.int64).min)
+        return out
+
+    def encode_campaigns(self, profiles: pd.DataFrame, offers, methods, contact_times: pd.Series,
+                         last_event_us: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrays for CampaignContext: profile ids, offer/method ids and contact-time features."""
+        contact_us = pd.to_datetime(contact_times, utc=True).astype("datetime64[us, UTC]").astype("int64").to_numpy()
+        hours_since = np.where(last_event_us > np.iinfo(np.int64).min, (contact_us - last_event_us) / US_PER_HOUR, 24 * 365)
+        return {
+            "profile": np.stack([self._profile_ids(f, profiles[f]) for f in PROFILE_FIELDS], axis=-1),
+            "tenure_years": (pd.to_numeric(profiles["tenure_months"], errors="coerce").fillna(0).to_numpy() / 12.0)
+            .astype(np.float32),
+            "offer": self._lookup(self.offers, offers, "offer"),
+            "method": self._lookup(self.methods, methods, "method"),
+            "log_hours_since_last_event": np.log1p(np.clip(hours_since, 0, None)).astype(np.float32),
+            "contact_hour": ((contact_us // US_PER_HOUR) % 24).astype(np.int64),
+            "contact_weekday": ((contact_us // US_PER_DAY + 3) % 7).astype(np.int64),
+        }
+
+    def _ids(self, column: str, values: pa.Array) -> np.ndarray:
+        ids = pc.index_in(values, value_set=pa.array(self.vocabularies[column], pa.string()))
+        return (pc.fill_null(ids, OOV - 2).to_numpy(zero_copy_only=False) + 2).astype(np.int64)
+
+    def _profile_ids(self, field: str, values: pd.Series) -> np.ndarray:
+        lookup = {token: i + 2 for i, token in enumerate(self.profile_vocabularies[field])}
+        return values.astype(object).map(lambda v: lookup.get(str(v), OOV) if pd.notna(v) else PAD).to_numpy(np.int64)
+
+    @staticmethod
+    def _lookup(vocabulary: list[str], values, what: str) -> np.ndarray:
+        index = {v: i for i, v in enumerate(vocabulary)}
+        unknown = sorted(set(values) - set(index))
+        if unknown:
+            raise ValueError(f"unknown {what} {unknown}: this model was trained on {vocabulary}")
+        return np.array([index[v] for v in values], dtype=np.int64)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: Path) -> "EventTokenizer":
+        values = json.loads(path.read_text())
+        values["numeric_scaling"] = {k: tuple(v) for k, v in values["numeric_scaling"].items()}
+        return cls(**values)
+
+
+def _last_per_row(ts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    ends = np.cumsum(lengths) - 1
+    return ts[np.clip(ends, 0, max(len(ts) - 1, 0))] if len(ts) else np.zeros(len(lengths), np.int64)

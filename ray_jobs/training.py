@@ -1,0 +1,137 @@
+"""The training function every Ray worker runs, and the driver call that launches it.
+
+Ray touches the Lightning loop in exactly four places, as in Ray Train's Lightning guide:
+RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback and prepare_trainer. Everything
+else is a plain Lightning Trainer around a LightningModule that also runs without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from lightning_modules.config import LAMConfig
+
+SECTIONS = ("model", "pretrain", "finetune", "scaling", "seed")
+
+
+@dataclass
+class JobConfig:
+    """A job's YAML: model hyperparameters, per-stage settings and how to scale (see configs/demo.yaml)."""
+
+    model: dict
+    pretrain: dict
+    finetune: dict
+    scaling: dict = field(default_factory=lambda: {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1})
+    seed: int = 7
+
+    @classmethod
+    def load(cls, path: str | Path) -> "JobConfig":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"job config {path} not found; see ray_jobs/configs/ for examples")
+        values = yaml.safe_load(path.read_text()) or {}
+        unknown = set(values) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"{path}: unknown sections {sorted(unknown)}; expected {list(SECTIONS)}")
+        return cls(**values)
+
+
+def train_func(config: dict) -> None:
+    """Runs on every Ray Train worker: build the system, fit it with Lightning, report checkpoints."""
+    import lightning.pytorch as pl
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
+    from torch.utils.data import DataLoader
+
+    from lightning_modules.datasets import ArrayDataset
+    from lightning_modules.systems import BackboneFreeze, CampaignResponseSystem, NextActionSystem
+
+    torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    system_cls = {"next_action": NextActionSystem, "campaign_response": CampaignResponseSystem}[config["head"]]
+    system = system_cls(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
+    callbacks: list = [RayTrainReportCallback()]
+    if config.get("backbone_weights"):
+        system.backbone.load_state_dict(torch.load(config["backbone_weights"], weights_only=True))
+        unfreeze = config.get("unfreeze_backbone_at_epoch")
+        callbacks.append(BackboneFreeze(unfreeze_at_epoch=config["epochs"] if unfreeze is None else unfreeze))
+    trainer = pl.Trainer(
+        max_epochs=config["epochs"],
+        accelerator="gpu" if config["use_gpu"] else "cpu",
+        devices="auto",
+        precision="bf16-mixed" if config["use_gpu"] else "32-true",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    trainer = prepare_trainer(trainer)
+    loader = DataLoader(ArrayDataset(Path(config["data"])), batch_size=config["batch_size"], shuffle=True)
+    trainer.fit(system, train_dataloaders=loader)
+
+
+@dataclass
+class FitResult:
+    state_dict: dict[str, torch.Tensor]
+    metrics: dict[str, float]
+    compute: dict[str, float]
+
+
+def ensure_ray(num_cpus: int) -> None:
+    """Connect to the cluster in RAY_ADDRESS (e.g. under `ray job submit`), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(num_cpus=max(os.cpu_count() or 1, num_cpus), include_dashboard=False, log_to_driver=False)
+
+
+def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path,
+                 run_name: str, backbone_weights: Path | None = None) -> FitResult:
+    """Train `head` (and the backbone unless frozen) on `data` with a Ray TorchTrainer; return the weights."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    scaling = job.scaling
+    ensure_ray(scaling["num_workers"] * scaling.get("cpus_per_worker", 1))
+    loop_config = {
+        "head": head, "data": str(data), "model": model.to_dict(), "seed": job.seed,
+        "epochs": stage["epochs"], "batch_size": stage["batch_size"], "learning_rate": stage["learning_rate"],
+        "unfreeze_backbone_at_epoch": stage.get("unfreeze_backbone_at_epoch"),
+        "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "use_gpu": bool(scaling.get("use_gpu")), "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
+    }
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=scaling["num_workers"], use_gpu=bool(scaling.get("use_gpu")),
+                                     resources_per_worker={"CPU": scaling.get("cpus_per_worker", 1)}),
+        run_config=RunConfig(name=run_name, storage_path=str(storage)),
+    )
+    started = time.time()
+    result = trainer.fit()
+    hours = (time.time() - started) / 3600
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray run {run_name} finished without a checkpoint; see {storage / run_name}")
+    with result.checkpoint.as_directory() as folder:
+        # Lightning checkpoints hold the LAMConfig hyperparameters: allow exactly that class, nothing else.
+        with torch.serialization.safe_globals([LAMConfig]):
+            checkpoint = torch.load(Path(folder) / "checkpoint.ckpt", map_location="cpu", weights_only=True)
+    workers = scaling["num_workers"]
+    return FitResult(
+        state_dict=checkpoint["state_dict"],
+        metrics={k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
+        compute={"wall_hours": hours, "worker_hours": hours * workers,
+                 "gpu_hours": hours * workers if scaling.get("use_gpu") else 0.0, "workers": workers},
+    )
