@@ -6,11 +6,13 @@ relative to the repo folder; environments differ only in `feature_store.yaml`.
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
 # The customer: the "who" of every 4W1H event.
-customer = Entity(name="customer", join_keys=["customer_id"], description="A customer, by pseudonymous id.")
+customer = Entity(
+    name="customer", join_keys=["customer_id"], value_type=ValueType.STRING, description="A customer, by pseudonymous id."
+)
 
 # Profiles: slowly changing attributes and consent flags, one row per change (as-of event_timestamp).
 customer_profile_source = FileSource(

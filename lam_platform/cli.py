@@ -1,0 +1,203 @@
+"""`lam`: the platform's command line. Every command takes --workdir and --json.
+
+With --json, a command prints one JSON object with its results as its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+from lam_platform.workdir import Workdir
+
+
+workdir_option = click.option("--workdir", default="./lam-demo", show_default=True, type=click.Path(file_okay=False),
+                              help="Platform working directory (data, feature repo, artifacts, outputs).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results last.")
+config_option = click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                             help="Ray job YAML (default: ray_jobs/configs/demo.yaml).")
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, default=str))
+    else:
+        for key, value in result.items():
+            click.echo(f"  {key}: {value}")
+
+
+def _job_config(config: Path | None) -> Path:
+    from lam_platform.pipeline import DEFAULT_JOB_CONFIG
+
+    return config or DEFAULT_JOB_CONFIG
+
+
+@click.group()
+def main() -> None:
+    """LAM platform: 4W1H events -> Feast -> Ray-trained Large Action Model -> online scores -> call list."""
+    import feast  # noqa: F401  (its import installs warning filters of its own; ours must come after)
+
+    # Ray Data and Feast warn about their own deprecated internals; nothing a user of `lam` can change.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ray|feast)(\.|$)")
+
+
+@main.command()
+@workdir_option
+@click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same world).")
+@json_option
+def simulate(workdir: str, customers: int, seed: int, as_json: bool) -> None:
+    """Generate a synthetic 4W1H world.
+
+    Writes the date-partitioned event table, customer profiles (with consent) and the campaign log
+    under WORKDIR/feature_repo/data/, and the ground truth (latent wants) under WORKDIR/world/.
+    """
+    from lam_platform.pipeline import simulate_step
+
+    _emit(simulate_step(Workdir.at(workdir), customers, seed), as_json)
+
+
+@main.command()
+@workdir_option
+@click.option("--max-len", default=64, show_default=True, help="Events per customer in the sequence view (N).")
+@click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="feature_store.yaml to use (default: infra/feast/local.yaml, SQLite online store).")
+@json_option
+def materialize(workdir: str, max_len: int, profile: Path | None, as_json: bool) -> None:
+    """Build sequences, `feast apply` the feature repo, and materialize into the online store.
+
+    Reads the event table and profiles; writes WORKDIR/feature_repo/ (definitions, feature_store.yaml,
+    the sequence source) and fills the online store with each customer's last N events before the
+    scoring time.
+    """
+    from lam_platform.features import LOCAL_PROFILE
+    from lam_platform.pipeline import materialize_step
+
+    _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE), as_json)
+
+
+@main.command()
+@workdir_option
+@config_option
+@json_option
+def pretrain(workdir: str, config: Path | None, as_json: bool) -> None:
+    """Pretrain the LAM's next-action head with Ray Train.
+
+    Reads the training-period event table of consenting customers; writes a new model artifact
+    WORKDIR/artifacts/lam-v<N>/ (backbone, heads/next_action.pt, tokenizer, model card) and Ray
+    results under WORKDIR/ray_results/.
+    """
+    from lam_platform.pipeline import pretrain_step
+
+    _emit(pretrain_step(Workdir.at(workdir), _job_config(config)), as_json)
+
+
+@main.command()
+@workdir_option
+@config_option
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Artifact to fine-tune (default: the latest under WORKDIR/artifacts).")
+@json_option
+def finetune(workdir: str, config: Path | None, artifact: Path | None, as_json: bool) -> None:
+    """Fine-tune the campaign-response head with Ray Train.
+
+    Reads the campaign log, profiles point-in-time from Feast and sequences before each contact;
+    writes heads/campaign_response.pt into the artifact.
+    """
+    from lam_platform.pipeline import finetune_step
+
+    _emit(finetune_step(Workdir.at(workdir), _job_config(config), artifact), as_json)
+
+
+@main.command()
+@workdir_option
+@click.option("--capacity", type=int, default=None, help="Calls to place (default: 5% of customers).")
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Artifact to score with (default: the latest).")
+@json_option
+def score(workdir: str, capacity: int | None, artifact: Path | None, as_json: bool) -> None:
+    """Score every consenting customer from the Feast online store and write the call list.
+
+    Writes WORKDIR/outputs/call_list.parquet and .csv (ranked by uplift, one campaign per customer)
+    and WORKDIR/outputs/scores.parquet (every customer and campaign).
+    """
+    from lam_platform.scoring import score as score_customers
+
+    _emit(score_customers(Workdir.at(workdir), capacity, artifact), as_json)
+
+
+@main.command()
+@workdir_option
+@click.option("--seed", default=0, show_default=True, help="Seed of the random policy.")
+@json_option
+def summary(workdir: str, seed: int, as_json: bool) -> None:
+    """Compare the order rate of the LAM's call list with random, legacy-segment and oracle lists.
+
+    Reads the call list and the simulator's ground truth; writes WORKDIR/outputs/summary.json.
+    """
+    from lam_platform.evaluation import format_table
+    from lam_platform.pipeline import summary_step
+
+    table, result = summary_step(Workdir.at(workdir), seed)
+    click.echo(format_table(table))
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+@main.command()
+@workdir_option
+@click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
+@click.option("--seed", default=7, show_default=True, help="Random seed of the world.")
+@click.option("--max-len", default=64, show_default=True, help="Events per customer in the sequence view.")
+@config_option
+@json_option
+def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | None, as_json: bool) -> None:
+    """Run the whole platform: simulate, feast apply + materialize, pretrain, fine-tune, score, summary.
+
+    Creates WORKDIR (default ./lam-demo) and everything the single steps write there.
+    """
+    from lam_platform import pipeline
+    from lam_platform.evaluation import format_table
+    from lam_platform.scoring import score as score_customers
+
+    wd = Workdir.at(workdir)
+    job = _job_config(config)
+    started = time.time()
+    steps = [
+        ("simulate", lambda: pipeline.simulate_step(wd, customers, seed)),
+        ("feast apply + materialize", lambda: pipeline.materialize_step(wd, max_len)),
+        ("pretrain (Ray Train)", lambda: pipeline.pretrain_step(wd, job)),
+        ("fine-tune (Ray Train)", lambda: pipeline.finetune_step(wd, job)),
+        ("score (Feast online store)", lambda: score_customers(wd)),
+    ]
+    results = {}
+    for i, (title, step) in enumerate(steps, start=1):
+        click.secho(f"\n== [{i}/6] {title} ==", bold=True)
+        t0 = time.time()
+        results[title] = step()
+        _emit(results[title], as_json=False)
+        click.echo(f"  ({time.time() - t0:.1f}s)")
+    click.secho("\n== [6/6] summary: order rate of the top-K call list, held-out period ==", bold=True)
+    table, result = pipeline.summary_step(wd)
+    click.echo(format_table(table))
+    wall = time.time() - started
+    click.echo(f"\ndone in {wall:.0f}s; call list: {results['score (Feast online store)']['call_list_csv']}")
+    if as_json:
+        click.echo(json.dumps({
+            "workdir": str(wd.root), "wall_seconds": round(wall, 1),
+            "paths": {"events": str(wd.events), "feature_repo": str(wd.feature_repo),
+                      "artifact": results["fine-tune (Ray Train)"]["artifact"],
+                      "call_list": results["score (Feast online store)"]["call_list"],
+                      "call_list_csv": results["score (Feast online store)"]["call_list_csv"],
+                      "summary": str(wd.outputs / "summary.json")},
+            **result,
+        }))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
