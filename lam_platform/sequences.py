@@ -18,7 +18,7 @@ SEQUENCE_SCHEMA = pa.schema(
         ("customer_id", pa.string()),
         ("event_timestamp", TIMESTAMP),  # the as-of time t of the snapshot
         ("seq_len", pa.int64()),
-        ("event_timestamps", pa.list_(TIMESTAMP)),  # oldest first
+        ("event_timestamps", pa.list_(TIMESTAMP)),  # oldest first, whole seconds (see below)
         ("channels", pa.list_(pa.string())),
         ("objects", pa.list_(pa.string())),
         ("actions", pa.list_(pa.string())),
@@ -74,6 +74,10 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
         values = events.column(event_name).combine_chunks().take(pa.array(take))
         if event_name in NUMERIC_FIELDS:
             values = pc.fill_null(values.cast(pa.float64()), np.nan)
+        elif event_name == "event_timestamp":
+            # Feast keeps Array(UnixTimestamp) items as whole seconds; emit what the online store will
+            # return so offline and online sequences are identical. Selection above used full resolution.
+            values = pc.floor_temporal(values, unit="second")
         columns[list_name] = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pa.table(columns, schema=SEQUENCE_SCHEMA)
 

@@ -1,0 +1,43 @@
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.features import historical_profiles, online_features, open_store, schema_fingerprint
+from lam_platform.sequences import LIST_COLUMNS, build_sequences
+from lam_platform.simulator import load_world_config
+from tests.conftest import TINY_MAX_LEN
+
+
+def test_online_sequences_equal_offline_point_in_time_sequences(tiny_world):
+    world = load_world_config(tiny_world)
+    store = open_store(tiny_world)
+    ids = pd.read_parquet(tiny_world.profiles).customer_id.sample(40, random_state=0).tolist()
+    online = online_features(store, ids)
+    offline = build_sequences(read_events(tiny_world.events), ids, pa.array([world.scoring_time] * len(ids), TIMESTAMP),
+                              TINY_MAX_LEN).to_pandas()
+    for column in LIST_COLUMNS:
+        for got, expected in zip(online[column], offline[column]):
+            got, expected = pd.Series(list(got)), pd.Series(list(expected))
+            pd.testing.assert_series_equal(got, expected, check_dtype=False)
+    assert (online.seq_len.astype(int) == offline.seq_len).all()
+    for stamps in online.event_timestamps:
+        assert all(t < world.scoring_time for t in stamps)  # nothing at or after the scoring time
+
+
+def test_unknown_customer_reads_as_missing_not_error(tiny_world):
+    row = online_features(open_store(tiny_world), ["no-such-customer"]).iloc[0]
+    assert row.event_timestamps is None and pd.isna(row.seq_len)
+
+
+def test_training_profiles_are_point_in_time(tiny_world):
+    log = pd.read_parquet(tiny_world.campaign_log).head(20)
+    frame = historical_profiles(open_store(tiny_world), log[["customer_id", "event_timestamp"]])
+    assert len(frame) == 20 and frame.plan.notna().all() and frame.consent_marketing.all()
+    before_profiles = log[["customer_id"]].assign(event_timestamp=pd.Timestamp("2020-01-01", tz="UTC"))
+    assert historical_profiles(open_store(tiny_world), before_profiles).plan.isna().all()
+
+
+def test_fingerprint_names_a_missing_view(tiny_world):
+    with pytest.raises(LookupError, match="no_such_view"):
+        schema_fingerprint(open_store(tiny_world), ("customer_profile", "no_such_view"))
