@@ -64,21 +64,59 @@ def simulate(workdir: str, customers: int, seed: int, as_json: bool) -> None:
 
 @main.command()
 @workdir_option
-@click.option("--max-len", default=64, show_default=True, help="Events per customer in the sequence view (N).")
+@click.option("--max-len", type=int, default=None,
+              help="Events per customer in the sequence view (N; default 64, incremental runs keep the full run's).")
 @click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="feature_store.yaml to use (default: infra/feast/local.yaml, SQLite online store).")
+@click.option("--incremental", is_flag=True, help="Refresh only customers with events since the last snapshot.")
+@click.option("--as-of", default=None, help="Snapshot time, with zone (default: the world's scoring time).")
 @json_option
-def materialize(workdir: str, max_len: int, profile: Path | None, as_json: bool) -> None:
-    """Build sequences, `feast apply` the feature repo, and materialize into the online store.
+def materialize(workdir: str, max_len: int | None, profile: Path | None, incremental: bool, as_of: str | None,
+                as_json: bool) -> None:
+    """Build sequence and aggregate snapshots, `feast apply` the feature repo, and materialize online.
 
     Reads the event table and profiles; writes WORKDIR/feature_repo/ (definitions, feature_store.yaml,
-    the sequence source) and fills the online store with each customer's last N events before the
-    scoring time.
+    snapshot sources under data/) and fills the online store with each customer's last N events and
+    7/30/90-day aggregates before the snapshot time.
     """
+    import pandas as pd
+
     from lam_platform.features import LOCAL_PROFILE
     from lam_platform.pipeline import materialize_step
 
-    _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE), as_json)
+    _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE, incremental,
+                           pd.Timestamp(as_of) if as_of else None), as_json)
+
+
+@main.command()
+@workdir_option
+@click.option("--events", "events_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Parquet or CSV file of 4W1H events (event_id, customer_id, event_timestamp with zone, ...).")
+@json_option
+def push(workdir: str, events_path: Path, as_json: bool) -> None:
+    """Push new events: append them to the event table and to each customer's online sequence.
+
+    Idempotent (event ids already present are skipped) and safe with concurrent pushers. Reads the
+    events file; writes new files into WORKDIR/feature_repo/data/events/ and updates the online store.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lam_platform.features import open_store
+    from lam_platform.streaming import push_events
+
+    wd = Workdir.at(workdir)
+    if events_path.suffix == ".csv":
+        frame = pd.read_csv(events_path)
+        frame["event_timestamp"] = pd.to_datetime(frame.event_timestamp, utc=False)
+        if frame.event_timestamp.dt.tz is None:
+            raise click.BadParameter("event_timestamp values must carry a time zone, e.g. 2026-06-05T10:00:00+00:00",
+                                     param_hint="--events")
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        table = pq.read_table(events_path)
+    _emit(push_events(wd, open_store(wd), table), as_json)
 
 
 @main.command()

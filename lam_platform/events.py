@@ -6,6 +6,8 @@ what = object, how = action, plus nullable numeric and categorical attributes.
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,17 +58,30 @@ def check_event_table(table: pa.Table) -> pa.Table:
         raise EventContractError(f"event table does not cast to the 4W1H schema: {err}") from err
 
 
-def write_events(table: pa.Table, root: Path) -> None:
-    """Write events as a Parquet dataset partitioned by UTC date (event_date=YYYY-MM-DD)."""
+def write_events(table: pa.Table, root: Path, append: bool = False) -> None:
+    """Write events as a Parquet dataset partitioned by UTC date (event_date=YYYY-MM-DD).
+
+    append=True adds new files beside the existing ones. append=False replaces the whole table:
+    it is written beside `root` and swapped in, so readers never see a half-written table.
+    """
     table = check_event_table(table)
+    target = root if append else root.with_name(f"{root.name}.writing-{uuid.uuid4().hex}")
     dates = pc.strftime(table.column("event_timestamp"), format="%Y-%m-%d")
     ds.write_dataset(
         table.append_column("event_date", dates),
-        root,
+        target,
         format="parquet",
         partitioning=ds.partitioning(pa.schema([("event_date", pa.string())]), flavor="hive"),
-        existing_data_behavior="delete_matching",
+        existing_data_behavior="overwrite_or_ignore",
+        # A unique file name per write, so an append never overwrites an earlier file.
+        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
     )
+    if not append:
+        old = root.with_name(f"{root.name}.old-{uuid.uuid4().hex}")
+        if root.exists():
+            root.rename(old)
+        target.rename(root)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_events(root: Path) -> pa.Table:

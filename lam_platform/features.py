@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lam_platform.events import read_events
-from lam_platform.sequences import LIST_COLUMNS, snapshot_sequences
+from lam_platform.aggregates import build_aggregates
+from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.sequences import LIST_COLUMNS, build_sequences
 from lam_platform.workdir import Workdir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +29,10 @@ DEFINITIONS = PROJECT_ROOT / "feature_repo"
 LOCAL_PROFILE = PROJECT_ROOT / "infra" / "feast" / "local.yaml"
 PROFILE_FEATURES = ("age_band", "gender", "plan", "tenure_months", "region", "consent_marketing")
 SEQUENCE_FEATURES = ("seq_len",) + tuple(LIST_COLUMNS)
+MATERIALIZED_VIEWS = ("customer_profile", "customer_event_sequence", "customer_event_aggregates")
+SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), ("best_offer", pa.string()),
+                 ("best_method", pa.string()), ("p_order_if_called", pa.float64()),
+                 ("p_order_if_not_called", pa.float64()), ("uplift", pa.float64()), ("model_version", pa.string())]
 
 
 def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE) -> Path:
@@ -70,26 +76,60 @@ def apply_repo(workdir: Workdir):
     return store
 
 
-def write_sequence_snapshot(workdir: Workdir, as_of: datetime, max_len: int) -> int:
-    """Build every customer's last-`max_len` sequence as of `as_of` into the Feast sequence source."""
+SNAPSHOT_NAME = "asof=%Y%m%dT%H%M%S%fZ"  # UTC, sortable, no characters a filesystem dislikes
+
+
+def snapshot_path(folder: Path, as_of: datetime) -> Path:
+    return folder / f"{pd.Timestamp(as_of).tz_convert('UTC').strftime(SNAPSHOT_NAME)}.parquet"
+
+
+def snapshot_times(workdir: Workdir) -> list[pd.Timestamp]:
+    """The as-of times of the sequence snapshots already written, oldest first."""
+    return sorted(pd.to_datetime(p.stem, format=SNAPSHOT_NAME, utc=True) for p in workdir.sequences.glob("asof=*.parquet"))
+
+
+def write_snapshots(workdir: Workdir, as_of: datetime, max_len: int, customers: list[str]) -> int:
+    """Sequences and aggregates of `customers` as of `as_of`, one new file in each snapshot source."""
     events = read_events(workdir.events)
-    customers = pq.read_table(workdir.profiles, columns=["customer_id"]).column("customer_id").to_pylist()
-    table = snapshot_sequences(events, customers, as_of, max_len)
-    pq.write_table(table, workdir.sequences)
-    return table.num_rows
+    times = pa.array([as_of] * len(customers), TIMESTAMP)
+    for folder, table in ((workdir.sequences, build_sequences(events, customers, times, max_len)),
+                          (workdir.aggregates, build_aggregates(events, customers, times))):
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, snapshot_path(folder, as_of))
+    return len(customers)
+
+
+def customers_with_events(workdir: Workdir, since: datetime, until: datetime) -> list[str]:
+    """Customers with at least one event in [since, until): the ones an incremental run must refresh."""
+    events = read_events(workdir.events)
+    ts = events.column("event_timestamp")
+    keep = pc.and_(pc.greater_equal(ts, pa.scalar(since, TIMESTAMP)), pc.less(ts, pa.scalar(until, TIMESTAMP)))
+    return sorted(pc.unique(events.filter(keep).column("customer_id")).to_pylist())
+
+
+def ensure_scores_source(workdir: Workdir) -> None:
+    """The push source's batch file must exist before `feast apply` can register it."""
+    if not workdir.scores.exists():
+        pq.write_table(pa.table({name: pa.array([], type) for name, type in SCORES_SCHEMA}), workdir.scores)
 
 
 def materialize(store, start: datetime, end: datetime) -> None:
     """Load the latest row per customer with timestamp in [start, end] into the online store."""
     # Feast's materialize logs each view at INFO through its own handlers; keep the demo output readable.
     logging.getLogger("feast").setLevel(logging.WARNING)
-    store.materialize(start_date=start, end_date=end + timedelta(seconds=1))
+    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=list(MATERIALIZED_VIEWS))
+
+
+def materialize_incremental(store, end: datetime) -> None:
+    """Load rows newer than the last materialization, up to `end`, into the online store."""
+    logging.getLogger("feast").setLevel(logging.WARNING)
+    store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=list(MATERIALIZED_VIEWS))
 
 
 def online_features(store, customer_ids: list[str], batch_size: int = 500) -> pd.DataFrame:
     """Current profile and sequence per customer from the online store, one row per id.
 
-    Unknown customers come back with nulls (seq_len missing), not as errors.
+    Unknown customers come back as rows with `found` False and nulls, not as errors.
     """
     refs = [f"customer_profile:{f}" for f in PROFILE_FEATURES] + [
         f"customer_event_sequence:{f}" for f in SEQUENCE_FEATURES
@@ -98,18 +138,28 @@ def online_features(store, customer_ids: list[str], batch_size: int = 500) -> pd
     for lo in range(0, len(customer_ids), batch_size):
         rows = [{"customer_id": c} for c in customer_ids[lo : lo + batch_size]]
         frames.append(pd.DataFrame(store.get_online_features(features=refs, entity_rows=rows).to_dict()))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["customer_id", *PROFILE_FEATURES])
+    if not frames:
+        return pd.DataFrame(columns=["customer_id", "found", *PROFILE_FEATURES, *SEQUENCE_FEATURES])
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(1, "found", frame.seq_len.notna() | frame.consent_marketing.notna())
+    return frame
+
+
+def push_scores(store, scores: pd.DataFrame) -> None:
+    """Push each customer's best campaign into the `lam_scores` view, online and offline."""
+    from feast.data_source import PushMode
+
+    frame = scores[[name for name, _ in SCORES_SCHEMA]].copy()
+    for name, type_ in SCORES_SCHEMA:
+        if type_ == pa.float64():
+            frame[name] = frame[name].astype("float64")  # model outputs are float32; the view says Float64
+    store.push("lam_scores_push", frame, to=PushMode.ONLINE_AND_OFFLINE)
 
 
 def historical_profiles(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time profile features for each (customer_id, event_timestamp) row of `entity_df`."""
     features = [f"customer_profile:{f}" for f in PROFILE_FEATURES]
     return store.get_historical_features(entity_df=entity_df, features=features).to_df()
-
-
-def sequences_frame(table: pa.Table) -> pd.DataFrame:
-    """A sequence table as a DataFrame with plain Python lists (the shape online reads return)."""
-    return table.to_pandas(types_mapper=None)
 
 
 MODEL_VIEWS = ("customer_profile", "customer_event_sequence")

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from lam_platform.evaluation import compare_policies
-from lam_platform.features import LOCAL_PROFILE, apply_repo, materialize, prepare_repo, write_sequence_snapshot
+from lam_platform.features import (
+    LOCAL_PROFILE,
+    apply_repo,
+    customers_with_events,
+    ensure_scores_source,
+    materialize,
+    materialize_incremental,
+    prepare_repo,
+    snapshot_times,
+    write_snapshots,
+)
+from lam_platform.streaming import sequence_length
 from lam_platform.simulator import WorldConfig, load_world_config, simulate
 from lam_platform.workdir import Workdir
 
+DEFAULT_SEQUENCE_LENGTH = 64
 DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
 
 
@@ -22,15 +35,48 @@ def simulate_step(workdir: Workdir, customers: int, seed: int) -> dict:
             "campaign_log": str(workdir.campaign_log)}
 
 
-def materialize_step(workdir: Workdir, max_len: int, profile: Path = LOCAL_PROFILE) -> dict:
-    """Build sequences as of the scoring time, `feast apply`, and materialize into the online store."""
+def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path = LOCAL_PROFILE,
+                     incremental: bool = False, as_of: pd.Timestamp | None = None) -> dict:
+    """Write sequence and aggregate snapshots, `feast apply`, and materialize into the online store.
+
+    Full (default): every customer as of `as_of` (default: the scoring time), snapshots rebuilt,
+    N = `max_len` (default 64). Incremental: only customers with events since the last snapshot,
+    appended as a new snapshot with the N of the full run; then Feast's `materialize_incremental`
+    loads the rows it has not loaded yet.
+    """
     world = load_world_config(workdir)
+    as_of = pd.Timestamp(as_of if as_of is not None else world.scoring_time)
+    if as_of.tzinfo is None:
+        raise ValueError(f"--as-of must carry a time zone (e.g. {as_of.isoformat()}+00:00); got {as_of.isoformat()}")
     prepare_repo(workdir, profile)
-    rows = write_sequence_snapshot(workdir, world.scoring_time, max_len)
+    ensure_scores_source(workdir)
+    previous = snapshot_times(workdir)
+    if incremental:
+        if not previous:
+            raise FileNotFoundError(f"no earlier snapshot in {workdir.sequences}: run a full `lam materialize` first")
+        if as_of <= previous[-1]:
+            raise ValueError(f"--as-of {as_of.isoformat()} is not after the last snapshot {previous[-1].isoformat()}")
+        recorded = sequence_length(workdir)
+        if max_len not in (None, recorded):
+            raise ValueError(f"the sequence view holds N={recorded} events (set by the last full run); "
+                             f"an incremental run cannot use --max-len {max_len}")
+        max_len = recorded
+        customers = customers_with_events(workdir, previous[-1], as_of)
+    else:
+        for folder in (workdir.sequences, workdir.aggregates):
+            shutil.rmtree(folder, ignore_errors=True)
+        max_len = max_len or DEFAULT_SEQUENCE_LENGTH
+        customers = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+        workdir.sequence_view.write_text(json.dumps({"max_len": max_len}))
+    rows = write_snapshots(workdir, as_of, max_len, customers)
     store = apply_repo(workdir)
-    materialize(store, world.world_start - pd.Timedelta(days=2), world.scoring_time)
-    return {"feature_repo": str(workdir.feature_repo), "sequences": rows, "max_len": max_len,
-            "as_of": world.scoring_time.isoformat(), "online_store": store.config.online_store.type}
+    if incremental:
+        materialize_incremental(store, as_of)
+    else:
+        materialize(store, world.world_start - pd.Timedelta(days=2), as_of)
+    return {"feature_repo": str(workdir.feature_repo), "mode": "incremental" if incremental else "full",
+            "customers_refreshed": rows, "max_len": max_len, "as_of": as_of.isoformat(),
+            "online_store": store.config.online_store.type}
 
 
 def pretrain_step(workdir: Workdir, config: Path) -> dict:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import torch
 
 from lam_platform.events import TIMESTAMP
-from lam_platform.features import online_features, open_store, schema_fingerprint
+from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
 from lam_platform.ground_truth import METHODS, OFFERS
 from lam_platform.sequences import SEQUENCE_SCHEMA
 from lam_platform.simulator import load_world_config
@@ -97,6 +97,12 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
     call_list.to_parquet(workdir.outputs / "call_list.parquet", index=False)
     call_list.to_csv(workdir.outputs / "call_list.csv", index=False)
     scores.to_parquet(workdir.outputs / "scores.parquet", index=False)
+    best = rank_call_list(scores, len(scores))
+    push_scores(store, pd.DataFrame({
+        "customer_id": best.customer_id, "event_timestamp": as_of, "best_offer": best.offer, "best_method": best.method,
+        "p_order_if_called": best.p_order_if_called, "p_order_if_not_called": best.p_order_if_not_called,
+        "uplift": best.uplift, "model_version": artifact.path.name}))
     return {"call_list": str(workdir.outputs / "call_list.parquet"), "call_list_csv": str(workdir.outputs / "call_list.csv"),
             "scored": len(eligible), "excluded_without_consent": len(online) - len(eligible),
+            "pushed_to": "lam_scores",
             "capacity": capacity, "model_version": artifact.path.name, "as_of": as_of.isoformat()}

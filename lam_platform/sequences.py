@@ -18,6 +18,7 @@ SEQUENCE_SCHEMA = pa.schema(
         ("customer_id", pa.string()),
         ("event_timestamp", TIMESTAMP),  # the as-of time t of the snapshot
         ("seq_len", pa.int64()),
+        ("event_ids", pa.list_(pa.string())),  # makes pushes idempotent: an id already present is skipped
         ("event_timestamps", pa.list_(TIMESTAMP)),  # oldest first, whole seconds (see below)
         ("channels", pa.list_(pa.string())),
         ("objects", pa.list_(pa.string())),
@@ -26,7 +27,7 @@ SEQUENCE_SCHEMA = pa.schema(
         ("durations_s", pa.list_(pa.float64())),  # NaN = missing
     ]
 )
-LIST_COLUMNS = {"event_timestamps": "event_timestamp", "channels": "channel", "objects": "object",
+LIST_COLUMNS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel", "objects": "object",
                 "actions": "action", "amounts": "amount", "durations_s": "duration_s"}
 
 
@@ -44,26 +45,9 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
     as_of = as_of.cast(TIMESTAMP)
     customer_ids = pa.array(customer_ids, pa.string()) if not isinstance(customer_ids, pa.Array) else customer_ids
     events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
-
-    # Encode customers as integers shared by events and queries.
-    dictionary = pc.unique(pa.concat_arrays([events.column("customer_id").combine_chunks(), customer_ids.cast(pa.string())]))
-    ev_code = pc.index_in(events.column("customer_id"), value_set=dictionary).to_numpy()
-    q_code = pc.index_in(customer_ids, value_set=dictionary).to_numpy()
-    ev_ts = events.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
-    q_ts = as_of.cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-    # Merge events and queries ordered by (customer, time, kind) with queries (kind 0) before events
-    # at the same instant: the events counted before a query are exactly those strictly before t.
-    code = np.concatenate([ev_code, q_code])
-    ts = np.concatenate([ev_ts, q_ts])
-    kind = np.concatenate([np.ones(len(ev_code), np.int8), np.zeros(len(q_code), np.int8)])
-    order = np.lexsort((kind, ts, code))
-    events_before = np.cumsum(kind[order])  # events at sorted positions <= p
-    position = np.empty(len(order), np.int64)
-    position[order] = np.arange(len(order))
-    end = events_before[position[len(ev_code):]]  # exclusive end index into sorted events, per query
-    first_of_customer = np.searchsorted(ev_code, q_code, side="left")
-    start = np.maximum(first_of_customer, end - max_len)
+    positions = EventPositions(events, customer_ids)
+    end = positions.count_before(as_of.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    start = np.maximum(positions.first_of_customer, end - max_len)
     lengths = end - start
 
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -82,7 +66,32 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
     return pa.table(columns, schema=SEQUENCE_SCHEMA)
 
 
-def snapshot_sequences(events: pa.Table, customer_ids: list[str], as_of, max_len: int) -> pa.Table:
-    """Every customer's sequence as of one instant: what the online store should hold at `as_of`."""
-    times = pa.array([as_of] * len(customer_ids), TIMESTAMP)
-    return build_sequences(events, customer_ids, times, max_len)
+class EventPositions:
+    """Index arithmetic shared by sequences and aggregates over events sorted by (customer, time).
+
+    For query rows (customer, t), `count_before(t)` is the exclusive end index, into the sorted
+    events, of that customer's events strictly before t; `first_of_customer` is where they start.
+    """
+
+    def __init__(self, sorted_events: pa.Table, customer_ids: pa.Array) -> None:
+        ev_ids = sorted_events.column("customer_id").combine_chunks()
+        # unique() numbers values by first appearance; events are sorted by customer, so event codes
+        # never decrease (searchsorted below needs that) and query-only customers come after them.
+        dictionary = pc.unique(pa.concat_arrays([ev_ids, customer_ids.cast(pa.string())]))
+        self.event_code = pc.index_in(ev_ids, value_set=dictionary).to_numpy()
+        self.query_code = pc.index_in(customer_ids, value_set=dictionary).to_numpy()
+        self.event_us = sorted_events.column("event_timestamp").combine_chunks().cast(pa.int64()).to_numpy()
+        self.first_of_customer = np.searchsorted(self.event_code, self.query_code, side="left")
+
+    def count_before(self, query_us: np.ndarray) -> np.ndarray:
+        # Merge events and queries ordered by (customer, time, kind) with queries (kind 0) before
+        # events at the same instant: the events counted before a query are exactly those before t.
+        n_events = len(self.event_code)
+        code = np.concatenate([self.event_code, self.query_code])
+        ts = np.concatenate([self.event_us, query_us])
+        kind = np.concatenate([np.ones(n_events, np.int8), np.zeros(len(self.query_code), np.int8)])
+        order = np.lexsort((kind, ts, code))
+        events_before = np.cumsum(kind[order])  # events at sorted positions <= p
+        position = np.empty(len(order), np.int64)
+        position[order] = np.arange(len(order))
+        return events_before[position[n_events:]]

@@ -38,7 +38,19 @@ class Workdir:
 
     @property
     def sequences(self) -> Path:
-        return self.data / "customer_event_sequence.parquet"
+        return self.data / "customer_event_sequence"  # one snapshot file per materialization
+
+    @property
+    def aggregates(self) -> Path:
+        return self.data / "customer_event_aggregates"  # one snapshot file per materialization
+
+    @property
+    def sequence_view(self) -> Path:
+        return self.data / "sequence_view.json"  # N of the sequence view, for pushes
+
+    @property
+    def scores(self) -> Path:
+        return self.data / "lam_scores.parquet"
 
     @property
     def world(self) -> Path:

@@ -32,6 +32,16 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     profiles = pd.read_parquet(workdir / "feature_repo" / "data" / "customer_profile.parquet")
     consenting = set(profiles.customer_id[profiles.consent_marketing])
     assert set(call_list.customer_id) <= consenting  # never call a customer without consent
+    # Downstream services read the scores as ordinary online features.
+    from lam_platform.features import open_store
+    from lam_platform.workdir import Workdir
+
+    top = call_list.iloc[0]
+    pushed = open_store(Workdir.at(workdir)).get_online_features(
+        features=["lam_scores:uplift", "lam_scores:best_offer", "lam_scores:model_version"],
+        entity_rows=[{"customer_id": top.customer_id}]).to_dict()
+    assert pushed["best_offer"] == [top.offer] and abs(pushed["uplift"][0] - top.uplift) < 1e-6
+    assert len(pd.read_parquet(workdir / "feature_repo" / "data" / "lam_scores.parquet")) == len(consenting)
     artifact = Path(summary["paths"]["artifact"])
     assert {p.name for p in (artifact / "heads").iterdir()} == {"next_action.pt", "campaign_response.pt"}
     card = json.loads((artifact / "model_card.json").read_text())

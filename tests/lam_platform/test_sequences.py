@@ -10,7 +10,7 @@ from lam_platform.sequences import build_sequences
 def _events(rows):
     frame = pd.DataFrame(rows, columns=["customer_id", "event_timestamp", "object", "amount"])
     return pa.table({
-        "customer_id": frame.customer_id, "event_timestamp": pa.array(pd.to_datetime(frame.event_timestamp, utc=True), TIMESTAMP),
+        "event_id": [f"e{i}" for i in range(len(frame))], "customer_id": frame.customer_id, "event_timestamp": pa.array(pd.to_datetime(frame.event_timestamp, utc=True), TIMESTAMP),
         "channel": ["app"] * len(frame), "object": frame.object, "action": ["view"] * len(frame),
         "amount": pa.array(frame.amount, pa.float64()), "duration_s": pa.array([None] * len(frame), pa.float64()),
     })

@@ -25,7 +25,7 @@ def _sequences(n_customers: int = 8, events_each: int = 12, seed: int = 0) -> pa
         for k in range(events_each - c % 3):  # different lengths, so padding is exercised
             rows.append((f"c{c}", start + pd.Timedelta(hours=7 * k), OBJECTS[(c + k) % 4], float(k) if k % 2 else None))
     frame = pd.DataFrame(rows, columns=["customer_id", "event_timestamp", "object", "amount"])
-    events = pa.table({"customer_id": frame.customer_id, "event_timestamp": pa.array(frame.event_timestamp, TIMESTAMP),
+    events = pa.table({"event_id": [f"e{i}" for i in range(len(frame))], "customer_id": frame.customer_id, "event_timestamp": pa.array(frame.event_timestamp, TIMESTAMP),
                        "channel": ["app"] * len(frame), "object": frame.object, "action": ["view"] * len(frame),
                        "amount": pa.array(frame.amount, pa.float64()), "duration_s": pa.array([None] * len(frame), pa.float64())})
     ids = [f"c{c}" for c in range(n_customers)] + ["unknown"]
