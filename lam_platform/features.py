@@ -10,6 +10,8 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
+import re
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,6 +43,9 @@ def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE) -> Path:
         raise FileNotFoundError(
             f"feature definitions not found at {DEFINITIONS}; install the project with `pip install -e .`"
         )
+    unset = sorted({v for v in re.findall(r"\$\{(\w+)\}", Path(profile).read_text()) if v not in os.environ})
+    if unset:
+        raise ValueError(f"feature store profile {profile} needs environment variables {unset}; set them first")
     workdir.feature_repo.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEFINITIONS / "definitions.py", workdir.feature_repo / "definitions.py")
     shutil.copy(DEFINITIONS / ".feastignore", workdir.feature_repo / ".feastignore")

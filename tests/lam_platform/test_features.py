@@ -41,3 +41,13 @@ def test_training_profiles_are_point_in_time(tiny_world):
 def test_fingerprint_names_a_missing_view(tiny_world):
     with pytest.raises(LookupError, match="no_such_view"):
         schema_fingerprint(open_store(tiny_world), ("customer_profile", "no_such_view"))
+
+
+def test_a_profile_with_unset_variables_names_them(tmp_path, monkeypatch):
+    from lam_platform.features import PROJECT_ROOT, prepare_repo
+    from lam_platform.workdir import Workdir
+
+    monkeypatch.delenv("LAM_REDIS", raising=False)
+    monkeypatch.delenv("LAM_REGISTRY_URL", raising=False)
+    with pytest.raises(ValueError, match="LAM_REDIS"):
+        prepare_repo(Workdir.at(tmp_path), PROJECT_ROOT / "infra" / "feast" / "production.yaml")

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 
 from lam_platform.events import TIMESTAMP, read_events, write_events
-from lam_platform.features import online_features, open_store
+from lam_platform.features import LOCAL_PROFILE, online_features, open_store
 from lam_platform.pipeline import materialize_step, simulate_step
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
 from lam_platform.simulator import load_world_config
@@ -19,14 +19,14 @@ from lam_platform.workdir import Workdir
 N = 16
 
 
-def _cut_world(root) -> tuple[Workdir, pa.Table]:
+def _cut_world(root, profile=LOCAL_PROFILE) -> tuple[Workdir, pa.Table]:
     """A world whose event table stops at the scoring time; the held-out events are returned to push."""
     workdir = Workdir.at(root)
     simulate_step(workdir, customers=60, seed=5)
     events = read_events(workdir.events)
     cut = pa.scalar(load_world_config(workdir).scoring_time, TIMESTAMP)
     write_events(events.filter(pc.less(events.column("event_timestamp"), cut)), workdir.events)
-    materialize_step(workdir, max_len=N)
+    materialize_step(workdir, max_len=N, profile=profile)
     return workdir, events.filter(pc.greater_equal(events.column("event_timestamp"), cut))
 
 
