@@ -1,0 +1,29 @@
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.sequences import build_sequences
+from lam_platform.sequences_ray import build_sequences_ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+
+
+def test_ray_data_builder_equals_the_single_machine_builder(tiny_world, local_ray):
+    events = read_events(tiny_world.events)
+    rng = np.random.default_rng(1)
+    ids = list(rng.choice(events.column("customer_id").to_numpy(zero_copy_only=False), size=150)) + ["nobody"]
+    times = pd.Timestamp("2026-01-05", tz="UTC") + pd.to_timedelta(rng.integers(0, 180 * 24, size=len(ids)), unit="h")
+    as_of = pa.array(times, TIMESTAMP)
+    expected = build_sequences(events, ids, as_of, max_len=12)
+    got = build_sequences_ray(tiny_world.events, ids, as_of, max_len=12, num_shards=3)
+    assert got.num_rows == len(ids)
+    pd.testing.assert_frame_equal(got.to_pandas(), expected.to_pandas())
