@@ -69,22 +69,32 @@ def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_
     return len(picked)
 
 
-def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
-                       path: Path) -> dict[str, int]:
-    """The campaign log joined point-in-time with Feast profiles and exact sequences, written to `path`."""
+def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len: int
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pa.Table, int]:
+    """The campaign log joined point-in-time: (log rows, Feast profiles, sequences, rows dropped for consent).
+
+    Profiles come from Feast as of each contact; sequences hold only events strictly before it.
+    """
     entity_df = campaign_log[["customer_id", "event_timestamp"]].copy()
     entity_df["row_id"] = np.arange(len(entity_df))
     profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
-    missing_consent = ~profiles.consent_marketing.fillna(False).astype(bool)
-    log = campaign_log.reset_index(drop=True)[~missing_consent.to_numpy()]
-    profiles = profiles[~missing_consent].reset_index(drop=True)
+    without_consent = ~profiles.consent_marketing.fillna(False).astype(bool).to_numpy()
+    log = campaign_log.reset_index(drop=True)[~without_consent].reset_index(drop=True)
+    profiles = profiles[~without_consent].reset_index(drop=True)
     sequences = build_sequences(events, pa.array(log.customer_id, pa.string()),
-                                pa.array(log.event_timestamp, TIMESTAMP), tokenizer.max_len)
+                                pa.array(log.event_timestamp, TIMESTAMP), max_len)
+    return log, profiles, sequences, int(without_consent.sum())
+
+
+def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
+                       path: Path) -> dict[str, int]:
+    """The point-in-time campaign set, tokenized and written to `path` (npz)."""
+    log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len)
     arrays = tokenizer.encode_events(sequences)
     arrays.update(tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
                                              arrays.pop("last_event_us")))
     arrays["treatment"] = log.treatment.to_numpy(np.int64)
     arrays["outcome"] = log.outcome.to_numpy(np.float32)
     np.savez(path, **arrays)
-    return {"rows": len(log), "excluded_without_consent": int(missing_consent.sum()),
+    return {"rows": len(log), "excluded_without_consent": dropped,
             "contacted": int(log.treatment.sum()), "orders": int(log.outcome.sum())}
