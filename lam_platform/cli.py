@@ -50,16 +50,53 @@ def main() -> None:
 @workdir_option
 @click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same world).")
+@click.option("--raw-out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the events as raw per-channel tables here (input for `lam ingest`).")
 @json_option
-def simulate(workdir: str, customers: int, seed: int, as_json: bool) -> None:
+def simulate(workdir: str, customers: int, seed: int, raw_out: Path | None, as_json: bool) -> None:
     """Generate a synthetic 4W1H world.
 
     Writes the date-partitioned event table, customer profiles (with consent) and the campaign log
     under WORKDIR/feature_repo/data/, and the ground truth (latent wants) under WORKDIR/world/.
+    With --raw-out, also the raw channel tables that infra/channels.example.yaml maps back to 4W1H.
     """
     from lam_platform.pipeline import simulate_step
 
-    _emit(simulate_step(Workdir.at(workdir), customers, seed), as_json)
+    result = simulate_step(Workdir.at(workdir), customers, seed)
+    if raw_out:
+        from lam_platform.events import read_events
+        from lam_platform.raw_export import export_raw_channels
+
+        result["raw_rows"] = export_raw_channels(read_events(Workdir.at(workdir).events), raw_out)
+    _emit(result, as_json)
+
+
+@main.command()
+@workdir_option
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Channel config YAML (see infra/channels.example.yaml).")
+@json_option
+def ingest(workdir: str, config_path: Path, as_json: bool) -> None:
+    """Map raw channel tables to 4W1H events, validate, and append them to the event table.
+
+    Reads the CSV/Parquet files the config names; appends accepted rows to
+    WORKDIR/feature_repo/data/events/ and writes rejected rows, with reason and source file/line,
+    to WORKDIR/quarantine/. Idempotent: rows already ingested count as duplicates.
+    rows in = accepted + duplicates + quarantined.
+    """
+    from lam_platform.channels import ChannelConfig
+    from lam_platform.ingest import ingest as run_ingest
+    from lam_platform.ingest import report_dict
+
+    report = run_ingest(ChannelConfig.load(config_path), Workdir.at(workdir))
+    if not as_json:
+        click.echo(f"  rows in {report.rows_in}: accepted {report.accepted}, duplicates {report.duplicates}, "
+                   f"quarantined {report.quarantined}")
+        for reason, count in sorted(report.by_reason.items()):
+            click.echo(f"    {reason}: {count}")
+        for path, error in report.unreadable_files.items():
+            click.echo(f"  unreadable, nothing taken from it: {path}: {error}")
+    _emit(report_dict(report), as_json)
 
 
 @main.command()

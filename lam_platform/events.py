@@ -61,27 +61,41 @@ def check_event_table(table: pa.Table) -> pa.Table:
 def write_events(table: pa.Table, root: Path, append: bool = False) -> None:
     """Write events as a Parquet dataset partitioned by UTC date (event_date=YYYY-MM-DD).
 
-    append=True adds new files beside the existing ones. append=False replaces the whole table:
-    it is written beside `root` and swapped in, so readers never see a half-written table.
+    Files are written to a staging folder beside `root` and then moved in, so no partition ever
+    holds a half-written file. append=True adds the new files to the table; append=False replaces
+    the whole table (old and new are swapped by renaming folders).
     """
     table = check_event_table(table)
-    target = root if append else root.with_name(f"{root.name}.writing-{uuid.uuid4().hex}")
+    staging = root.with_name(f"{root.name}.staging-{uuid.uuid4().hex}")
     dates = pc.strftime(table.column("event_timestamp"), format="%Y-%m-%d")
     ds.write_dataset(
         table.append_column("event_date", dates),
-        target,
+        staging,
         format="parquet",
         partitioning=ds.partitioning(pa.schema([("event_date", pa.string())]), flavor="hive"),
-        existing_data_behavior="overwrite_or_ignore",
-        # A unique file name per write, so an append never overwrites an earlier file.
-        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
+        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",  # never collides with earlier files
     )
-    if not append:
+    if append:
+        for file in sorted(staging.rglob("*.parquet")):
+            target = root / file.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            file.rename(target)  # atomic per file on one filesystem
+        shutil.rmtree(staging)
+    else:
         old = root.with_name(f"{root.name}.old-{uuid.uuid4().hex}")
         if root.exists():
             root.rename(old)
-        target.rename(root)
+        staging.rename(root)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def existing_events(root: Path, event_ids: list[str]):
+    """The rows of the event table whose event_id is in `event_ids` (a pandas DataFrame)."""
+    if not root.exists() or not event_ids:
+        return EVENT_SCHEMA.empty_table().to_pandas()
+    dataset = ds.dataset(root, format="parquet", partitioning="hive")
+    wanted = pc.field("event_id").isin(pa.array(event_ids, pa.string()))
+    return dataset.to_table(columns=EVENT_SCHEMA.names, filter=wanted).cast(EVENT_SCHEMA).to_pandas()
 
 
 def read_events(root: Path) -> pa.Table:

@@ -24,10 +24,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from lam_platform.events import TIMESTAMP, check_event_table, write_events
+from lam_platform.events import check_event_table, existing_events, write_events
 from lam_platform.features import SEQUENCE_FEATURES
 from lam_platform.sequences import LIST_COLUMNS
 from lam_platform.workdir import Workdir
@@ -96,15 +94,14 @@ def push_events(workdir: Workdir, store, events: pa.Table) -> dict[str, int]:
 
 
 def _drop_known_offline(workdir: Workdir, events: pa.Table) -> pa.Table:
-    """Events whose id is not yet in the offline table (only the partitions of their dates are read)."""
-    dates = pc.unique(pc.strftime(events.column("event_timestamp"), format="%Y-%m-%d"))
-    dataset = ds.dataset(workdir.events, format="parquet", partitioning="hive")
-    known = dataset.to_table(columns=["event_id"], filter=pc.field("event_date").isin(dates)).column("event_id")
-    fresh = pc.invert(pc.is_in(events.column("event_id"), value_set=known.combine_chunks()))
-    _, first = np.unique(events.column("event_id").to_numpy(zero_copy_only=False), return_index=True)
-    first_occurrence = np.zeros(events.num_rows, bool)
-    first_occurrence[first] = True  # the same id twice in one push counts once
-    return events.filter(pc.and_(fresh, pa.array(first_occurrence)))
+    """Events whose id is not yet in the offline table (nor earlier in this push)."""
+    ids = events.column("event_id").to_numpy(zero_copy_only=False)
+    known = set(existing_events(workdir.events, sorted(set(ids))).event_id)
+    _, first = np.unique(ids, return_index=True)
+    keep = np.zeros(len(ids), bool)
+    keep[first] = True  # the same id twice in one push counts once
+    keep &= np.array([i not in known for i in ids], dtype=bool)
+    return events.filter(pa.array(keep))
 
 
 def _online_sequences(store, customers: list[str]) -> dict[str, dict]:

@@ -53,6 +53,10 @@ class Workdir:
         return self.data / "lam_scores.parquet"
 
     @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"  # rows ingestion rejected, with reasons
+
+    @property
     def world(self) -> Path:
         return self.root / "world"
 

@@ -1,0 +1,114 @@
+"""The channel config: how each raw channel table maps onto the 4W1H event contract.
+
+A platform team adds a channel by adding an entry here, not by writing code. Example
+(`infra/channels.example.yaml` is a complete one):
+
+    max_future: 1d            # reject timestamps later than ingestion time + this
+    max_string_length: 256    # reject longer strings
+    channels:
+      shop:
+        files: [raw/shop/*.csv]         # globs relative to this file; CSV or Parquet
+        who: member_no                  # -> customer_id
+        when: purchased_at              # -> event_timestamp
+        timestamp_format: "%Y/%m/%d %H:%M"   # optional (default: ISO 8601)
+        time_zone: Asia/Tokyo           # for naive timestamps; without it they are rejected
+        what: sku                       # -> object
+        how: action                     # -> action (a column) ...
+        how_value: purchase             # ... or one fixed value for every row
+        event_id: receipt_line_id       # optional; derived from the row's content when absent
+        numeric: {amount: price}        # contract field: source column
+        categorical: {payment_method: pay_type}
+        channel_from: null              # optional column naming each row's channel (one of the
+                                        # channels declared here); default: this entry's name
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import yaml
+
+from lam_platform.events import NUMERIC_FIELDS
+
+CATEGORICAL_ATTRIBUTES = ("payment_method",)
+ROLE_KEYS = {"files", "who", "when", "what", "how", "how_value", "timestamp_format", "time_zone", "event_id",
+             "numeric", "categorical", "channel_from"}
+
+
+class ChannelConfigError(ValueError):
+    """The channel config is malformed; the message names the channel and the key."""
+
+
+@dataclass(frozen=True)
+class ChannelMapping:
+    name: str
+    files: tuple[str, ...]
+    who: str
+    when: str
+    what: str
+    how: str | None = None
+    how_value: str | None = None
+    timestamp_format: str | None = None
+    time_zone: str | None = None
+    event_id: str | None = None
+    numeric: dict[str, str] = field(default_factory=dict)
+    categorical: dict[str, str] = field(default_factory=dict)
+    channel_from: str | None = None
+
+    def source_files(self, base: Path) -> list[Path]:
+        found = sorted({Path(p) for pattern in self.files for p in glob.glob(str(base / pattern))})
+        return [p for p in found if p.suffix.lower() in (".csv", ".parquet")]
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    channels: dict[str, ChannelMapping]
+    base: Path  # globs are relative to the config file's folder
+    max_future: pd.Timedelta = pd.Timedelta(days=1)
+    max_string_length: int = 256
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ChannelConfig":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"channel config {path} not found")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw.get("channels"), dict) or not raw["channels"]:
+            raise ChannelConfigError(f"{path}: needs a non-empty 'channels:' mapping")
+        channels = {name: _mapping(path, name, spec) for name, spec in raw["channels"].items()}
+        return cls(channels, path.resolve().parent, pd.Timedelta(raw.get("max_future", "1d")),
+                   int(raw.get("max_string_length", 256)))
+
+
+def _mapping(path: Path, name: str, spec: dict) -> ChannelMapping:
+    where = f"{path}: channel {name!r}"
+    if not isinstance(spec, dict):
+        raise ChannelConfigError(f"{where} must be a mapping")
+    unknown = set(spec) - ROLE_KEYS
+    if unknown:
+        raise ChannelConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(ROLE_KEYS)}")
+    for role in ("files", "who", "when", "what"):
+        if not spec.get(role):
+            raise ChannelConfigError(f"{where}: '{role}' is required")
+    if bool(spec.get("how")) == bool(spec.get("how_value")):
+        raise ChannelConfigError(f"{where}: give exactly one of 'how' (a column) or 'how_value' (a fixed action)")
+    numeric, categorical = spec.get("numeric") or {}, spec.get("categorical") or {}
+    bad = sorted(set(numeric) - set(NUMERIC_FIELDS)) + sorted(set(categorical) - set(CATEGORICAL_ATTRIBUTES))
+    if bad:
+        raise ChannelConfigError(f"{where}: attributes {bad} are not in the event contract "
+                                 f"(numeric: {list(NUMERIC_FIELDS)}, categorical: {list(CATEGORICAL_ATTRIBUTES)})")
+    if spec.get("time_zone"):
+        try:
+            ZoneInfo(spec["time_zone"])
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ChannelConfigError(f"{where}: unknown time_zone {spec['time_zone']!r}") from err
+    files = spec["files"] if isinstance(spec["files"], list) else [spec["files"]]
+    return ChannelMapping(name=name, files=tuple(files), who=spec["who"], when=spec["when"], what=spec["what"],
+                          how=spec.get("how"), how_value=spec.get("how_value"),
+                          timestamp_format=spec.get("timestamp_format"), time_zone=spec.get("time_zone"),
+                          event_id=spec.get("event_id"), numeric=dict(numeric), categorical=dict(categorical),
+                          channel_from=spec.get("channel_from"))

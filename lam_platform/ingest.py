@@ -1,0 +1,275 @@
+"""Ingestion: raw channel tables -> validated 4W1H events, losing nothing.
+
+Every row read ends in exactly one place: accepted into the event table, counted as a duplicate of
+an event already there (same id, same content: a re-ingested file), or quarantined with a reason
+and its source file and line. rows in = accepted + duplicates + quarantined, always.
+
+Run: `lam ingest --config channels.yaml --workdir ./lam-demo`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lam_platform.channels import CATEGORICAL_ATTRIBUTES, ChannelConfig, ChannelMapping
+from lam_platform.events import EVENT_SCHEMA, NUMERIC_FIELDS, existing_events, write_events
+from lam_platform.workdir import Workdir
+
+REASONS = ("missing_required_field", "unparsable_timestamp", "naive_timestamp", "future_timestamp",
+           "unknown_channel", "non_numeric", "not_finite", "oversized_string", "duplicate_event_id")
+CONTENT_FIELDS = ["channel", "customer_id", "event_timestamp", "object", "action", *NUMERIC_FIELDS,
+                  *CATEGORICAL_ATTRIBUTES]
+ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+NOT_FINITE_TEXT = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+QUARANTINE_SCHEMA = pa.schema([("source_file", pa.string()), ("source_line", pa.int64()), ("channel", pa.string()),
+                               ("reason", pa.string()), ("detail", pa.string()), ("raw", pa.string()),
+                               ("ingest_run", pa.string())])
+
+
+@dataclass
+class IngestReport:
+    rows_in: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    unreadable_files: dict[str, str] = field(default_factory=dict)  # path -> error; no row of it was counted
+    quarantine_file: str | None = None
+
+    def balanced(self) -> bool:
+        return self.rows_in == self.accepted + self.duplicates + self.quarantined
+
+
+@dataclass
+class _Batch:
+    """Rows of one file after validation: candidate events and rejects, both with source positions."""
+
+    events: pd.DataFrame
+    rejects: pd.DataFrame
+
+
+def ingest(config: ChannelConfig, workdir: Workdir, now: pd.Timestamp | None = None) -> IngestReport:
+    """Read every configured file, validate, dedupe, append to the event table, quarantine the rest."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    run = uuid.uuid4().hex[:12]
+    report = IngestReport()
+    batches = []
+    for mapping in config.channels.values():
+        for path in mapping.source_files(config.base):
+            try:
+                raw = _read_raw(path)
+            except Exception as err:  # an unreadable file: reported, nothing of it written
+                report.unreadable_files[str(path)] = f"{type(err).__name__}: {err}"
+                continue
+            report.files += 1
+            report.rows_in += len(raw)
+            batches.append(_validate(raw, path, mapping, config, now))
+    events = pd.concat([b.events for b in batches], ignore_index=True) if batches else _empty_events()
+    rejects = [b.rejects for b in batches]
+    accepted, duplicates, conflicts = _dedupe(events, workdir.events)
+    rejects.append(conflicts)
+    rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame()
+    if len(accepted):
+        write_events(pa.Table.from_pandas(accepted[EVENT_SCHEMA.names], schema=EVENT_SCHEMA, preserve_index=False),
+                     workdir.events, append=True)
+    report.accepted, report.duplicates, report.quarantined = len(accepted), duplicates, len(rejects)
+    report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
+    if len(rejects):
+        workdir.quarantine.mkdir(parents=True, exist_ok=True)
+        path = workdir.quarantine / f"run-{run}.parquet"
+        pq.write_table(pa.Table.from_pandas(rejects.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
+                                            schema=QUARANTINE_SCHEMA, preserve_index=False), path)
+        report.quarantine_file = str(path)
+    return report
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    """A source table as text (CSV) or native types (Parquet), with 1-based source line numbers."""
+    if path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        frame["_line"] = np.arange(len(frame)) + 2  # line 1 is the header
+    else:
+        frame = pd.read_parquet(path)
+        frame["_line"] = np.arange(len(frame)) + 1
+    return frame
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as stripped strings, None where missing or empty."""
+    text = values.astype(object).where(values.notna(), None)
+    text = text.map(lambda v: None if v is None else str(v).strip())
+    return text.where(text != "", None)
+
+
+def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: ChannelConfig,
+              now: pd.Timestamp) -> _Batch:
+    reason = pd.Series(None, index=raw.index, dtype=object)
+    detail = pd.Series(None, index=raw.index, dtype=object)
+
+    def reject(mask: pd.Series, why: str, what) -> None:
+        new = mask & reason.isna()
+        reason[new] = why
+        detail[new] = what if isinstance(what, str) else what[new]
+
+    def column(name: str | None, role: str) -> pd.Series:
+        if name is None:
+            return pd.Series(None, index=raw.index, dtype=object)
+        if name not in raw.columns:
+            reject(pd.Series(True, index=raw.index), "missing_required_field", f"column {name!r} ({role}) not in file")
+            return pd.Series(None, index=raw.index, dtype=object)
+        return raw[name]
+
+    roles = {"customer_id": _text(column(mapping.who, "who")), "object": _text(column(mapping.what, "what"))}
+    roles["action"] = (_text(column(mapping.how, "how")) if mapping.how
+                       else pd.Series(mapping.how_value, index=raw.index, dtype=object))
+    when = column(mapping.when, "when")
+    for name, values in (("customer_id", roles["customer_id"]), ("event_timestamp", _text(when)),
+                         ("object", roles["object"]), ("action", roles["action"])):
+        reject(values.isna(), "missing_required_field", f"{name} is empty")
+
+    timestamps, unparsable, naive = _parse_timestamps(when, mapping)
+    reject(unparsable, "unparsable_timestamp", "cannot parse " + _text(when).fillna("").astype(str))
+    reject(naive, "naive_timestamp", "timestamp has no zone and the channel config gives none")
+    reject(timestamps > now + config.max_future, "future_timestamp",
+           f"later than ingestion time + {config.max_future}")
+
+    if mapping.channel_from:
+        channel = _text(column(mapping.channel_from, "channel"))
+        reject(channel.notna() & ~channel.isin(list(config.channels)), "unknown_channel",
+               "channel " + channel.fillna("").astype(str) + " is not declared in the channel config")
+        reject(channel.isna(), "missing_required_field", "channel is empty")
+    else:
+        channel = pd.Series(mapping.name, index=raw.index, dtype=object)
+
+    numeric = {}
+    for name in NUMERIC_FIELDS:
+        source = mapping.numeric.get(name)
+        values = _text(column(source, name)) if source else pd.Series(None, index=raw.index, dtype=object)
+        parsed = _to_float(values)
+        written_not_finite = values.fillna("").str.lower().isin(NOT_FINITE_TEXT) | np.isinf(parsed.fillna(0))
+        reject(values.notna() & parsed.isna() & ~written_not_finite, "non_numeric",
+               f"{source}: not a number: " + values.fillna("").astype(str))
+        reject(written_not_finite, "not_finite", f"{source}: NaN or infinity (leave the cell empty for missing)")
+        numeric[name] = parsed.where(values.notna() & ~written_not_finite)
+    categorical = {name: _text(column(mapping.categorical.get(name), name)) if mapping.categorical.get(name)
+                   else pd.Series(None, index=raw.index, dtype=object) for name in CATEGORICAL_ATTRIBUTES}
+
+    for name, values in {**roles, **categorical, "channel": channel}.items():
+        too_long = values.fillna("").str.len() > config.max_string_length
+        reject(too_long, "oversized_string", f"{name} longer than {config.max_string_length} characters")
+
+    ok = reason.isna()
+    events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
+    events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]
+    ids = _text(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
+    events["event_id"] = ids if ids is not None else _content_ids(events)
+    missing_id = events.event_id.isna()
+    events.loc[missing_id, "event_id"] = _content_ids(events[missing_id])  # empty source id: derive one
+    events["content"] = _content_ids(events)
+    rejects = raw[~ok]
+    return _Batch(events, pd.DataFrame({
+        "source_file": str(path), "source_line": rejects["_line"].astype("int64"), "channel": mapping.name,
+        "reason": reason[~ok], "detail": detail[~ok].astype(str),
+        "raw": rejects.drop(columns="_line").astype(str).to_dict("records")}).assign(
+            raw=lambda f: f.raw.map(json.dumps)))
+
+
+NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+def _to_float(values: pd.Series) -> pd.Series:
+    """Numbers parsed exactly (Arrow's correctly rounded conversion; pandas' fast parser can be off
+    by one ulp); NaN where the text is not a plain number."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64")
+    text = values.astype(object).where(values.notna(), None)
+    ok = text.fillna("").astype(str).str.fullmatch(NUMBER)
+    result = pd.Series(np.nan, index=values.index)
+    if ok.any():
+        result[ok] = pa.array(text[ok].astype(str).tolist(), pa.string()).cast(pa.float64()).to_numpy()
+    return result
+
+
+def _parse_timestamps(values: pd.Series, mapping: ChannelMapping) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(UTC timestamps, unparsable mask, naive-without-zone mask); failed rows hold NaT."""
+    if pd.api.types.is_datetime64_any_dtype(values):  # Parquet timestamps
+        parsed = values
+        if parsed.dt.tz is None:
+            if not mapping.time_zone:
+                return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]"), values.isna(), values.notna()
+            parsed = parsed.dt.tz_localize(mapping.time_zone, ambiguous="NaT", nonexistent="NaT")
+        return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), values.isna(), pd.Series(False, index=values.index)
+    text = _text(values).fillna("")
+    has_zone = text.str.contains(ZONE_SUFFIX, regex=True)
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    fmt = mapping.timestamp_format or "ISO8601"
+    zoned = pd.to_datetime(text[has_zone], utc=True, format=fmt, errors="coerce")
+    result[has_zone] = zoned.astype("datetime64[us, UTC]")
+    plain = pd.to_datetime(text[~has_zone], format=fmt, errors="coerce")
+    if plain.dt.tz is not None:  # the format itself carried a zone (%z)
+        result[~has_zone] = plain.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        naive = pd.Series(False, index=values.index)
+    elif mapping.time_zone:
+        localized = plain.dt.tz_localize(mapping.time_zone, ambiguous="NaT", nonexistent="NaT")
+        result[~has_zone] = localized.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        naive = pd.Series(False, index=values.index)
+    else:
+        naive = ~has_zone & plain.reindex(values.index).notna()
+    unparsable = (text != "") & result.isna() & ~naive
+    return result, unparsable, naive
+
+
+def _content_ids(events: pd.DataFrame) -> pd.Series:
+    """A deterministic id from the event's content: the same event always gets the same id."""
+    if events.empty:
+        return pd.Series([], index=events.index, dtype=object)
+    frame = events[CONTENT_FIELDS].copy()
+    frame["event_timestamp"] = frame.event_timestamp.astype("int64").astype(str)
+    frame = frame.astype(object).where(frame.notna(), "")  # None and NaN are the same "missing"
+    keys = frame.astype(str).agg("\x1f".join, axis=1)
+    return keys.map(lambda k: hashlib.sha256(k.encode()).hexdigest()[:32])
+
+
+def _dedupe(events: pd.DataFrame, table: Path) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+    """(accepted events, count of exact duplicates, quarantined id conflicts)."""
+    earlier = existing_events(table, events.event_id.unique().tolist()) if len(events) else None
+    if earlier is not None and len(earlier):
+        known = pd.Series(_content_ids(earlier).to_numpy(), index=earlier.event_id.to_numpy())
+        known = known[~known.index.duplicated()]
+        events = events.assign(_known=events.event_id.map(known))
+    else:
+        events = events.assign(_known=None)
+    first_content = events.groupby("event_id", sort=False).content.transform("first")
+    first = ~events.duplicated("event_id")
+    known_id = events._known.notna()
+    same_as_known = known_id & (events.content == events._known)
+    same_as_first = ~first & (events.content == first_content)
+    conflict = (known_id & ~same_as_known) | (~known_id & ~first & ~same_as_first)
+    duplicate = (same_as_known | (~known_id & same_as_first)) & ~conflict
+    accepted = events[~known_id & first]
+    conflicts = events[conflict]
+    quarantined = pd.DataFrame({
+        "source_file": conflicts._source_file, "source_line": conflicts._source_line.astype("int64"),
+        "channel": conflicts.channel, "reason": "duplicate_event_id",
+        "detail": "event_id " + conflicts.event_id + " already used by an event with different content",
+        "raw": conflicts[CONTENT_FIELDS + ["event_id"]].astype(str).to_dict("records")}).assign(
+            raw=lambda f: f.raw.map(json.dumps))
+    return accepted, int(duplicate.sum()), quarantined
+
+
+def _empty_events() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*EVENT_SCHEMA.names, "content", "_source_file", "_source_line"])
+
+
+def report_dict(report: IngestReport) -> dict:
+    return {**asdict(report), "balanced": report.balanced()}

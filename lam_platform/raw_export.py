@@ -1,0 +1,65 @@
+"""Raw channel tables from a simulated world: what each source system would hand the platform.
+
+Each channel gets its own column names, file format, timestamp format and time zone, so that
+`infra/channels.example.yaml` (the mapping back to 4W1H) is exercised the way a real onboarding is.
+Run: `lam simulate --raw-out ./raw` writes them beside the world.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# channel -> (format, {raw column: event column}, timestamp rendering)
+RAW_LAYOUT = {
+    "app": ("csv", {"event_uuid": "event_id", "user_id": "customer_id", "ts": "event_timestamp", "screen": "object",
+                    "action": "action"}, "iso_utc"),
+    "web": ("csv", {"visitor": "customer_id", "time_local": "event_timestamp", "page": "object", "verb": "action",
+                    "order_total": "amount", "payment": "payment_method"}, "tokyo_naive"),
+    "shop": ("parquet", {"receipt_line": "event_id", "member_no": "customer_id", "sold_at": "event_timestamp",
+                         "sku": "object", "kind": "action", "price": "amount", "pay_type": "payment_method"}, "native"),
+    "call_centre": ("csv", {"call_id": "event_id", "caller": "customer_id", "started": "event_timestamp",
+                            "topic": "object", "outcome": "action", "seconds": "duration_s"}, "iso_offset"),
+    "telemarketing": ("csv", {"contact_id": "event_id", "customer": "customer_id", "called_at": "event_timestamp",
+                              "campaign": "object", "type": "action", "talk_time": "duration_s"}, "iso_utc"),
+    "billing": ("csv", {"invoice": "event_id", "account": "customer_id", "billed_at": "event_timestamp",
+                        "doc": "object", "amount_jpy": "amount"}, "iso_utc"),
+}
+
+
+def _render(ts: pd.Series, style: str):
+    if style == "iso_utc":
+        return ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if style == "iso_offset":
+        return ts.dt.tz_convert("Asia/Tokyo").dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+    if style == "tokyo_naive":
+        return ts.dt.tz_convert("Asia/Tokyo").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return ts  # native Parquet timestamps, UTC
+
+
+def export_raw_channels(events: pa.Table, out: Path, files_per_channel: int = 2) -> dict[str, int]:
+    """Write each channel's events as raw files under out/<channel>/; returns rows per channel."""
+    frame = events.to_pandas()
+    counts = {}
+    for channel, (fmt, columns, style) in RAW_LAYOUT.items():
+        rows = frame[frame.channel == channel]
+        raw = pd.DataFrame({raw_name: rows[event_name] for raw_name, event_name in columns.items()})
+        time_column = next(r for r, e in columns.items() if e == "event_timestamp")
+        raw[time_column] = _render(rows.event_timestamp, style)
+        folder = out / channel
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, part in enumerate(_split(raw, files_per_channel)):
+            if fmt == "csv":
+                part.to_csv(folder / f"part-{k}.csv", index=False)
+            else:
+                pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
+        counts[channel] = len(raw)
+    return counts
+
+
+def _split(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
+    size = -(-len(frame) // parts) if len(frame) else 0
+    return [frame.iloc[i : i + size] for i in range(0, len(frame), size)] if size else [frame]

@@ -1,0 +1,177 @@
+"""Ingestion loses nothing: rows in = accepted + duplicates + quarantined, and good rows arrive unchanged."""
+
+import json
+import string
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lam_platform.channels import ChannelConfig, ChannelConfigError
+from lam_platform.events import read_events
+from lam_platform.features import PROJECT_ROOT
+from lam_platform.ingest import ingest
+from lam_platform.pipeline import simulate_step
+from lam_platform.raw_export import export_raw_channels
+from lam_platform.workdir import Workdir
+
+NOW = pd.Timestamp("2026-11-21", tz="UTC")
+CONTENT = ["customer_id", "event_timestamp", "channel", "object", "action", "amount", "duration_s", "payment_method"]
+
+SHOP_CONFIG = """
+max_future: 1d
+max_string_length: 20
+channels:
+  shop:
+    files: [raw/*.csv]
+    event_id: id
+    who: member
+    when: at
+    what: sku
+    how: kind
+    numeric: {amount: price}
+"""
+
+
+def _write_config(folder, text=SHOP_CONFIG):
+    (folder / "channels.yaml").write_text(text)
+    return ChannelConfig.load(folder / "channels.yaml")
+
+
+def test_simulated_raw_tables_round_trip_and_reingest_adds_nothing(tmp_path):
+    source = Workdir.at(tmp_path / "src")
+    simulate_step(source, customers=40, seed=2)
+    export_raw_channels(read_events(source.events), tmp_path / "raw")
+    (tmp_path / "channels.yaml").write_text((PROJECT_ROOT / "infra" / "channels.example.yaml").read_text())
+    config = ChannelConfig.load(tmp_path / "channels.yaml")
+    target = Workdir.at(tmp_path / "dst")
+    first = ingest(config, target, now=NOW)
+    assert first.balanced() and first.quarantined == 0 and first.accepted == first.rows_in
+    expected = read_events(source.events).to_pandas()
+    got = read_events(target.events).to_pandas()
+    key = ["customer_id", "event_timestamp", "channel", "object", "action"]
+    pd.testing.assert_frame_equal(expected.sort_values(key)[CONTENT].reset_index(drop=True),
+                                  got.sort_values(key)[CONTENT].reset_index(drop=True))
+    with_ids = expected[expected.channel != "web"]  # web sources carry no id: ingestion derives one
+    assert set(with_ids.event_id) <= set(got.event_id)
+    second = ingest(config, target, now=NOW)
+    assert second.balanced() and second.duplicates == second.rows_in and second.accepted == 0
+    assert len(read_events(target.events)) == len(expected)
+
+
+def test_every_reason_is_named_with_its_source_line(tmp_path):
+    config = _write_config(tmp_path)
+    (tmp_path / "raw").mkdir()
+    rows = [
+        "id,member,at,sku,kind,price",
+        "e1,c1,2026-01-01T10:00:00Z,sku1,purchase,10.5",   # good
+        "e2,,2026-01-01T10:00:00Z,sku1,purchase,1",         # missing_required_field
+        "e3,c1,yesterday,sku1,purchase,1",                  # unparsable_timestamp
+        "e4,c1,2026-01-01 10:00:00,sku1,purchase,1",        # naive_timestamp (no zone configured)
+        "e5,c1,2030-01-01T00:00:00Z,sku1,purchase,1",       # future_timestamp
+        "e6,c1,2026-01-01T10:00:00Z,sku1,purchase,ten",     # non_numeric
+        "e7,c1,2026-01-01T10:00:00Z,sku1,purchase,inf",     # not_finite
+        "e8,c1,2026-01-01T10:00:00Z," + "x" * 30 + ",purchase,1",  # oversized_string
+        "e1,c1,2026-01-01T11:00:00Z,sku2,purchase,3",       # duplicate_event_id (different content)
+        "e1,c1,2026-01-01T10:00:00Z,sku1,purchase,10.5",    # exact duplicate of line 2
+        "e9,c2,2026-01-01T10:00:00+09:00,sku1,view,",       # good, empty price = missing
+    ]
+    (tmp_path / "raw" / "a.csv").write_text("\n".join(rows) + "\n")
+    report = ingest(config, Workdir.at(tmp_path / "w"), now=NOW)
+    assert report.balanced() and (report.rows_in, report.accepted, report.duplicates) == (11, 2, 1)
+    assert report.by_reason == {r: 1 for r in ["missing_required_field", "unparsable_timestamp", "naive_timestamp",
+                                               "future_timestamp", "non_numeric", "not_finite", "oversized_string",
+                                               "duplicate_event_id"]}
+    quarantine = pd.read_parquet(report.quarantine_file)
+    assert dict(zip(quarantine.reason, quarantine.source_line))["non_numeric"] == 7
+    assert json.loads(quarantine.set_index("reason").raw["not_finite"])["price"] == "inf"
+    events = read_events(Workdir.at(tmp_path / "w").events).to_pandas().set_index("event_id")
+    assert events.loc["e1", "amount"] == 10.5 and np.isnan(events.loc["e9", "amount"])
+    assert events.loc["e9", "event_timestamp"] == pd.Timestamp("2026-01-01T01:00:00Z")
+
+
+def test_unknown_channel_from_a_column_is_quarantined(tmp_path):
+    config = _write_config(tmp_path, SHOP_CONFIG.replace("    how: kind", "    how: kind\n    channel_from: ch"))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price,ch\n"
+                                            "e1,c1,2026-01-01T10:00:00Z,s,view,,shop\n"
+                                            "e2,c1,2026-01-01T10:00:00Z,s,view,,fax\n")
+    report = ingest(config, Workdir.at(tmp_path / "w"), now=NOW)
+    assert report.by_reason == {"unknown_channel": 1} and report.accepted == 1
+
+
+def test_an_unreadable_file_is_reported_and_the_others_still_load(tmp_path):
+    config = _write_config(tmp_path, SHOP_CONFIG.replace("[raw/*.csv]", "[raw/*.csv, raw/*.parquet]"))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
+    report = ingest(config, Workdir.at(tmp_path / "w"), now=NOW)
+    assert report.accepted == 1 and list(report.unreadable_files) == [str(tmp_path / "raw" / "broken.parquet")]
+
+
+@pytest.mark.parametrize("edit, message", [
+    ("    who: member\n", "'who' is required"),
+    ("    numeric: {amount: price}", "not in the event contract"),
+    ("    how: kind", "exactly one of 'how'"),
+])
+def test_config_errors_name_the_channel_and_key(tmp_path, edit, message):
+    broken = {"    who: member\n": SHOP_CONFIG.replace("    who: member\n", ""),
+              "    numeric: {amount: price}": SHOP_CONFIG.replace("{amount: price}", "{weight_kg: price}"),
+              "    how: kind": SHOP_CONFIG.replace("    how: kind", "    how: kind\n    how_value: view")}[edit]
+    with pytest.raises(ChannelConfigError, match=message):
+        _write_config(tmp_path, broken)
+
+
+CORRUPTIONS = {
+    "missing_required_field": lambda row: {**row, "member": ""},
+    "unparsable_timestamp": lambda row: {**row, "at": "31/31/2026"},
+    "naive_timestamp": lambda row: {**row, "at": row["at"].rstrip("Z")},
+    "future_timestamp": lambda row: {**row, "at": "2031-01-01T00:00:00Z"},
+    "non_numeric": lambda row: {**row, "price": "12,5 EUR"},
+    "not_finite": lambda row: {**row, "price": "NaN"},
+    "oversized_string": lambda row: {**row, "sku": "s" * 25},
+}
+
+good_rows = st.lists(st.fixed_dictionaries({
+    "member": st.text(string.ascii_lowercase, min_size=1, max_size=6),
+    "seconds": st.integers(0, 5 * 10**7),  # up to mid-2025: never in the future of NOW
+    "sku": st.text(string.ascii_letters + string.digits, min_size=1, max_size=10),
+    "kind": st.sampled_from(["view", "purchase", "search"]),
+    "price": st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False, allow_infinity=False)),
+}), min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=good_rows, corrupt=st.lists(st.tuples(st.integers(0, 39), st.sampled_from(sorted(CORRUPTIONS))),
+                                        max_size=15), data=st.data())
+def test_corrupted_batches_conserve_rows_and_keep_good_rows_unchanged(tmp_path_factory, rows, corrupt, data):
+    folder = tmp_path_factory.mktemp("prop")
+    config = _write_config(folder)
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    records = [{"id": f"e{i}", "member": r["member"], "at": (start + pd.Timedelta(seconds=r["seconds"])).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"), "sku": r["sku"], "kind": r["kind"],
+                "price": "" if r["price"] is None else repr(r["price"])} for i, r in enumerate(rows)]
+    spoiled = {}
+    for index, reason in corrupt:
+        if index < len(records) and index not in spoiled:
+            records[index] = CORRUPTIONS[reason](records[index])
+            spoiled[index] = reason
+    repeats = data.draw(st.lists(st.integers(0, len(records) - 1), max_size=5))  # exact re-sent rows
+    (folder / "raw").mkdir()
+    pd.DataFrame(records + [records[i] for i in repeats]).to_csv(folder / "raw" / "batch.csv", index=False)
+    workdir = Workdir.at(folder / "w")
+    report = ingest(config, workdir, now=NOW)
+    assert report.balanced() and report.rows_in == len(records) + len(repeats)
+    assert report.quarantined == len(spoiled) + sum(i in spoiled for i in repeats)
+    reasons = sorted(r for r, n in report.by_reason.items() for _ in range(n))
+    assert reasons == sorted(list(spoiled.values()) + [spoiled[i] for i in repeats if i in spoiled])
+    stored = read_events(workdir.events).to_pandas().set_index("event_id") if workdir.events.exists() else None
+    good = [i for i in range(len(records)) if i not in spoiled]
+    assert report.accepted == len(good)
+    for i in good:  # every good row arrives unchanged
+        row, event = rows[i], stored.loc[f"e{i}"]
+        assert event.customer_id == row["member"] and event.object == row["sku"] and event.action == row["kind"]
+        assert event.event_timestamp == start + pd.Timedelta(seconds=row["seconds"])
+        assert (np.isnan(event.amount) if row["price"] is None else event.amount == row["price"]), (row["price"], event.amount, repr(row["price"]))
