@@ -58,12 +58,13 @@ def check_event_table(table: pa.Table) -> pa.Table:
         raise EventContractError(f"event table does not cast to the 4W1H schema: {err}") from err
 
 
-def write_events(table: pa.Table, root: Path, append: bool = False) -> None:
+def write_events(table: pa.Table, root: Path, append: bool = False, basename: str | None = None) -> None:
     """Write events as a Parquet dataset partitioned by UTC date (event_date=YYYY-MM-DD).
 
     Files are written to a staging folder beside `root` and then moved in, so no partition ever
     holds a half-written file. append=True adds the new files to the table; append=False replaces
-    the whole table (old and new are swapped by renaming folders).
+    the whole table (old and new are swapped by renaming folders). `basename` names the files
+    (deterministic output, e.g. the simulator's chunks); by default a random name avoids collisions.
     """
     table = check_event_table(table)
     staging = root.with_name(f"{root.name}.staging-{uuid.uuid4().hex}")
@@ -73,7 +74,7 @@ def write_events(table: pa.Table, root: Path, append: bool = False) -> None:
         staging,
         format="parquet",
         partitioning=ds.partitioning(pa.schema([("event_date", pa.string())]), flavor="hive"),
-        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",  # never collides with earlier files
+        basename_template=f"{basename or 'part-' + uuid.uuid4().hex}-{{i}}.parquet",
     )
     if append:
         for file in sorted(staging.rglob("*.parquet")):

@@ -14,12 +14,14 @@ Run: `lam simulate --workdir ./lam-demo --customers 3000 --seed 7`
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP, write_events, write_table
 from lam_platform.ground_truth import METHODS, OFFERS, WANTS, GroundTruth, response_probability
@@ -91,6 +93,7 @@ class WorldConfig:
     exploration_share: float = 0.04  # share contacted at random per wave
     control_share: float = 0.10  # share of each selection held out as control (treatment 0)
     consent_rate: float = 0.92
+    chunk_customers: int = 20_000  # customers generated at once: bounds memory; part of the output's identity
 
     @property
     def total_days(self) -> int:
@@ -107,23 +110,41 @@ class WorldConfig:
 
 
 def simulate(config: WorldConfig, workdir: Workdir) -> dict[str, int]:
-    """Generate the world and write events, profiles, campaign log and ground truth under `workdir`."""
-    rng = np.random.default_rng(config.seed)
+    """Generate the world chunk by chunk and write events, profiles, campaign log and ground truth.
+
+    Profiles and the campaign plan are drawn for everyone at once (they are small); wants, outcomes
+    and events are drawn per chunk of `chunk_customers` with a generator seeded by (seed, chunk), and
+    written as they are made, so memory stays bounded and the same config gives the same bytes.
+    """
+    rng = np.random.default_rng([config.seed, 0])
     profiles, responsiveness = _sample_profiles(config, rng)
     contacts = _plan_campaigns(config, profiles, rng)
-    episodes = _sample_episodes(config, profiles, rng)
-    campaign_log = _draw_outcomes(config, contacts, episodes, responsiveness, profiles, rng)
-    events = _generate_events(config, profiles, episodes, campaign_log, rng)
+    shutil.rmtree(workdir.events, ignore_errors=True)
+    logs, episode_parts, n_events = [], [], 0
+    edges = np.append(np.arange(0, len(profiles), config.chunk_customers), len(profiles))
+    bounds = np.searchsorted(contacts.customer_idx.to_numpy(), edges)  # contacts are sorted by customer
+    for k, lo in enumerate(range(0, len(profiles), config.chunk_customers)):
+        hi = min(len(profiles), lo + config.chunk_customers)
+        chunk_rng = np.random.default_rng([config.seed, k + 1])
+        episodes = _sample_episodes(config, profiles.iloc[lo:hi], chunk_rng, offset=lo)
+        chunk_contacts = contacts.iloc[bounds[k] : bounds[k + 1]].reset_index(drop=True)
+        log = _draw_outcomes(chunk_contacts, episodes, responsiveness, chunk_rng)
+        events = _generate_events(config, profiles, episodes, log, chunk_rng, lo, hi)
+        write_events(events, workdir.events, append=True, basename=f"chunk-{k:05d}")
+        n_events += events.num_rows
+        logs.append(log)
+        episode_parts.append(episodes)
+    campaign_log = pd.concat(logs, ignore_index=True)
+    episodes = pd.concat(episode_parts, ignore_index=True)
 
-    write_events(events, workdir.events)
     write_table(pa.Table.from_pandas(_profile_table(config, profiles), preserve_index=False), workdir.profiles)
     write_table(_campaign_table(config, campaign_log), workdir.campaign_log)
     episodes.assign(customer_id=profiles.customer_id.to_numpy()[episodes.customer_idx]).drop(
-        columns="customer_idx").to_parquet(workdir.episodes, index=False)
+        columns=["customer_idx", "key"]).to_parquet(workdir.episodes, index=False)
     pd.DataFrame({"customer_id": profiles.customer_id, "responsiveness": responsiveness}).to_parquet(
         workdir.responsiveness, index=False)
     workdir.world_json.write_text(json.dumps(asdict(config), indent=2))
-    return {"customers": len(profiles), "events": events.num_rows, "contacts": len(campaign_log),
+    return {"customers": len(profiles), "events": n_events, "contacts": len(campaign_log),
             "orders": int(campaign_log.outcome.sum())}
 
 
@@ -171,11 +192,16 @@ def _want_rate_multiplier(want: str, profiles: pd.DataFrame) -> np.ndarray:
     return np.ones(len(profiles))
 
 
-def _sample_episodes(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Latent want episodes per customer: a renewal process of (gap, duration) from 20 days before day 0."""
+def _sample_episodes(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator,
+                     offset: int = 0) -> pd.DataFrame:
+    """Latent want episodes per customer: a renewal process of (gap, duration) from 20 days before day 0.
+
+    Sorted by `key` = customer_idx * len(WANTS) + want index, then start: one customer's episodes of
+    one want never overlap, which is what the vectorised lookups below rely on.
+    """
     rows: list[pd.DataFrame] = []
     n = len(profiles)
-    for want in WANTS:
+    for w, want in enumerate(WANTS):
         rate = WANT_RATE_PER_DAY[want] * _want_rate_multiplier(want, profiles)
         t = np.full(n, -20.0) + rng.exponential(1.0 / rate)
         alive = t < config.total_days
@@ -183,14 +209,28 @@ def _sample_episodes(config: WorldConfig, profiles: pd.DataFrame, rng: np.random
             idx = np.flatnonzero(alive)
             duration = 8.0 + rng.exponential(18.0, size=len(idx))
             preferred = _preferred_object(want, profiles.plan.to_numpy()[idx], rng)
-            rows.append(pd.DataFrame({"customer_idx": idx, "want": want, "start_day": t[idx],
-                                      "end_day": t[idx] + duration, "preferred": preferred}))
+            rows.append(pd.DataFrame({"customer_idx": idx + offset, "want": want, "start_day": t[idx],
+                                      "end_day": t[idx] + duration, "preferred": preferred,
+                                      "key": (idx + offset) * len(WANTS) + w}))
             t[idx] = t[idx] + duration + rng.exponential(1.0 / rate[idx])
             alive = t < config.total_days
     episodes = pd.concat(rows, ignore_index=True)
     episodes["purchased"] = False
     episodes["end_by_order"] = False
-    return episodes.sort_values(["customer_idx", "start_day"], kind="stable").reset_index(drop=True)
+    return episodes.sort_values(["key", "start_day"], kind="stable").reset_index(drop=True)
+
+
+def _active_episode(episodes: pd.DataFrame, customer_idx: np.ndarray, want: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Row of the episode of `want` active at `day` for each customer, or -1 (vectorised lookup)."""
+    want_index = {w: i for i, w in enumerate(WANTS)}
+    key = customer_idx * len(WANTS) + np.array([want_index[w] for w in want], dtype=np.int64)
+    ep_key, ep_end = episodes.key.to_numpy(), episodes.end_day.to_numpy()
+    # One sorted float: key, then start day (shifted positive). Exact while key * 1000 < 2**53 / 1e6.
+    composite = ep_key * 1000.0 + (episodes.start_day.to_numpy() + 100.0)
+    row = np.searchsorted(composite, key * 1000.0 + (day + 100.0), side="right") - 1  # last start <= day
+    safe = np.maximum(row, 0)
+    active = (row >= 0) & (ep_key[safe] == key) & (ep_end[safe] > day)
+    return np.where(active, row, -1)
 
 
 def _preferred_object(want: str, plans: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -224,75 +264,94 @@ def _plan_campaigns(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.
     return contacts.sort_values(["customer_idx", "day"], kind="stable").reset_index(drop=True)
 
 
-def _draw_outcomes(config: WorldConfig, contacts: pd.DataFrame, episodes: pd.DataFrame,
-                   responsiveness: np.ndarray, profiles: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Draw each contact's outcome from the ground truth; an order ends the matching want early."""
-    by_customer = {idx: group.index.to_numpy() for idx, group in episodes.groupby("customer_idx")}
+def _draw_outcomes(contacts: pd.DataFrame, episodes: pd.DataFrame, responsiveness: np.ndarray,
+                   rng: np.random.Generator) -> pd.DataFrame:
+    """Draw each contact's outcome from the ground truth, wave by wave; an order ends the matching want.
+
+    Waves are processed in time order so that an order in one wave is seen by the next (a customer who
+    bought is no longer in the market for that want).
+    """
     outcome = np.zeros(len(contacts), dtype=bool)
     order_day = np.full(len(contacts), np.nan)
     matched_want = np.zeros(len(contacts), dtype=bool)
-    for row in contacts.itertuples():
-        eps = episodes.loc[by_customer.get(row.customer_idx, [])]
-        active = eps[(eps.start_day <= row.day) & (eps.end_day > row.day)]
-        age = active.loc[active.want == row.offer, "start_day"]
-        p_c, p_n = response_probability(
-            np.array([row.day - age.iloc[0] if len(age) else np.nan]),
-            np.array([(active.want == "support_need").any()]),
-            np.array([(active.want == "churn_risk").any()]),
-            np.array([row.offer]), np.array([row.method]), np.array([responsiveness[row.customer_idx]]),
-        )
-        p = p_c[0] if row.treatment else p_n[0]
-        if rng.random() < p:
-            outcome[row.Index] = True
-            order_day[row.Index] = row.day + rng.uniform(0.2, 5.0)
-            if len(age):
-                matched_want[row.Index] = True
-                episodes.loc[age.index[0], ["end_day", "purchased", "end_by_order"]] = [order_day[row.Index], True, True]
+    end_day = episodes.end_day.to_numpy().copy()
+    purchased = episodes.purchased.to_numpy().copy()
+    by_order = episodes.end_by_order.to_numpy().copy()
+    for wave in sorted(contacts.campaign_id.unique()):
+        rows = np.flatnonzero(contacts.campaign_id.to_numpy() == wave)
+        cust, day = contacts.customer_idx.to_numpy()[rows], contacts.day.to_numpy()[rows]
+        offers, methods = contacts.offer.to_numpy()[rows], contacts.method.to_numpy()[rows]
+        current = episodes.assign(end_day=end_day)
+        matching = _active_episode(current, cust, offers, day)
+        support = _active_episode(current, cust, np.full(len(rows), "support_need"), day) >= 0
+        churn = _active_episode(current, cust, np.full(len(rows), "churn_risk"), day) >= 0
+        age = np.where(matching >= 0, day - episodes.start_day.to_numpy()[np.maximum(matching, 0)], np.nan)
+        p_c, p_n = response_probability(age, support, churn, offers, methods, responsiveness[cust])
+        treated = contacts.treatment.to_numpy()[rows] == 1
+        ordered = rng.random(len(rows)) < np.where(treated, p_c, p_n)
+        delay = rng.uniform(0.2, 5.0, size=len(rows))
+        outcome[rows] = ordered
+        order_day[rows] = np.where(ordered, day + delay, np.nan)
+        ends = ordered & (matching >= 0)
+        matched_want[rows] = ends
+        end_day[matching[ends]] = day[ends] + delay[ends]
+        purchased[matching[ends]] = True
+        by_order[matching[ends]] = True
     # Wants not ended by a campaign order end in an organic purchase 40% of the time.
-    organic = (~episodes.end_by_order) & episodes.want.isin(OFFERS) & (rng.random(len(episodes)) < 0.4)
-    episodes.loc[organic, "purchased"] = True
+    organic = ~by_order & episodes.want.isin(OFFERS).to_numpy() & (rng.random(len(episodes)) < 0.4)
+    episodes["end_day"], episodes["end_by_order"] = end_day, by_order
+    episodes["purchased"] = purchased | organic
     return contacts.assign(outcome=outcome, order_day=order_day, matched_want=matched_want)
 
 
 def _generate_events(config: WorldConfig, profiles: pd.DataFrame, episodes: pd.DataFrame,
-                     campaign_log: pd.DataFrame, rng: np.random.Generator) -> pa.Table:
-    """Turn profiles, want episodes and contacts into a time-ordered 4W1H event table."""
-    parts = [_browse_events(config, profiles, episodes, rng), _purchase_events(profiles, episodes, campaign_log, rng),
-             _contact_events(campaign_log, rng), _billing_events(config, profiles, rng)]
+                     campaign_log: pd.DataFrame, rng: np.random.Generator, lo: int, hi: int) -> pa.Table:
+    """Turn the chunk [lo, hi) of customers' wants and contacts into a time-ordered 4W1H event table."""
+    chunk = profiles.iloc[lo:hi]
+    parts = [_browse_events(config, hi - lo, episodes, rng, lo), _purchase_events(episodes, campaign_log, rng),
+             _contact_events(campaign_log, rng), _billing_events(config, chunk, rng, lo)]
     events = pd.concat(parts, ignore_index=True)
     events = events[(events.day >= 0) & (events.day < config.total_days)]
     events = events.sort_values(["customer_idx", "day"], kind="stable").reset_index(drop=True)
     rank = events.groupby("customer_idx").cumcount().to_numpy()
     customer_ids = profiles.customer_id.to_numpy()[events.customer_idx.to_numpy()]
     timestamps = config.world_start + pd.to_timedelta(np.round(events.day.to_numpy() * 86_400e6), unit="us")
+    ids = pa.array(customer_ids, pa.string())
+    ranks = pc.utf8_lpad(pa.array(rank).cast(pa.string()), width=6, padding="0")
     return pa.table(
         {
-            "event_id": [f"{c}-{r:06d}" for c, r in zip(customer_ids, rank)],
-            "customer_id": customer_ids,
+            "event_id": pc.binary_join_element_wise(ids, ranks, "-"),
+            "customer_id": ids,
             "event_timestamp": pa.array(timestamps, type=TIMESTAMP),
             "channel": events.channel.to_numpy(),
             "object": events.object.to_numpy(),
             "action": events.action.to_numpy(),
             "amount": events.amount.to_numpy(dtype=float),
             "duration_s": events.duration_s.to_numpy(dtype=float),
-            "payment_method": events.payment_method.to_numpy(),
+            # Only purchases carry a payment method: the other parts leave the column out (an all-None
+            # object column makes pandas' concat test every element); concat fills NaN, Arrow reads null.
+            "payment_method": pa.array(events.payment_method.to_numpy(), pa.string(), from_pandas=True),
         },
         schema=EVENT_SCHEMA,
     )
 
 
-def _browse_events(config: WorldConfig, profiles: pd.DataFrame, episodes: pd.DataFrame,
-                   rng: np.random.Generator) -> pd.DataFrame:
+def _browse_events(config: WorldConfig, n: int, episodes: pd.DataFrame, rng: np.random.Generator,
+                   lo: int) -> pd.DataFrame:
     """Daily Poisson counts per channel; each event is attributed to the background or an active want."""
-    n, days = len(profiles), config.total_days
+    days = config.total_days
     drivers = ("none",) + WANTS
-    # active_ep[w][c, d]: row of the active episode of want w for customer c on day d, or -1.
+    # active_ep[w][c, d]: row of the active episode of want w for (chunk-local) customer c on day d, or -1.
     active_ep = {}
     for want in WANTS:
         grid = np.full((n, days), -1, dtype=np.int64)
         eps = episodes[episodes.want == want]
-        for row, c, s, e in zip(eps.index, eps.customer_idx, eps.start_day, eps.end_day):
-            grid[c, max(0, int(np.ceil(s - 0.5))):max(0, int(np.ceil(e - 0.5)))] = row
+        first = np.clip(np.ceil(eps.start_day.to_numpy() - 0.5), 0, days).astype(np.int64)
+        last = np.clip(np.ceil(eps.end_day.to_numpy() - 0.5), 0, days).astype(np.int64)
+        lengths = np.maximum(last - first, 0)
+        cells = np.repeat((eps.customer_idx.to_numpy() - lo) * days + first, lengths)
+        cells += np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        grid.ravel()[cells] = np.repeat(eps.index.to_numpy(), lengths)
         active_ep[want] = grid
     frames = []
     for channel in BROWSE_CHANNELS:
@@ -313,10 +372,9 @@ def _browse_events(config: WorldConfig, profiles: pd.DataFrame, episodes: pd.Dat
             objects, actions = _menu_draw(EVENT_MENU[(name, channel)], int(pick.sum()), preferred, rng)
             hours = rng.choice(24, size=int(pick.sum()), p=HOUR_WEIGHTS[channel] / HOUR_WEIGHTS[channel].sum())
             frames.append(pd.DataFrame({
-                "customer_idx": cust[pick], "day": day[pick] + (hours + rng.random(len(hours))) / 24,
+                "customer_idx": cust[pick] + lo, "day": day[pick] + (hours + rng.random(len(hours))) / 24,
                 "channel": channel, "object": objects, "action": actions,
-                "amount": np.nan, "duration_s": _call_durations(channel, int(pick.sum()), rng),
-                "payment_method": None}))
+                "amount": np.nan, "duration_s": _call_durations(channel, int(pick.sum()), rng)}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -351,8 +409,7 @@ def _price(objects: np.ndarray) -> np.ndarray:
     return np.array([prices.get(o, 0.0) for o in objects])
 
 
-def _purchase_events(profiles: pd.DataFrame, episodes: pd.DataFrame, campaign_log: pd.DataFrame,
-                     rng: np.random.Generator) -> pd.DataFrame:
+def _purchase_events(episodes: pd.DataFrame, campaign_log: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Purchases: at the end of a want that ended in one, and after campaign orders with no active want."""
     bought = episodes[episodes.purchased]
     # Orders from contacts that matched no active want buy a random item of the offered kind.
@@ -379,21 +436,19 @@ def _contact_events(campaign_log: pd.DataFrame, rng: np.random.Generator) -> pd.
         "customer_idx": treated.customer_idx.to_numpy(), "day": treated.day.to_numpy(), "channel": "telemarketing",
         "object": "campaign:" + treated.offer.to_numpy().astype(object),
         "action": np.where(calls, "call_outbound", "sms_outbound"),
-        "amount": np.nan, "duration_s": np.where(rng.random(len(treated)) < 0.15, np.nan, durations),
-        "payment_method": None})
+        "amount": np.nan, "duration_s": np.where(rng.random(len(treated)) < 0.15, np.nan, durations)})
 
 
-def _billing_events(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _billing_events(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator, lo: int) -> pd.DataFrame:
     """One bill per month on the customer's billing day, amount = plan fee + usage; 10% lack the amount."""
     months = pd.date_range(config.world_start.normalize(), periods=config.total_days // 28 + 2, freq="MS")
     month_days = ((months - config.world_start) / pd.Timedelta(days=1)).to_numpy()
-    cust = np.repeat(np.arange(len(profiles)), len(month_days))
+    cust = np.repeat(np.arange(len(profiles)), len(month_days))  # chunk-local
     day = np.tile(month_days, len(profiles)) + profiles.billing_day.to_numpy()[cust] - 1 + 2 / 24
     fee = profiles.plan.map(PLAN_FEE).to_numpy()[cust] + rng.gamma(2.0, 5.0, size=len(cust))
     return pd.DataFrame({
-        "customer_idx": cust, "day": day, "channel": "billing", "object": "page:bill", "action": "bill",
-        "amount": np.where(rng.random(len(cust)) < 0.1, np.nan, np.round(fee, 2)), "duration_s": np.nan,
-        "payment_method": None})
+        "customer_idx": cust + lo, "day": day, "channel": "billing", "object": "page:bill", "action": "bill",
+        "amount": np.where(rng.random(len(cust)) < 0.1, np.nan, np.round(fee, 2)), "duration_s": np.nan})
 
 
 def _profile_table(config: WorldConfig, profiles: pd.DataFrame) -> pd.DataFrame:
