@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.channels import CATEGORICAL_ATTRIBUTES, ChannelConfig, ChannelMapping
@@ -106,9 +107,12 @@ def _read_raw(path: Path) -> pd.DataFrame:
 
 def _text(values: pd.Series) -> pd.Series:
     """Values as stripped strings, None where missing or empty."""
-    text = values.astype(object).where(values.notna(), None)
-    text = text.map(lambda v: None if v is None else str(v).strip())
-    return text.where(text != "", None)
+    if pd.api.types.is_float_dtype(values):  # Parquet numbers: repr keeps every digit
+        text = values.map(repr, na_action="ignore")
+    else:
+        text = values.astype("string").str.strip()
+    text = text.astype(object)
+    return text.where(text.notna() & (text != ""), None)
 
 
 def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: ChannelConfig,
@@ -233,11 +237,16 @@ def _content_ids(events: pd.DataFrame) -> pd.Series:
     """A deterministic id from the event's content: the same event always gets the same id."""
     if events.empty:
         return pd.Series([], index=events.index, dtype=object)
-    frame = events[CONTENT_FIELDS].copy()
-    frame["event_timestamp"] = frame.event_timestamp.astype("int64").astype(str)
-    frame = frame.astype(object).where(frame.notna(), "")  # None and NaN are the same "missing"
-    keys = frame.astype(str).agg("\x1f".join, axis=1)
-    return keys.map(lambda k: hashlib.sha256(k.encode()).hexdigest()[:32])
+    columns = []
+    for name in CONTENT_FIELDS:
+        values = events[name]
+        if name == "event_timestamp":
+            values = values.astype("int64")
+        text = pa.array(values.astype(object).where(values.notna(), None).astype(str).where(values.notna(), ""),
+                        pa.string())  # None and NaN are the same "missing"
+        columns.append(text)
+    keys = pc.binary_join_element_wise(*columns, "\x1f").to_pylist()
+    return pd.Series([hashlib.sha256(k.encode()).hexdigest()[:32] for k in keys], index=events.index, dtype=object)
 
 
 def _dedupe(events: pd.DataFrame, table: Path) -> tuple[pd.DataFrame, int, pd.DataFrame]:
