@@ -17,3 +17,16 @@ def test_no_training_row_sees_its_own_future(tiny_world):
     last_event = events.to_pandas().groupby("customer_id").event_timestamp.max()
     assert (last_event.reindex(rows.customer_id).to_numpy() >= rows.event_timestamp.to_numpy()).mean() > 0.9
     assert profiles.plan.notna().all()  # profiles valid as of every contact came from Feast
+
+
+def test_customers_without_consent_never_reach_training(tiny_world):
+    from lam_platform.simulator import load_world_config
+    from lam_platform.training_data import consenting_customers, training_events
+
+    profiles = pd.read_parquet(tiny_world.profiles)
+    refused = set(profiles.customer_id[~profiles.consent_marketing])
+    assert refused  # the world has some
+    assert refused & set(read_events(tiny_world.events).column("customer_id").to_pylist())  # kept in the table
+    until = load_world_config(tiny_world).scoring_time
+    trained_on = set(training_events(tiny_world, until, consenting_customers(profiles)).column("customer_id").to_pylist())
+    assert trained_on and not trained_on & refused
