@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.events import CHANNELS, TIMESTAMP
-from lam_platform.sequences import EventPositions
+from lam_platform.events import CHANNELS
+from lam_platform.sequences import PointInTimeQuery
 
 WINDOWS_DAYS = (7, 30, 90)
 AGGREGATE_ACTIONS = ("view", "search", "purchase", "inquire", "complain", "call_outbound")
@@ -32,14 +32,8 @@ def aggregate_feature_names() -> list[tuple[str, str]]:
 
 def build_aggregates(events: pa.Table, customer_ids, as_of) -> pa.Table:
     """Exact point-in-time aggregates for each (customer_ids[i], as_of[i]) over events strictly before it."""
-    as_of = pa.array(as_of) if not isinstance(as_of, pa.Array) else as_of
-    if not pa.types.is_timestamp(as_of.type) or as_of.type.tz is None:
-        raise ValueError(f"as_of must be timezone-aware timestamps (UTC); got {as_of.type}")
-    as_of = as_of.cast(TIMESTAMP)
-    customer_ids = pa.array(customer_ids, pa.string()) if not isinstance(customer_ids, pa.Array) else customer_ids
-    events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
-    positions = EventPositions(events, customer_ids)
-    query_us = as_of.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    query = PointInTimeQuery.prepare(events, customer_ids, as_of)
+    events, positions, query_us = query.events, query.positions, query.as_of_us
     end = positions.count_before(query_us)
     channel = events.column("channel").to_numpy(zero_copy_only=False)
     action = events.column("action").to_numpy(zero_copy_only=False)
@@ -49,7 +43,7 @@ def build_aggregates(events: pa.Table, customer_ids, as_of) -> pa.Table:
     indicators.update({f"{a}_events": action == a for a in AGGREGATE_ACTIONS})
     indicators.update({f"{c}_amount": np.where(channel == c, amount, 0.0) for c in CHANNELS})
     prefix = {k: np.concatenate([[0], np.cumsum(v)]) for k, v in indicators.items()}
-    columns = {"customer_id": customer_ids, "event_timestamp": as_of}
+    columns = {"customer_id": query.customer_ids, "event_timestamp": query.as_of}
     for days in WINDOWS_DAYS:
         start = positions.count_before(query_us - days * US_PER_DAY)
         for name, kind in aggregate_feature_names():

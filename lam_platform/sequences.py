@@ -7,6 +7,8 @@ An event at exactly t is never included (no leakage).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,14 +41,9 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
     """
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
-    as_of = pa.array(as_of) if not isinstance(as_of, pa.Array) else as_of
-    if not pa.types.is_timestamp(as_of.type) or as_of.type.tz is None:
-        raise ValueError(f"as_of must be timezone-aware timestamps (UTC); got {as_of.type}")
-    as_of = as_of.cast(TIMESTAMP)
-    customer_ids = pa.array(customer_ids, pa.string()) if not isinstance(customer_ids, pa.Array) else customer_ids
-    events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
-    positions = EventPositions(events, customer_ids)
-    end = positions.count_before(as_of.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    query = PointInTimeQuery.prepare(events, customer_ids, as_of)
+    events, customer_ids, as_of, positions = query.events, query.customer_ids, query.as_of, query.positions
+    end = positions.count_before(query.as_of_us)
     start = np.maximum(positions.first_of_customer, end - max_len)
     lengths = end - start
 
@@ -64,6 +61,33 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
             values = pc.floor_temporal(values, unit="second")
         columns[list_name] = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pa.table(columns, schema=SEQUENCE_SCHEMA)
+
+
+def utc_timestamps(as_of) -> pa.Array:
+    """`as_of` as timestamp[us, UTC]; naive or non-timestamp input is an error that says so."""
+    as_of = pa.array(as_of) if not isinstance(as_of, pa.Array) else as_of
+    if not pa.types.is_timestamp(as_of.type) or as_of.type.tz is None:
+        raise ValueError(f"as_of must be timezone-aware timestamps (UTC); got {as_of.type}")
+    return as_of.cast(TIMESTAMP)
+
+
+@dataclass
+class PointInTimeQuery:
+    """Query rows (customer_ids[i], as_of[i]) against events sorted by (customer, time)."""
+
+    events: pa.Table
+    customer_ids: pa.Array
+    as_of: pa.Array
+    as_of_us: np.ndarray
+    positions: "EventPositions"
+
+    @classmethod
+    def prepare(cls, events: pa.Table, customer_ids, as_of) -> "PointInTimeQuery":
+        as_of = utc_timestamps(as_of)
+        customer_ids = pa.array(customer_ids, pa.string()) if not isinstance(customer_ids, pa.Array) else customer_ids
+        events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
+        return cls(events, customer_ids, as_of, as_of.cast(pa.int64()).to_numpy(zero_copy_only=False),
+                   EventPositions(events, customer_ids))
 
 
 class EventPositions:

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from lam_platform.events import EVENT_SCHEMA, TIMESTAMP
-from lam_platform.sequences import SEQUENCE_SCHEMA, build_sequences
+from lam_platform.events import EVENT_SCHEMA
+from lam_platform.sequences import SEQUENCE_SCHEMA, build_sequences, utc_timestamps
 
 
 def shard_of(customer_ids, num_shards: int) -> np.ndarray:
@@ -31,9 +31,7 @@ def build_sequences_ray(events_path: Path, customer_ids: list[str], as_of: pa.Ar
     """Like `build_sequences`, reading the event table with Ray Data and building shards in parallel."""
     import ray
 
-    as_of = pa.array(as_of) if not isinstance(as_of, pa.Array) else as_of
-    if not pa.types.is_timestamp(as_of.type) or as_of.type.tz is None:
-        raise ValueError(f"as_of must be timezone-aware timestamps (UTC); got {as_of.type}")
+    as_of = utc_timestamps(as_of)
     with tempfile.TemporaryDirectory(prefix="lam-shards-") as tmp:
         shards = Path(tmp)
 
@@ -44,7 +42,7 @@ def build_sequences_ray(events_path: Path, customer_ids: list[str], as_of: pa.Ar
         events = ray.data.read_parquet(str(events_path), partitioning=ray.data.datasource.Partitioning("hive"))
         events.map_batches(add_shard, batch_format="pyarrow").write_parquet(
             str(shards / "events"), partition_cols=["shard"])
-        queries = pa.table({"customer_id": pa.array(customer_ids, pa.string()), "as_of": as_of.cast(TIMESTAMP),
+        queries = pa.table({"customer_id": pa.array(customer_ids, pa.string()), "as_of": as_of,
                             "row": pa.array(np.arange(len(customer_ids)))})
         query_shard = shard_of(customer_ids, num_shards)
         (shards / "queries").mkdir()
