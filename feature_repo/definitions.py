@@ -5,11 +5,16 @@ relative to the repo folder; environments differ only in `feature_store.yaml`.
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
 from lam_platform.aggregates import aggregate_feature_names
+from lam_platform.channels import repo_channels
+
+# The channels this repo serves: its channels.yaml (the channel config) if present, else the built-in list.
+SERVED_CHANNELS = repo_channels(Path(__file__).resolve().parent)
 
 # The customer: the "who" of every 4W1H event.
 customer = Entity(
@@ -67,7 +72,8 @@ customer_event_aggregates = FeatureView(
     name="customer_event_aggregates",
     entities=[customer],
     ttl=timedelta(days=3650),
-    schema=[Field(name=name, dtype=Int64 if kind == "count" else Float64) for name, kind in aggregate_feature_names()],
+    schema=[Field(name=name, dtype=Int64 if kind == "count" else Float64)
+            for name, kind in aggregate_feature_names(SERVED_CHANNELS)],
     source=customer_event_aggregates_source,
     online=True,
 )

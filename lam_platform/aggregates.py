@@ -2,8 +2,8 @@
 channel, over the 7, 30 and 90 days strictly before t. They feed the `customer_event_aggregates`
 view and the baselines that ignore order.
 
-Feature names are generated from the channel and action lists, so a new channel adds its fields
-here and in the feature view without hand-written definitions.
+Feature names are generated from the channel list of the feature repo's channels.yaml (the channel
+config), so a new channel adds its fields here and in the feature view without code.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ AGGREGATE_ACTIONS = ("view", "search", "purchase", "inquire", "complain", "call_
 US_PER_DAY = 86_400_000_000
 
 
-def aggregate_feature_names() -> list[tuple[str, str]]:
+def aggregate_feature_names(channels: tuple[str, ...] = CHANNELS) -> list[tuple[str, str]]:
     """(name, kind) of every aggregate feature; kind is "count" (Int64) or "sum" (Float64)."""
     names = []
     for days in WINDOWS_DAYS:
-        names += [(f"{c}_events_{days}d", "count") for c in CHANNELS]
+        names += [(f"{c}_events_{days}d", "count") for c in channels]
         names += [(f"{a}_events_{days}d", "count") for a in AGGREGATE_ACTIONS]
-        names += [(f"{c}_amount_{days}d", "sum") for c in CHANNELS]
+        names += [(f"{c}_amount_{days}d", "sum") for c in channels]
     return names
 
 
-def build_aggregates(events: pa.Table, customer_ids, as_of) -> pa.Table:
+def build_aggregates(events: pa.Table, customer_ids, as_of, channels: tuple[str, ...] = CHANNELS) -> pa.Table:
     """Exact point-in-time aggregates for each (customer_ids[i], as_of[i]) over events strictly before it."""
     query = PointInTimeQuery.prepare(events, customer_ids, as_of)
     events, positions, query_us = query.events, query.positions, query.as_of_us
@@ -39,14 +39,14 @@ def build_aggregates(events: pa.Table, customer_ids, as_of) -> pa.Table:
     action = events.column("action").to_numpy(zero_copy_only=False)
     amount = np.nan_to_num(events.column("amount").to_numpy(zero_copy_only=False).astype(np.float64))
     # Prefix sums over the sorted events: a window's total is prefix[end] - prefix[start].
-    indicators = {f"{c}_events": channel == c for c in CHANNELS}
+    indicators = {f"{c}_events": channel == c for c in channels}
     indicators.update({f"{a}_events": action == a for a in AGGREGATE_ACTIONS})
-    indicators.update({f"{c}_amount": np.where(channel == c, amount, 0.0) for c in CHANNELS})
+    indicators.update({f"{c}_amount": np.where(channel == c, amount, 0.0) for c in channels})
     prefix = {k: np.concatenate([[0], np.cumsum(v)]) for k, v in indicators.items()}
     columns = {"customer_id": query.customer_ids, "event_timestamp": query.as_of}
     for days in WINDOWS_DAYS:
         start = positions.count_before(query_us - days * US_PER_DAY)
-        for name, kind in aggregate_feature_names():
+        for name, kind in aggregate_feature_names(channels):
             if name.endswith(f"_{days}d"):
                 base = name[: -len(f"_{days}d")]
                 total = prefix[base][end] - prefix[base][start]

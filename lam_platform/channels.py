@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import yaml
 
-from lam_platform.events import NUMERIC_FIELDS
+from lam_platform.events import CHANNELS, NUMERIC_FIELDS
 
 CATEGORICAL_ATTRIBUTES = ("payment_method",)
 ROLE_KEYS = {"files", "who", "when", "what", "how", "how_value", "timestamp_format", "time_zone", "event_id",
@@ -112,3 +112,12 @@ def _mapping(path: Path, name: str, spec: dict) -> ChannelMapping:
                           timestamp_format=spec.get("timestamp_format"), time_zone=spec.get("time_zone"),
                           event_id=spec.get("event_id"), numeric=dict(numeric), categorical=dict(categorical),
                           channel_from=spec.get("channel_from"))
+
+
+REPO_CHANNEL_CONFIG = "channels.yaml"  # inside a feature repo: the channels its views are generated for
+
+
+def repo_channels(feature_repo: Path) -> tuple[str, ...]:
+    """The channels a feature repo serves: those of its channels.yaml, else the built-in list."""
+    path = Path(feature_repo) / REPO_CHANNEL_CONFIG
+    return tuple(ChannelConfig.load(path).channels) if path.exists() else CHANNELS

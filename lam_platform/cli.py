@@ -105,11 +105,13 @@ def ingest(workdir: str, config_path: Path, as_json: bool) -> None:
               help="Events per customer in the sequence view (N; default 64, incremental runs keep the full run's).")
 @click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="feature_store.yaml to use (default: infra/feast/local.yaml, SQLite online store).")
+@click.option("--channels", "channel_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Channel config whose channels the aggregate view is generated for.")
 @click.option("--incremental", is_flag=True, help="Refresh only customers with events since the last snapshot.")
 @click.option("--as-of", default=None, help="Snapshot time, with zone (default: the world's scoring time).")
 @json_option
-def materialize(workdir: str, max_len: int | None, profile: Path | None, incremental: bool, as_of: str | None,
-                as_json: bool) -> None:
+def materialize(workdir: str, max_len: int | None, profile: Path | None, channel_config: Path | None,
+                incremental: bool, as_of: str | None, as_json: bool) -> None:
     """Build sequence and aggregate snapshots, `feast apply` the feature repo, and materialize online.
 
     Reads the event table and profiles; writes WORKDIR/feature_repo/ (definitions, feature_store.yaml,
@@ -122,7 +124,7 @@ def materialize(workdir: str, max_len: int | None, profile: Path | None, increme
     from lam_platform.pipeline import materialize_step
 
     _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE, incremental,
-                           pd.Timestamp(as_of) if as_of else None), as_json)
+                           pd.Timestamp(as_of) if as_of else None, channel_config), as_json)
 
 
 @main.command()

@@ -40,7 +40,7 @@ class EventContractError(ValueError):
     """An event table does not match the 4W1H contract."""
 
 
-def check_event_table(table: pa.Table) -> pa.Table:
+def check_event_table(table: pa.Table, channels: tuple[str, ...] = CHANNELS) -> pa.Table:
     """Return `table` cast to EVENT_SCHEMA, or raise naming the offending column."""
     missing = [name for name in EVENT_SCHEMA.names if name not in table.column_names]
     if missing:
@@ -49,16 +49,18 @@ def check_event_table(table: pa.Table) -> pa.Table:
     for field in EVENT_SCHEMA:
         if not field.nullable and table.column(field.name).null_count:
             raise EventContractError(f"column {field.name!r} has nulls but is required")
-    unknown = set(pc.unique(table.column("channel")).to_pylist()) - set(CHANNELS)
+    unknown = set(pc.unique(table.column("channel")).to_pylist()) - set(channels)
     if unknown:
-        raise EventContractError(f"unknown channels {sorted(unknown)}; known: {list(CHANNELS)}")
+        raise EventContractError(f"unknown channels {sorted(unknown)}; known: {list(channels)} "
+                                 "(declare new channels in the channel config)")
     try:
         return table.cast(EVENT_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise EventContractError(f"event table does not cast to the 4W1H schema: {err}") from err
 
 
-def write_events(table: pa.Table, root: Path, append: bool = False, basename: str | None = None) -> None:
+def write_events(table: pa.Table, root: Path, append: bool = False, basename: str | None = None,
+                 channels: tuple[str, ...] = CHANNELS) -> None:
     """Write events as a Parquet dataset partitioned by UTC date (event_date=YYYY-MM-DD).
 
     Files are written to a staging folder beside `root` and then moved in, so no partition ever
@@ -66,7 +68,7 @@ def write_events(table: pa.Table, root: Path, append: bool = False, basename: st
     the whole table (old and new are swapped by renaming folders). `basename` names the files
     (deterministic output, e.g. the simulator's chunks); by default a random name avoids collisions.
     """
-    table = check_event_table(table)
+    table = check_event_table(table, channels)
     staging = root.with_name(f"{root.name}.staging-{uuid.uuid4().hex}")
     dates = pc.strftime(table.column("event_timestamp"), format="%Y-%m-%d")
     ds.write_dataset(

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.aggregates import build_aggregates
+from lam_platform.channels import REPO_CHANNEL_CONFIG, ChannelConfig, repo_channels
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
 from lam_platform.workdir import Workdir
@@ -37,8 +38,8 @@ SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), (
                  ("p_order_if_not_called", pa.float64()), ("uplift", pa.float64()), ("model_version", pa.string())]
 
 
-def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE) -> Path:
-    """Copy the feature definitions and the profile's feature_store.yaml into the workdir."""
+def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE, channel_config: Path | None = None) -> Path:
+    """Copy the feature definitions, the profile's feature_store.yaml and, if given, the channel config."""
     if not (DEFINITIONS / "definitions.py").exists():
         raise FileNotFoundError(
             f"feature definitions not found at {DEFINITIONS}; install the project with `pip install -e .`"
@@ -50,6 +51,9 @@ def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE) -> Path:
     shutil.copy(DEFINITIONS / "definitions.py", workdir.feature_repo / "definitions.py")
     shutil.copy(DEFINITIONS / ".feastignore", workdir.feature_repo / ".feastignore")
     shutil.copy(profile, workdir.feature_repo / "feature_store.yaml")
+    if channel_config is not None:
+        ChannelConfig.load(channel_config)  # fail here, naming the problem, not inside feast apply
+        shutil.copy(channel_config, workdir.feature_repo / REPO_CHANNEL_CONFIG)
     return workdir.feature_repo
 
 
@@ -97,8 +101,9 @@ def write_snapshots(workdir: Workdir, as_of: datetime, max_len: int, customers: 
     """Sequences and aggregates of `customers` as of `as_of`, one new file in each snapshot source."""
     events = read_events(workdir.events)
     times = pa.array([as_of] * len(customers), TIMESTAMP)
+    channels = repo_channels(workdir.feature_repo)
     for folder, table in ((workdir.sequences, build_sequences(events, customers, times, max_len)),
-                          (workdir.aggregates, build_aggregates(events, customers, times))):
+                          (workdir.aggregates, build_aggregates(events, customers, times, channels))):
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, snapshot_path(folder, as_of))
     return len(customers)

@@ -82,7 +82,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, now: pd.Timestamp | None = N
     rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame()
     if len(accepted):
         write_events(pa.Table.from_pandas(accepted[EVENT_SCHEMA.names], schema=EVENT_SCHEMA, preserve_index=False),
-                     workdir.events, append=True)
+                     workdir.events, append=True, channels=tuple(config.channels))
     report.accepted, report.duplicates, report.quarantined = len(accepted), duplicates, len(rejects)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):

@@ -36,7 +36,8 @@ def simulate_step(workdir: Workdir, customers: int, seed: int) -> dict:
 
 
 def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path = LOCAL_PROFILE,
-                     incremental: bool = False, as_of: pd.Timestamp | None = None) -> dict:
+                     incremental: bool = False, as_of: pd.Timestamp | None = None,
+                     channel_config: Path | None = None) -> dict:
     """Write sequence and aggregate snapshots, `feast apply`, and materialize into the online store.
 
     Full (default): every customer as of `as_of` (default: the scoring time), snapshots rebuilt,
@@ -48,7 +49,7 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
     as_of = pd.Timestamp(as_of if as_of is not None else world.scoring_time)
     if as_of.tzinfo is None:
         raise ValueError(f"--as-of must carry a time zone (e.g. {as_of.isoformat()}+00:00); got {as_of.isoformat()}")
-    prepare_repo(workdir, profile)
+    prepare_repo(workdir, profile, channel_config)
     ensure_scores_source(workdir)
     previous = snapshot_times(workdir)
     if incremental:
