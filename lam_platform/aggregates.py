@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lam_platform.events import CHANNELS
 from lam_platform.sequences import PointInTimeQuery

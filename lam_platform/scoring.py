@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from lam_platform.events import TIMESTAMP
 from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
 from lam_platform.ground_truth import METHODS, OFFERS
 from lam_platform.sequences import SEQUENCE_SCHEMA

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP, write_events, write_table
-from lam_platform.ground_truth import METHODS, OFFERS, WANTS, GroundTruth, response_probability
+from lam_platform.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
 from lam_platform.policies import legacy_segment_policy, random_policy
 from lam_platform.workdir import Workdir
 

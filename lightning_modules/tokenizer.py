@@ -75,7 +75,6 @@ class EventTokenizer:
         n = sequences.num_rows
         ts_lists = sequences.column("event_timestamps").combine_chunks()
         lengths = pc.list_value_length(ts_lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        kept = np.minimum(lengths, length)
         row = np.repeat(np.arange(n), lengths)
         index_in_row = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         column_pos = length - lengths[row] + index_in_row  # right-aligned; negative = dropped (too old)

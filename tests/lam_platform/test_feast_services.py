@@ -10,10 +10,9 @@ import yaml
 
 from lam_platform.events import TIMESTAMP
 from lam_platform.features import PROJECT_ROOT, online_features, open_store, schema_fingerprint
-from lam_platform.pipeline import materialize_step
 from lam_platform.simulator import load_world_config
 from lam_platform.streaming import push_events
-from tests.lam_platform.test_streaming import N, _assert_parity, _cut_world
+from tests.lam_platform.test_streaming import _assert_parity, _cut_world
 from tests.services import postgres_url, redis_connection_string
 
 pytestmark = pytest.mark.services

@@ -2,7 +2,6 @@
 
 import multiprocessing
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
