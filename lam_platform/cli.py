@@ -213,7 +213,7 @@ def score(workdir: str, capacity: int | None, artifact: Path | None, as_json: bo
 @click.option("--seed", default=0, show_default=True, help="Seed of the random policy.")
 @json_option
 def summary(workdir: str, seed: int, as_json: bool) -> None:
-    """Compare the order rate of the LAM's call list with random, legacy-segment and oracle lists.
+    """Compare the order rate of the LAM's call list with random, legacy-segment, LightGBM and oracle lists.
 
     Reads the call list and the simulator's ground truth; writes WORKDIR/outputs/summary.json.
     """

@@ -14,7 +14,23 @@ from lam_platform.policies import legacy_segment_policy, random_policy
 from lam_platform.simulator import load_ground_truth, load_world_config
 from lam_platform.workdir import Workdir
 
-POLICIES = ("random", "legacy_segment", "lam", "oracle")
+POLICIES = ("random", "legacy_segment", "gbt_aggregates", "lam", "oracle")
+
+
+def gbt_call_list(workdir: Workdir, capacity: int, seed: int = 0) -> pd.DataFrame:
+    """The order-blind baseline's call list: LightGBM on aggregates, trained on the same campaign log."""
+    from lam_platform.baselines import AggregateUpliftModel
+    from lam_platform.scoring import rank_call_list
+    from lam_platform.training_data import consenting_customers, training_events
+
+    world = load_world_config(workdir)
+    profiles = pd.read_parquet(workdir.profiles)
+    eligible = consenting_customers(profiles)
+    events = training_events(workdir, world.scoring_time, eligible)
+    log = pd.read_parquet(workdir.campaign_log)
+    log = log[(log.event_timestamp < world.scoring_time) & log.customer_id.isin(eligible)].reset_index(drop=True)
+    model = AggregateUpliftModel(seed).fit(events, log, profiles)
+    return rank_call_list(model.score(events, eligible, profiles, world.scoring_time), capacity)
 
 
 def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -28,6 +44,7 @@ def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0) -
     lists = {
         "random": random_policy(profiles, capacity, rng),
         "legacy_segment": legacy_segment_policy(profiles, capacity, world.train_days, rng),
+        "gbt_aggregates": gbt_call_list(workdir, capacity, seed)[["customer_id", "offer", "method"]],
         "lam": call_list[["customer_id", "offer", "method"]],
         "oracle": truth.best_campaign(eligible, world.scoring_time).head(capacity),
     }

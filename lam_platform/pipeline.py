@@ -95,7 +95,7 @@ def finetune_step(workdir: Workdir, config: Path, artifact: Path | None = None) 
 
 
 def summary_step(workdir: Workdir, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Compare the call list with random, legacy and oracle lists; write outputs/summary.json."""
+    """Compare the call list with random, legacy, LightGBM and oracle lists; write outputs/summary.json."""
     call_list_path = workdir.outputs / "call_list.parquet"
     if not call_list_path.exists():
         raise FileNotFoundError(f"no call list at {call_list_path}: run `lam score --workdir {workdir.root}` first")

@@ -22,7 +22,7 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
                    "[5/6] score", "[6/6] summary"]:
         assert header in result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert set(summary["order_rate"]) == {"random", "legacy_segment", "lam", "oracle"}
+    assert set(summary["order_rate"]) == {"random", "legacy_segment", "gbt_aggregates", "lam", "oracle"}
     assert all(0 <= rate <= 1 for rate in summary["order_rate"].values())
     assert summary["order_rate"]["oracle"] >= max(summary["order_rate"].values())  # nothing beats the truth
 
