@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from lam_platform.aggregates import build_aggregates
 from lam_platform.channels import REPO_CHANNEL_CONFIG, ChannelConfig, repo_channels
-from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.events import TIMESTAMP
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
 from lam_platform.workdir import Workdir
 
@@ -97,9 +97,8 @@ def snapshot_times(workdir: Workdir) -> list[pd.Timestamp]:
     return sorted(pd.to_datetime(p.stem, format=SNAPSHOT_NAME, utc=True) for p in workdir.sequences.glob("asof=*.parquet"))
 
 
-def write_snapshots(workdir: Workdir, as_of: datetime, max_len: int, customers: list[str]) -> int:
+def write_snapshots(workdir: Workdir, events: pa.Table, as_of: datetime, max_len: int, customers: list[str]) -> int:
     """Sequences and aggregates of `customers` as of `as_of`, one new file in each snapshot source."""
-    events = read_events(workdir.events)
     times = pa.array([as_of] * len(customers), TIMESTAMP)
     channels = repo_channels(workdir.feature_repo)
     for folder, table in ((workdir.sequences, build_sequences(events, customers, times, max_len)),
@@ -109,9 +108,8 @@ def write_snapshots(workdir: Workdir, as_of: datetime, max_len: int, customers: 
     return len(customers)
 
 
-def customers_with_events(workdir: Workdir, since: datetime, until: datetime) -> list[str]:
+def customers_with_events(events: pa.Table, since: datetime, until: datetime) -> list[str]:
     """Customers with at least one event in [since, until): the ones an incremental run must refresh."""
-    events = read_events(workdir.events)
     ts = events.column("event_timestamp")
     keep = pc.and_(pc.greater_equal(ts, pa.scalar(since, TIMESTAMP)), pc.less(ts, pa.scalar(until, TIMESTAMP)))
     return sorted(pc.unique(events.filter(keep).column("customer_id")).to_pylist())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lam_platform.evaluation import compare_policies
+from lam_platform.events import read_events
 from lam_platform.features import (
     LOCAL_PROFILE,
     apply_repo,
@@ -52,6 +53,7 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
     prepare_repo(workdir, profile, channel_config)
     ensure_scores_source(workdir)
     previous = snapshot_times(workdir)
+    events = read_events(workdir.events)
     if incremental:
         if not previous:
             raise FileNotFoundError(f"no earlier snapshot in {workdir.sequences}: run a full `lam materialize` first")
@@ -62,14 +64,14 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
             raise ValueError(f"the sequence view holds N={recorded} events (set by the last full run); "
                              f"an incremental run cannot use --max-len {max_len}")
         max_len = recorded
-        customers = customers_with_events(workdir, previous[-1], as_of)
+        customers = customers_with_events(events, previous[-1], as_of)
     else:
         for folder in (workdir.sequences, workdir.aggregates):
             shutil.rmtree(folder, ignore_errors=True)
         max_len = max_len or DEFAULT_SEQUENCE_LENGTH
         customers = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
         workdir.sequence_view.write_text(json.dumps({"max_len": max_len}))
-    rows = write_snapshots(workdir, as_of, max_len, customers)
+    rows = write_snapshots(workdir, events, as_of, max_len, customers)
     store = apply_repo(workdir)
     if incremental:
         materialize_incremental(store, as_of)

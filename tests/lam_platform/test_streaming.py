@@ -103,3 +103,18 @@ def test_concurrent_pushes_for_one_customer_lose_no_event(tmp_path):
     newest = [f"w{i // 5}-{i % 5}" for i in range(20)][-N:]  # pushed at increasing minutes; N=16 kept
     assert list(online.event_ids) == newest
     _assert_parity(workdir, ["c000001"], start + pd.Timedelta(days=1))
+
+
+def test_incremental_materialize_refreshes_only_what_changed(tmp_path):
+    workdir, future = _cut_world(tmp_path / "incremental")
+    start = load_world_config(workdir).scoring_time
+    t = start + pd.Timedelta(days=3)
+    new = future.filter(pc.less(future.column("event_timestamp"), pa.scalar(t, TIMESTAMP)))
+    write_events(new, workdir.events, append=True)  # a batch load, not a push
+    result = materialize_step(workdir, incremental=True, as_of=t)
+    changed = set(new.column("customer_id").to_pylist())
+    assert result["mode"] == "incremental" and result["customers_refreshed"] == len(changed) < 60
+    customers = sorted(changed)[:15] + sorted(set(f"c{i:06d}" for i in range(60)) - changed)[:5]
+    _assert_parity(workdir, customers, t)  # refreshed customers moved to t; the others had nothing new
+    with pytest.raises(ValueError, match="not after the last snapshot"):
+        materialize_step(workdir, incremental=True, as_of=t)
