@@ -176,10 +176,9 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
     events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]
     ids = _text(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
-    events["event_id"] = ids if ids is not None else _content_ids(events)
-    missing_id = events.event_id.isna()
-    events.loc[missing_id, "event_id"] = _content_ids(events[missing_id])  # empty source id: derive one
     events["content"] = _content_ids(events)
+    # The source's id where it has one; else (no id column, or an empty cell) the content hash.
+    events["event_id"] = ids.where(ids.notna(), events.content) if ids is not None else events.content
     rejects = raw[~ok]
     return _Batch(events, pd.DataFrame({
         "source_file": str(path), "source_line": rejects["_line"].astype("int64"), "channel": mapping.name,

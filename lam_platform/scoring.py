@@ -90,13 +90,12 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
     eligible = online[online.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
     capacity = capacity or max(1, round(0.05 * len(customer_ids)))
     scores = CampaignScorer(artifact).score(eligible, as_of, list(itertools.product(OFFERS, METHODS)))
-    call_list = rank_call_list(scores, capacity).assign(model_version=artifact.path.name, scored_at=as_of)
-    call_list = call_list[CALL_LIST_COLUMNS]
+    best = rank_call_list(scores, len(scores))  # every customer's best campaign, best first
+    call_list = best.head(capacity).assign(model_version=artifact.path.name, scored_at=as_of)[CALL_LIST_COLUMNS]
     workdir.outputs.mkdir(parents=True, exist_ok=True)
     call_list.to_parquet(workdir.outputs / "call_list.parquet", index=False)
     call_list.to_csv(workdir.outputs / "call_list.csv", index=False)
     scores.to_parquet(workdir.outputs / "scores.parquet", index=False)
-    best = rank_call_list(scores, len(scores))
     push_scores(store, pd.DataFrame({
         "customer_id": best.customer_id, "event_timestamp": as_of, "best_offer": best.offer, "best_method": best.method,
         "p_order_if_called": best.p_order_if_called, "p_order_if_not_called": best.p_order_if_not_called,

@@ -81,12 +81,13 @@ def push_events(workdir: Workdir, store, events: pa.Table) -> dict[str, int]:
     max_len = sequence_length(workdir)
     with push_lock(store):
         new = _drop_known_offline(workdir, events)
+        rows = []
         if new.num_rows:
             write_events(new, workdir.events, append=True)
-        customers = sorted(set(events.column("customer_id").to_pylist()))
-        current = _online_sequences(store, customers)
-        merged = (_merge(current[c], group, max_len) for c, group in new.to_pandas().groupby("customer_id"))
-        rows = [row for row in merged if row is not None]
+            customers = sorted(set(new.column("customer_id").to_pylist()))  # only these change
+            current = _online_sequences(store, customers)
+            merged = (_merge(current[c], group, max_len) for c, group in new.to_pandas().groupby("customer_id"))
+            rows = [row for row in merged if row is not None]
         if rows:
             store.write_to_online_store("customer_event_sequence", pd.DataFrame(rows))
     return {"pushed": events.num_rows, "new": new.num_rows, "already_present": events.num_rows - new.num_rows,
@@ -120,8 +121,8 @@ def _merge(current: dict, new: pd.DataFrame, max_len: int) -> dict | None:
     seconds = new.event_timestamp.dt.floor("s")
     stored = {name: list(current[name] or []) for name in LIST_COLUMNS}
     appended = {"event_ids": new.event_id, "event_timestamps": seconds, "channels": new.channel,
-                "objects": new.object, "actions": new.action, "amounts": new.amount.fillna(np.nan),
-                "durations_s": new.duration_s.fillna(np.nan)}
+                "objects": new.object, "actions": new.action, "amounts": new.amount,
+                "durations_s": new.duration_s}
     merged = pd.DataFrame({name: stored[name] + list(appended[name]) for name in LIST_COLUMNS})
     merged["event_timestamps"] = pd.to_datetime(merged.event_timestamps, utc=True)
     merged = merged.sort_values("event_timestamps", kind="stable").tail(max_len)  # stored first within a second
