@@ -86,6 +86,25 @@ class ModelArtifact:
         card["heads"][name] = info
         self.write_card(card)
 
+    def derive(self, path: Path, backbone: dict) -> "ModelArtifact":
+        """A new version with a retrained backbone: same tokenizer and card, no heads (they fit the old backbone).
+
+        The card's `base_version` names this version, where the pretrained heads still live.
+        """
+        card = {k: v for k, v in self.card.items() if k not in ("version", "config", "heads")}
+        derived = ModelArtifact.create(path, self.config, self.tokenizer, backbone, card)
+        card = derived.card
+        card["base_version"] = self.path.name
+        derived.write_card(card)
+        return derived
+
+    def with_head(self, name: str) -> "ModelArtifact":
+        """This version if it has head `name`, else the version it was derived from that has it."""
+        artifact = self
+        while name not in artifact.card["heads"] and artifact.card.get("base_version"):
+            artifact = ModelArtifact(artifact.path.parent / artifact.card["base_version"])
+        return artifact
+
     def check_schema(self, fingerprint: str) -> None:
         expected = self.card.get("schema_fingerprint")
         if expected != fingerprint:

@@ -44,6 +44,7 @@ class CampaignContext:
 class CampaignLabels:
     treatment: Tensor  # (B,) int64: 1 contacted, 0 held-out control
     outcome: Tensor  # (B,) float32: 1 ordered within the horizon
+    weight: Tensor  # (B,) float32: inverse propensity of the logged (selection, arm), mean 1; all 1 if unknown
 
 
 def dataclass_from_arrays(cls, arrays: dict):

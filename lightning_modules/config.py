@@ -24,6 +24,8 @@ class LAMConfig:
     hierarchical: bool = True  # False: a flat causal Transformer over all events
     recent_events: int = 16  # kept at full resolution (and the positions the next-action loss uses)
     max_windows: int = 16  # day windows for older events; anything older shares the oldest window
+    # Next-action head: 0 = full softmax over all objects; n > 0 = sampled softmax with n shared negatives.
+    sampled_negatives: int = 0
 
     def __post_init__(self) -> None:
         self.profile_vocab_sizes = tuple(self.profile_vocab_sizes)
@@ -31,6 +33,8 @@ class LAMConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 0 < self.recent_events <= self.max_len:
             raise ValueError(f"recent_events must be in 1..max_len ({self.max_len}), got {self.recent_events}")
+        if self.sampled_negatives < 0:
+            raise ValueError(f"sampled_negatives must be >= 0 (0 = full softmax), got {self.sampled_negatives}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -133,24 +133,56 @@ class LAMBackbone(nn.Module):
 
 @dataclass
 class NextActionOutput:
+    hidden: Tensor  # (B, R, d): the positions read; object scores come from NextActionHead.object_logits
     channel_logits: Tensor  # (B, R, n_channels)
-    object_logits: Tensor  # (B, R, n_objects)
     action_logits: Tensor  # (B, R, n_actions)
     log_gap_hours: Tensor  # (B, R): predicted log1p(hours until the next event)
 
 
 class NextActionHead(nn.Module):
-    """Pretraining head: from each recent position, the next event's where / what / how and when."""
+    """Pretraining head: from each recent position, the next event's where / what / how and when.
+
+    Channel and action vocabularies are small: plain linear layers. The object ("what") vocabulary can
+    hold 100k+ products, so its scores are a dot product with an output embedding per object, computed
+    for all objects (`object_logits(h)`, full softmax, evaluation) or only for the target and sampled
+    negatives (`object_loss(..., negatives=n)`, sampled softmax for training).
+    """
 
     def __init__(self, config: LAMConfig) -> None:
         super().__init__()
-        self.channel = nn.Linear(config.d_model, config.n_channels)
-        self.object = nn.Linear(config.d_model, config.n_objects)
-        self.action = nn.Linear(config.d_model, config.n_actions)
-        self.gap = nn.Linear(config.d_model, 1)
+        d = config.d_model
+        self.channel = nn.Linear(d, config.n_channels)
+        self.action = nn.Linear(d, config.n_actions)
+        self.gap = nn.Linear(d, 1)
+        self.object_query = nn.Linear(d, d)
+        self.object_embedding = nn.Embedding(config.n_objects, d)  # output embeddings, one per object id
+        self.object_bias = nn.Parameter(torch.zeros(config.n_objects))
 
     def forward(self, hidden: Tensor) -> NextActionOutput:
-        return NextActionOutput(self.channel(hidden), self.object(hidden), self.action(hidden), self.gap(hidden).squeeze(-1))
+        return NextActionOutput(hidden, self.channel(hidden), self.action(hidden), self.gap(hidden).squeeze(-1))
+
+    def object_logits(self, hidden: Tensor) -> Tensor:
+        """(..., d) -> (..., n_objects): scores over every object (id 0 = pad is never a target)."""
+        return self.object_query(hidden) @ self.object_embedding.weight.T + self.object_bias
+
+    def object_loss(self, hidden: Tensor, targets: Tensor, negatives: int = 0) -> Tensor:
+        """Mean cross-entropy of the target objects: (N, d), (N,) int64 -> scalar.
+
+        negatives = 0: full softmax over all objects. negatives = n > 0: sampled softmax with n negatives
+        drawn uniformly from ids 1..n_objects-1 and shared by the batch (as in SASRec/HSTU-style training);
+        a negative equal to a row's target is masked out. Uniform sampling needs no log-Q correction: it
+        adds the same constant to every logit.
+        """
+        n_objects = self.object_embedding.num_embeddings
+        if negatives <= 0 or negatives >= n_objects - 1:
+            return F.cross_entropy(self.object_logits(hidden), targets)
+        query = self.object_query(hidden)  # (N, d)
+        positive = (query * self.object_embedding(targets)).sum(-1) + self.object_bias[targets]  # (N,)
+        sampled = torch.randint(1, n_objects, (negatives,), device=hidden.device)  # (n,)
+        negative = query @ self.object_embedding(sampled).T + self.object_bias[sampled]  # (N, n)
+        negative = negative.masked_fill(sampled[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive.unsqueeze(-1), negative], dim=-1)  # (N, 1 + n): the target is class 0
+        return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
 @dataclass
@@ -182,5 +214,7 @@ class CampaignResponseHead(nn.Module):
         numeric = torch.stack([context.tenure_years, context.log_hours_since_last_event], dim=-1)
         campaign = (self.offer(context.offer) + self.method(context.method) + self.hour(context.contact_hour)
                     + self.weekday(context.contact_weekday) + self.numeric(numeric))
-        logits = self.mlp(torch.cat([customer, campaign], dim=-1))  # (B, 2)
-        return CampaignResponseOutput(logit_contacted=logits[:, 0], logit_not_contacted=logits[:, 1])
+        base, effect = self.mlp(torch.cat([customer, campaign], dim=-1)).unbind(-1)  # (B,), (B,)
+        # Contacted = the customer's baseline odds plus the contact's effect: every row, contacted or control,
+        # trains the baseline, so the few controls (10% of the log) need not learn it alone.
+        return CampaignResponseOutput(logit_contacted=base + effect, logit_not_contacted=base)

@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import BaseFinetuning
 
-from lightning_modules.batches import CampaignContext, CampaignLabels, EventBatch, NextActionTargets, dataclass_from_arrays
+from lightning_modules.batches import (
+    CampaignContext,
+    CampaignLabels,
+    EventBatch,
+    NextActionTargets,
+    dataclass_from_arrays,
+)
 from lightning_modules.config import LAMConfig
 from lightning_modules.model import (
     CampaignResponseHead,
@@ -44,21 +50,23 @@ class NextActionSystem(pl.LightningModule):
         events = dataclass_from_arrays(EventBatch, batch)
         targets = NextActionTargets(batch["next_categorical"], batch["next_log_gap_hours"])
         out = self(events)
-        r = out.object_logits.shape[1]
+        r = out.hidden.shape[1]
         has_next = (targets.categorical[..., 0] != 0) & events.mask[:, -r:]  # (B, R)
         ignore = torch.where(has_next.unsqueeze(-1), targets.categorical, torch.zeros_like(targets.categorical))
+        negatives = self.hparams.config.sampled_negatives if stage == "train" else 0  # validation: full softmax
         losses = {
             "channel": F.cross_entropy(out.channel_logits.transpose(1, 2), ignore[..., 0], ignore_index=0),
-            "object": F.cross_entropy(out.object_logits.transpose(1, 2), ignore[..., 1], ignore_index=0),
+            "object": self.next_action.object_loss(out.hidden[has_next], targets.categorical[..., 1][has_next], negatives),
             "action": F.cross_entropy(out.action_logits.transpose(1, 2), ignore[..., 2], ignore_index=0),
             "gap": F.mse_loss(out.log_gap_hours[has_next], targets.log_gap_hours[has_next]),
         }
         loss = sum(losses.values())
-        with torch.no_grad():
-            hit = (out.object_logits.argmax(-1) == targets.categorical[..., 1])[has_next].float().mean()
-        self.log_dict({f"{stage}_loss": loss, f"{stage}_object_acc": hit,
-                       **{f"{stage}_{k}_loss": v for k, v in losses.items()}},
-                      on_step=False, on_epoch=True, sync_dist=True, batch_size=events.mask.shape[0])
+        metrics = {f"{stage}_loss": loss, **{f"{stage}_{k}_loss": v for k, v in losses.items()}}
+        if stage != "train":
+            with torch.no_grad():
+                predicted = self.next_action.object_logits(out.hidden[has_next]).argmax(-1)
+                metrics[f"{stage}_object_acc"] = (predicted == targets.categorical[..., 1][has_next]).float().mean()
+        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True, batch_size=events.mask.shape[0])
         return loss
 
     def configure_optimizers(self):
@@ -88,7 +96,9 @@ class CampaignResponseSystem(pl.LightningModule):
         labels = dataclass_from_arrays(CampaignLabels, batch)
         # Only the arm that happened is observed: contacted rows train the contacted logit, controls the other.
         logit = torch.where(labels.treatment == 1, out.logit_contacted, out.logit_not_contacted)
-        loss = F.binary_cross_entropy_with_logits(logit, labels.outcome)
+        # Inverse-propensity weights undo the logged policy's selection (who it contacted, which arm).
+        per_row = F.binary_cross_entropy_with_logits(logit, labels.outcome, reduction="none")
+        loss = (per_row * labels.weight).sum() / labels.weight.sum().clamp(min=1e-6)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=logit.shape[0])
         return loss
 
@@ -97,11 +107,21 @@ class CampaignResponseSystem(pl.LightningModule):
         return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
 
 
-class BackboneFreeze(BaseFinetuning):
-    """Keep the pretrained backbone frozen for the first `unfreeze_at_epoch` epochs, then train it gently."""
+class BackboneFinetuning(BaseFinetuning):
+    """How much of a pretrained backbone a fine-tune trains: none of it, its last k blocks, or all of it.
 
-    def __init__(self, unfreeze_at_epoch: int = 1, backbone_lr_factor: float = 0.1) -> None:
+    trainable_blocks: 0 = frozen (the backbone stays shared with every other head), k = the last k
+    Transformer blocks and the final norm, "all" = the whole backbone. The trainable part is unfrozen at
+    `unfreeze_at_epoch` and trained at `backbone_lr_factor` times the head's learning rate.
+    """
+
+    def __init__(self, trainable_blocks: int | str = 0, unfreeze_at_epoch: int = 0,
+                 backbone_lr_factor: float = 0.1) -> None:
         super().__init__()
+        if trainable_blocks != "all" and not (isinstance(trainable_blocks, int) and trainable_blocks >= 0):
+            raise ValueError(f"trainable_blocks must be 0 (frozen), a number of last blocks, or 'all'; "
+                             f"got {trainable_blocks!r}")
+        self.trainable_blocks = trainable_blocks
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.backbone_lr_factor = backbone_lr_factor
 
@@ -109,7 +129,11 @@ class BackboneFreeze(BaseFinetuning):
         self.freeze(pl_module.backbone)
 
     def finetune_function(self, pl_module: pl.LightningModule, current_epoch: int, optimizer) -> None:
-        if current_epoch == self.unfreeze_at_epoch:
-            self.unfreeze_and_add_param_group(
-                pl_module.backbone, optimizer, lr=pl_module.hparams.learning_rate * self.backbone_lr_factor
-            )
+        if current_epoch != self.unfreeze_at_epoch or self.trainable_blocks == 0:
+            return
+        backbone = pl_module.backbone
+        if self.trainable_blocks == "all":
+            modules = [backbone]
+        else:
+            modules = [*backbone.blocks[-self.trainable_blocks :], backbone.ln_f]
+        self.unfreeze_and_add_param_group(modules, optimizer, lr=pl_module.hparams.learning_rate * self.backbone_lr_factor)

@@ -127,6 +127,24 @@ class EventTokenizer:
             "contact_weekday": ((contact_us // US_PER_DAY + 3) % 7).astype(np.int64),
         }
 
+    def encode_tokens(self, column: str, values) -> np.ndarray:
+        """Tokens of a categorical list column (a flat sequence of strings) -> ids; unseen -> 1 (OOV)."""
+        return self._ids(column, pa.array(list(values), pa.string()))
+
+    def decode(self, column: str, ids: np.ndarray) -> np.ndarray:
+        """Ids of a categorical list column back to tokens: 0 -> None (pad), 1 -> "<oov>"."""
+        tokens = np.array([None, "<oov>", *self.vocabularies[column]], dtype=object)
+        return tokens[np.asarray(ids)]
+
+    def decode_events(self, categorical: np.ndarray, hours_after: np.ndarray) -> pd.DataFrame:
+        """Generated events (B, K, 3) ids and (B, K) hours as one row per event: row, step, channel, object, ..."""
+        b, k, _ = categorical.shape
+        return pd.DataFrame({
+            "row": np.repeat(np.arange(b), k), "step": np.tile(np.arange(1, k + 1), b),
+            **{name.rstrip("s"): self.decode(name, categorical[..., i].ravel()) for i, name in enumerate(CATEGORICAL_LISTS)},
+            "hours_after": np.asarray(hours_after, dtype=np.float64).ravel(),
+        })
+
     def _ids(self, column: str, values: pa.Array) -> np.ndarray:
         ids = pc.index_in(values, value_set=pa.array(self.vocabularies[column], pa.string()))
         return (pc.fill_null(ids, OOV - 2).to_numpy(zero_copy_only=False) + 2).astype(np.int64)

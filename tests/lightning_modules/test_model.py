@@ -6,10 +6,15 @@ import torch
 
 from lam_platform.events import TIMESTAMP
 from lam_platform.sequences import build_sequences
-from lightning_modules.artifact import ModelArtifact, SchemaMismatchError, split_state_dict
+from lightning_modules.artifact import (
+    ModelArtifact,
+    SchemaMismatchError,
+    split_state_dict,
+)
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lightning_modules.config import LAMConfig
 from lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
+from lightning_modules.rollout import rollout
 from lightning_modules.systems import NextActionSystem
 from lightning_modules.tokenizer import EventTokenizer
 
@@ -54,8 +59,10 @@ def test_head_output_shapes_and_empty_sequences_stay_finite(hierarchical):
     b = sequences.num_rows
     assert out.recent_hidden.shape == (b, 8, 16) and out.state.shape == (b, 16)
     assert torch.isfinite(out.hidden).all()  # the unknown customer has no events at all
-    nxt = NextActionHead(config)(out.recent_hidden)
-    assert nxt.object_logits.shape == (b, 8, config.n_objects) and nxt.log_gap_hours.shape == (b, 8)
+    head = NextActionHead(config)
+    nxt = head(out.recent_hidden)
+    assert head.object_logits(out.recent_hidden).shape == (b, 8, config.n_objects)
+    assert nxt.channel_logits.shape == (b, 8, config.n_channels) and nxt.log_gap_hours.shape == (b, 8)
     profiles = pd.DataFrame({"age_band": ["30-44"] * b, "gender": ["x"] * b, "plan": ["basic"] * b,
                              "region": [None] * b, "tenure_months": [12] * b})
     context = tokenizer.encode_campaigns(profiles, ["plan_change"] * b, ["sms"] * b,
@@ -83,22 +90,59 @@ def _pretrain_batch(tokenizer: EventTokenizer, sequences: pa.Table, recent: int)
     return batch
 
 
-def test_pretraining_loss_decreases_on_a_learnable_pattern():
+def _train_on_cycles(negatives: int, steps: int = 60) -> tuple[NextActionSystem, EventTokenizer, list[float]]:
     torch.manual_seed(0)
     sequences = _sequences(n_customers=16)
     tokenizer = _tokenizer(sequences)
-    system = NextActionSystem(_config(tokenizer), learning_rate=1e-2)
+    system = NextActionSystem(_config(tokenizer, sampled_negatives=negatives), learning_rate=1e-2)
     system.log_dict = lambda *a, **k: None  # no Trainer attached in this unit test
     batch = _pretrain_batch(tokenizer, sequences, recent=8)
     optimizer = system.configure_optimizers()
     losses = []
-    for _ in range(60):
+    for _ in range(steps):
         optimizer.zero_grad()
         loss = system._common_step(batch, "train")
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    return system.eval(), tokenizer, losses
+
+
+@pytest.mark.parametrize("negatives", [0, 3])  # full softmax; sampled softmax with 3 of the 5 other objects
+def test_pretraining_loss_decreases_on_a_learnable_pattern(negatives):
+    _, _, losses = _train_on_cycles(negatives)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_sampled_softmax_masks_accidental_hits_and_falls_back_to_full():
+    torch.manual_seed(0)
+    config = LAMConfig(d_model=8, n_heads=2, n_objects=4)
+    head = NextActionHead(config)
+    hidden, targets = torch.randn(32, 8), torch.randint(1, 4, (32,))
+    full = torch.nn.functional.cross_entropy(head.object_logits(hidden), targets)
+    torch.testing.assert_close(head.object_loss(hidden, targets, negatives=0), full)
+    torch.testing.assert_close(head.object_loss(hidden, targets, negatives=3), full)  # n >= V - 1: full softmax
+    # Two negatives from ids 1..3 always include a target's own id sometimes: masked, the loss stays finite.
+    assert all(torch.isfinite(head.object_loss(hidden, targets, negatives=2)) for _ in range(20))
+
+
+def test_rollout_continues_a_learned_cycle():
+    system, tokenizer, _ = _train_on_cycles(0, steps=150)
+    sequences = _sequences(n_customers=16)
+    arrays = tokenizer.encode_events(sequences)
+    arrays.pop("last_event_us")
+    batch = dataclass_from_arrays(EventBatch, arrays)
+    future = rollout(system.backbone, system.next_action, batch, steps=4, temperature=0.0)
+    assert future.categorical.shape == (sequences.num_rows, 4, 3)
+    assert (future.hours_after.diff(dim=1) >= 0).all()
+    generated = tokenizer.decode_events(future.categorical.numpy(), future.hours_after.numpy())
+    last_seen = [objects[-1] for objects in sequences.column("objects").to_pylist()[:16]]
+    expected = [OBJECTS[(OBJECTS.index(o) + step) % 4] for o in last_seen for step in range(1, 5)]
+    got = generated[generated.row < 16].object.tolist()
+    assert np.mean([g == e for g, e in zip(got, expected)]) > 0.9  # the cycle a -> b -> c -> d, 4 steps ahead
+    sampled = rollout(system.backbone, system.next_action, batch, steps=2, temperature=1.0,
+                      generator=torch.Generator().manual_seed(0))
+    assert (sampled.categorical > 0).all()  # pad is never generated
 
 
 def test_artifact_round_trip_shares_one_backbone_and_checks_schema(tmp_path):
@@ -118,8 +162,8 @@ def test_artifact_round_trip_shares_one_backbone_and_checks_schema(tmp_path):
     batch = dataclass_from_arrays(EventBatch, arrays)
     system.eval()
     with torch.no_grad():
-        expected = system(batch).object_logits
-        got = loaded.load_head("next_action")(loaded.load_backbone()(batch).recent_hidden).object_logits
+        expected = system.next_action.object_logits(system.backbone(batch).recent_hidden)
+        got = loaded.load_head("next_action").object_logits(loaded.load_backbone()(batch).recent_hidden)
     torch.testing.assert_close(got, expected)
     loaded.check_schema("abc")
     with pytest.raises(SchemaMismatchError, match="customer_event_sequence"):
@@ -140,3 +184,20 @@ def test_tokenizer_maps_unseen_values_to_the_oov_bucket_and_round_trips(tmp_path
         tokenizer.encode_campaigns(pd.DataFrame({"age_band": ["x"], "gender": ["x"], "plan": ["x"], "region": ["x"],
                                                  "tenure_months": [1]}), ["free_pizza"], ["sms"],
                                    pd.Series([pd.Timestamp("2026-03-01", tz="UTC")]), np.array([0]))
+
+
+def test_a_retrained_backbone_gets_a_new_version_without_stale_heads(tmp_path):
+    sequences = _sequences()
+    tokenizer = _tokenizer(sequences)
+    config = _config(tokenizer)
+    parts = split_state_dict(NextActionSystem(config).state_dict())
+    base = ModelArtifact.create(tmp_path / "lam-v1", config, tokenizer, parts["backbone"], {"schema_fingerprint": "abc"})
+    base.add_head("next_action", parts["next_action"], {"metrics": {}})
+    retrained = {k: v + 1 for k, v in parts["backbone"].items()}
+    derived = base.derive(tmp_path / "lam-v2", retrained)
+    derived.add_head("campaign_response", CampaignResponseHead(config).state_dict(), {"metrics": {}})
+    assert set(derived.card["heads"]) == {"campaign_response"}  # next_action was trained on lam-v1's backbone
+    assert derived.card["base_version"] == "lam-v1" and derived.card["schema_fingerprint"] == "abc"
+    assert derived.with_head("next_action").path.name == "lam-v1"
+    assert derived.with_head("campaign_response").path.name == "lam-v2"
+    torch.testing.assert_close(derived.load_backbone().state_dict(), {k: v for k, v in retrained.items()})
