@@ -178,7 +178,7 @@ def pretrain(workdir: str, config: Path | None, as_json: bool) -> None:
 @workdir_option
 @config_option
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Artifact to fine-tune (default: the latest under WORKDIR/artifacts).")
+              help="Artifact to fine-tune (default: the latest pretrained one under WORKDIR/artifacts).")
 @json_option
 def finetune(workdir: str, config: Path | None, artifact: Path | None, as_json: bool) -> None:
     """Fine-tune the campaign-response head with Ray Train.
@@ -224,6 +224,83 @@ def summary(workdir: str, seed: int, as_json: bool) -> None:
     click.echo(format_table(table))
     if as_json:
         click.echo(json.dumps(result))
+
+
+@main.command()
+@workdir_option
+@click.option("--customer", "customers", multiple=True, required=True, help="Customer id (repeatable).")
+@click.option("--steps", default=5, show_default=True, help="Events to generate per customer.")
+@click.option("--temperature", default=1.0, show_default=True, help="Softmax temperature; 0 = most likely event.")
+@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Artifact (default: the latest; its next-action head, or its base version's).")
+@json_option
+def rollout(workdir: str, customers: tuple[str, ...], steps: int, temperature: float, seed: int,
+            artifact: Path | None, as_json: bool) -> None:
+    """Sample what each customer will do next: STEPS events from the pretrained LAM.
+
+    Starts from the customer's sequence in the Feast online store; each generated event (channel, object,
+    action) is fed back in after the predicted time gap. Amounts and durations are not generated.
+    """
+    from lam_platform.scoring import rollout_customers
+
+    frame = rollout_customers(Workdir.at(workdir), list(customers), steps, temperature, seed, artifact)
+    if as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso"))
+    else:
+        click.echo(frame.to_string(index=False))
+
+
+@main.command()
+@workdir_option
+@click.option("--capacity", type=int, default=None, help="Calls in each policy's list (default: 5% of customers).")
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Artifact to evaluate (default: the latest).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the held-out trial and the random policy.")
+@click.option("--exclude-seen", is_flag=True, help="Rank next objects without those already in the history.")
+@json_option
+def evaluate(workdir: str, capacity: int | None, artifact: Path | None, seed: int, exclude_seen: bool,
+             as_json: bool) -> None:
+    """Evaluate the model on the held-out period: next action, campaign response, uplift, policy table.
+
+    Next action: HR@k, NDCG@k of each customer's first held-out event, full ranking over all objects.
+    Campaign response: AUC, calibration, Qini and AUUC on a randomized held-out trial (LAM and LightGBM).
+    Policies: order rate of the top-K lists of random, legacy, LightGBM, LAM and the oracle.
+    Needs `lam score` first. Writes WORKDIR/outputs/evaluation/ (evaluation.json, index.html, PNG plots).
+    """
+    import pandas as pd
+
+    from lam_platform.evaluation import format_table
+    from lam_platform.evaluation_report import evaluate as run_evaluation
+
+    wd = Workdir.at(workdir)
+    result = run_evaluation(wd, artifact, capacity, seed, exclude_seen)
+    details = json.loads(Path(result["evaluation"]).read_text())
+    click.echo(format_table(pd.DataFrame(details["policies"])))
+    _emit(result, as_json)
+
+
+@main.command("benchmark-public")
+@click.option("--format", "file_format", type=click.Choice(["movielens", "sasrec"]), required=True,
+              help="movielens: ratings.dat (UserID::MovieID::Rating::Timestamp); sasrec: `user item` lines.")
+@click.option("--path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The data file (not shipped: download it yourself).")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Job YAML with model and pretrain sections (default: ray_jobs/configs/ml1m.yaml).")
+@click.option("--exclude-seen", is_flag=True, help="Rank targets without items already in the user's history.")
+@json_option
+def benchmark_public(file_format: str, path: Path, config: Path | None, exclude_seen: bool, as_json: bool) -> None:
+    """Leave-one-out next-item benchmark on a public dataset: HR@k and NDCG@k with full ranking.
+
+    The last item of each user is the test target, the second-last the validation target; the LAM's
+    next-action system trains on the rest (one process; GPU and bf16 if present).
+    """
+    from lam_platform.public_benchmarks import read_movielens, read_sasrec, run_leave_one_out
+    from ray_jobs.training import JobConfig
+
+    job = JobConfig.load(config or Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "ml1m.yaml")
+    events = (read_movielens if file_format == "movielens" else read_sasrec)(path)
+    _emit(run_leave_one_out(events, job.model, job.pretrain, job.seed, exclude_seen), as_json)
 
 
 @main.command()

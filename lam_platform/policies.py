@@ -12,6 +12,7 @@ import pandas as pd
 from lam_platform.ground_truth import METHODS, OFFERS
 
 MID_AGE_BANDS = ("30-44", "45-59")
+LEGACY_NOISE = 0.3  # uniform tie-breaking noise added to the segment score
 
 
 def segment_offer(profiles: pd.DataFrame, tenure_months: np.ndarray) -> np.ndarray:
@@ -23,26 +24,38 @@ def segment_offer(profiles: pd.DataFrame, tenure_months: np.ndarray) -> np.ndarr
     )
 
 
+def legacy_priority(eligible: pd.DataFrame, day: float) -> np.ndarray:
+    """The segment rule's score before its tie-breaking noise: long tenure, middle age, basic plan first."""
+    tenure = eligible.tenure_months.to_numpy() + day / 30.0
+    return (np.minimum(tenure, 120) / 120 + 0.5 * eligible.age_band.isin(MID_AGE_BANDS).to_numpy()
+            + 0.3 * (eligible.plan.to_numpy() == "basic"))
+
+
 def legacy_segment_policy(
     profiles: pd.DataFrame, k: int, day: float, rng: np.random.Generator
 ) -> pd.DataFrame:
-    """Top-k consenting customers by segment priority: long tenure, middle age, basic plan first."""
+    """Top-k consenting customers by segment priority; `priority` is each chosen customer's noisy score."""
     eligible = profiles[profiles.consent_marketing].reset_index(drop=True)
     tenure = eligible.tenure_months.to_numpy() + day / 30.0
-    priority = (
-        np.minimum(tenure, 120) / 120
-        + 0.5 * eligible.age_band.isin(MID_AGE_BANDS).to_numpy()
-        + 0.3 * (eligible.plan.to_numpy() == "basic")
-        + 0.3 * rng.random(len(eligible))  # segments are coarse: who inside one gets called is luck
-    )
+    # Segments are coarse: who inside one gets called is luck.
+    priority = legacy_priority(eligible, day) + LEGACY_NOISE * rng.random(len(eligible))
     top = np.argsort(-priority, kind="stable")[:k]
     return pd.DataFrame(
         {
             "customer_id": eligible.customer_id.to_numpy()[top],
             "offer": segment_offer(eligible, tenure)[top],
             "method": "outbound_call",
+            "priority": priority[top],
         }
     )
+
+
+def legacy_selection_probability(eligible: pd.DataFrame, day: float, threshold: float) -> np.ndarray:
+    """P(the segment rule picks each customer) when its cut-off score is `threshold` (the k-th best score).
+
+    The score is priority + LEGACY_NOISE * U(0, 1), so P(score >= threshold) is linear in the priority.
+    """
+    return np.clip((legacy_priority(eligible, day) + LEGACY_NOISE - threshold) / LEGACY_NOISE, 0.0, 1.0)
 
 
 def random_policy(profiles: pd.DataFrame, k: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 
+CONTACT_HOUR = 10  # call lists are worked from 10:00 (the simulator's campaigns call between 09:00 and 18:00)
 CALL_LIST_COLUMNS = ["rank", "customer_id", "offer", "method", "p_order_if_called", "p_order_if_not_called",
                      "uplift", "model_version", "scored_at"]
 
@@ -49,9 +50,13 @@ class CampaignScorer:
         self.head = self.artifact.load_head("campaign_response")
 
     @torch.no_grad()
-    def score(self, rows: pd.DataFrame, as_of: pd.Timestamp, campaigns: list[tuple[str, str]],
+    def score(self, rows: pd.DataFrame, contact_time: pd.Timestamp, campaigns: list[tuple[str, str]],
               batch_size: int = 1024) -> pd.DataFrame:
-        """P(order | called), P(order | not called) and uplift for every (customer row, campaign) pair."""
+        """P(order | called), P(order | not called) and uplift for every (customer row, campaign) pair.
+
+        contact_time: when the calls would be placed; its hour, weekday and gap since each customer's last
+        event are campaign features, so it should look like the contact times the head was trained on.
+        """
         frames = []
         for lo in range(0, len(rows), batch_size):
             chunk = rows.iloc[lo : lo + batch_size].reset_index(drop=True)
@@ -61,7 +66,7 @@ class CampaignScorer:
             for offer, method in campaigns:
                 n = len(chunk)
                 context = self.tokenizer.encode_campaigns(chunk, [offer] * n, [method] * n,
-                                                          pd.Series([as_of] * n), last_event_us)
+                                                          pd.Series([contact_time] * n), last_event_us)
                 out = self.head(state, dataclass_from_arrays(CampaignContext, context))
                 frames.append(pd.DataFrame({
                     "customer_id": chunk.customer_id, "offer": offer, "method": method,
@@ -78,6 +83,12 @@ def rank_call_list(scores: pd.DataFrame, capacity: int) -> pd.DataFrame:
     return best.assign(rank=np.arange(1, len(best) + 1))
 
 
+def next_contact_time(as_of: pd.Timestamp, hour: int = CONTACT_HOUR) -> pd.Timestamp:
+    """The first `hour`:00 at or after `as_of`: when a call list scored at `as_of` is worked."""
+    start = as_of.normalize() + pd.Timedelta(hours=hour)
+    return start if start >= as_of else start + pd.Timedelta(days=1)
+
+
 def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | None = None) -> dict:
     """Score every consenting customer from the online store and write the call list."""
     world = load_world_config(workdir)
@@ -89,7 +100,14 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
     online = online_features(store, customer_ids)
     eligible = online[online.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
     capacity = capacity or max(1, round(0.05 * len(customer_ids)))
-    scores = CampaignScorer(artifact).score(eligible, as_of, list(itertools.product(OFFERS, METHODS)))
+    scores = CampaignScorer(artifact).score(eligible, next_contact_time(as_of), list(itertools.product(OFFERS, METHODS)))
+    published = publish_scores(workdir, store, scores, as_of, artifact, capacity)
+    return {**published, "scored": len(eligible), "excluded_without_consent": len(online) - len(eligible)}
+
+
+def publish_scores(workdir: Workdir, store, scores: pd.DataFrame, as_of: pd.Timestamp, artifact: ModelArtifact,
+                   capacity: int) -> dict:
+    """Write the call list (top `capacity`) and all scores, and push each customer's best campaign to lam_scores."""
     best = rank_call_list(scores, len(scores))  # every customer's best campaign, best first
     call_list = best.head(capacity).assign(model_version=artifact.path.name, scored_at=as_of)[CALL_LIST_COLUMNS]
     workdir.outputs.mkdir(parents=True, exist_ok=True)
@@ -101,6 +119,28 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
         "p_order_if_called": best.p_order_if_called, "p_order_if_not_called": best.p_order_if_not_called,
         "uplift": best.uplift, "model_version": artifact.path.name}))
     return {"call_list": str(workdir.outputs / "call_list.parquet"), "call_list_csv": str(workdir.outputs / "call_list.csv"),
-            "scored": len(eligible), "excluded_without_consent": len(online) - len(eligible),
-            "pushed_to": "lam_scores",
-            "capacity": capacity, "model_version": artifact.path.name, "as_of": as_of.isoformat()}
+            "pushed_to": "lam_scores", "capacity": capacity, "model_version": artifact.path.name,
+            "as_of": as_of.isoformat()}
+
+
+def rollout_customers(workdir: Workdir, customer_ids: list[str], steps: int = 5, temperature: float = 1.0,
+                      seed: int = 0, artifact_path: Path | None = None) -> pd.DataFrame:
+    """Sample each customer's next `steps` events from the pretrained LAM, starting from the online sequence."""
+    from lightning_modules.rollout import rollout
+
+    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts)).with_head("next_action")
+    rows = online_features(open_store(workdir), customer_ids)
+    missing = rows.customer_id[rows.event_timestamps.isna()].tolist()
+    if missing:
+        raise ValueError(f"no events in the online store for {missing}: check the ids, or run `lam materialize`")
+    tokenizer = artifact.tokenizer
+    arrays = tokenizer.encode_events(online_rows_to_sequences(rows))
+    last_event_us = arrays.pop("last_event_us")
+    future = rollout(artifact.load_backbone(), artifact.load_head("next_action"),
+                     dataclass_from_arrays(EventBatch, arrays), steps, temperature,
+                     torch.Generator().manual_seed(seed))
+    frame = tokenizer.decode_events(future.categorical.numpy(), future.hours_after.numpy())
+    last = pd.to_datetime(last_event_us[frame.row.to_numpy()], unit="us", utc=True)
+    frame["event_timestamp"] = (last + pd.to_timedelta(frame.hours_after.to_numpy(), unit="h")).floor("min")
+    frame.insert(0, "customer_id", rows.customer_id.to_numpy()[frame.row.to_numpy()])
+    return frame.drop(columns="row").assign(model_version=artifact.path.name)

@@ -24,7 +24,11 @@ import pyarrow.compute as pc
 
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP, write_events, write_table
 from lam_platform.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
-from lam_platform.policies import legacy_segment_policy, random_policy
+from lam_platform.policies import (
+    legacy_segment_policy,
+    legacy_selection_probability,
+    random_policy,
+)
 from lam_platform.workdir import Workdir
 
 AGE_BANDS = ("18-29", "30-44", "45-59", "60+")
@@ -245,18 +249,28 @@ def _preferred_object(want: str, plans: np.ndarray, rng: np.random.Generator) ->
 
 
 def _plan_campaigns(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Who each wave contacts, chosen from profiles alone (legacy rule + exploration), with controls."""
+    """Who each wave contacts, chosen from profiles alone (legacy rule + exploration), with controls.
+
+    Each row logs its propensity, as a production campaign system should: the probability that the
+    logged policy contacts this customer in this wave, times the probability of the arm it got.
+    """
     waves = []
     n = len(profiles)
+    eligible = profiles[profiles.consent_marketing].reset_index(drop=True)
     last_wave = config.train_days - config.response_horizon_days
     for w, day in enumerate(range(config.first_campaign_day, last_wave + 1, config.campaign_every_days)):
         legacy = legacy_segment_policy(profiles, int(config.legacy_share * n), day, rng).assign(policy="legacy")
         rest = profiles[~profiles.customer_id.isin(legacy.customer_id)]
         explore = random_policy(rest, int(config.exploration_share * n), rng).assign(policy="random")
-        wave = pd.concat([legacy, explore], ignore_index=True)
+        wave = pd.concat([legacy, explore], ignore_index=True).drop(columns="priority")
+        p_legacy = legacy_selection_probability(eligible, day, legacy.priority.min())
+        p_explore = len(explore) / max(len(eligible) - len(legacy), 1)
+        p_contact = pd.Series(p_legacy + (1 - p_legacy) * p_explore, index=eligible.customer_id)
         wave["campaign_id"] = f"wave{w:02d}"
         wave["day"] = day + (9 + rng.random(len(wave)) * 9) / 24  # calls between 09:00 and 18:00
         wave["treatment"] = (rng.random(len(wave)) >= config.control_share).astype(np.int8)
+        arm = np.where(wave.treatment == 1, 1 - config.control_share, config.control_share)
+        wave["propensity"] = p_contact.reindex(wave.customer_id).to_numpy() * arm
         waves.append(wave)
     contacts = pd.concat(waves, ignore_index=True)
     contacts["customer_idx"] = contacts.customer_id.str[1:].astype(int)
@@ -465,12 +479,13 @@ def _campaign_table(config: WorldConfig, log: pd.DataFrame) -> pa.Table:
         "campaign_id": log.campaign_id.to_numpy(), "offer": log.offer.to_numpy(), "method": log.method.to_numpy(),
         "treatment": log.treatment.to_numpy().astype("int64"), "policy": log.policy.to_numpy(),
         "outcome": log.outcome.to_numpy().astype("int64"),
-        "outcome_value": np.where(log.outcome, _price_of_offer(log.offer.to_numpy()), np.nan)})
+        "outcome_value": np.where(log.outcome, _price_of_offer(log.offer.to_numpy()), np.nan),
+        "propensity": log.propensity.to_numpy(dtype=float)})
     frame = frame.sort_values(["event_timestamp", "customer_id"], kind="stable")
     return pa.Table.from_pandas(frame, preserve_index=False).cast(pa.schema([
         ("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), ("campaign_id", pa.string()),
         ("offer", pa.string()), ("method", pa.string()), ("treatment", pa.int64()), ("policy", pa.string()),
-        ("outcome", pa.int64()), ("outcome_value", pa.float64())]))
+        ("outcome", pa.int64()), ("outcome_value", pa.float64()), ("propensity", pa.float64())]))
 
 
 def _price_of_offer(offers: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@
 - fine-tuning: the campaign log is the entity frame. Profiles come from Feast's
   `get_historical_features` (as of each contact); sequences from the exact sequence builder
   (events strictly before the contact).
-Both are written as `.npz` files of tokenized arrays that the training workers read.
+Both are written as Parquet shards of tokenized arrays (lightning_modules.datasets) that the Ray
+Train workers stream through Ray Data.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lam_platform.features import historical_profiles
 from lam_platform.ground_truth import METHODS, OFFERS
 from lam_platform.sequences import build_sequences
 from lam_platform.workdir import Workdir
+from lightning_modules.datasets import write_training_shards
 from lightning_modules.tokenizer import EventTokenizer
 
 ONE_MICROSECOND = pd.Timedelta(microseconds=1)
@@ -49,7 +51,7 @@ def fit_tokenizer(events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp,
 
 def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_customer: int, recent: int,
                        seed: int, path: Path) -> int:
-    """Sample target events per customer and write inputs and next-event targets to `path` (npz)."""
+    """Sample target events per customer and write inputs and next-event targets as shards in `path`."""
     rng = np.random.default_rng(seed)
     customers = events.column("customer_id").to_numpy(zero_copy_only=False)
     times = events.column("event_timestamp").to_numpy(zero_copy_only=False)
@@ -65,7 +67,7 @@ def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_
     arrays = {k: v[:, :-1] for k, v in full.items() if k != "last_event_us"}  # inputs: all but the target
     arrays["next_categorical"] = full["categorical"][:, 1:][:, -recent:]  # each input position's successor
     arrays["next_log_gap_hours"] = full["log_gap_hours"][:, 1:][:, -recent:]
-    np.savez(path, **arrays)
+    write_training_shards(arrays, path)
     return len(picked)
 
 
@@ -86,15 +88,43 @@ def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len:
     return log, profiles, sequences, int(without_consent.sum())
 
 
+def inverse_propensity_weights(log: pd.DataFrame, cap_quantile: float = 0.99) -> np.ndarray:
+    """Weights that undo the logged policy's selection: 1 / propensity, capped, mean 1 within each arm.
+
+    A log without a `propensity` column gets weight 1 everywhere (plain, selection-biased training).
+    Capping at a high quantile bounds the variance a few near-zero propensities would add; normalising
+    per arm (self-normalised IPW) keeps each arm's loss on its usual scale.
+    """
+    if "propensity" not in log:
+        return np.ones(len(log), np.float32)
+    propensity = log.propensity.to_numpy(dtype=float)
+    bad = ~((propensity > 0) & (propensity <= 1))
+    if bad.any():
+        first = log[bad].iloc[0]
+        raise ValueError(f"campaign log: {int(bad.sum())} rows have a propensity outside (0, 1] (first: customer "
+                         f"{first.customer_id} in {first.get('campaign_id', '?')}: {first.propensity}); fix the log "
+                         "or drop its propensity column to train without weighting")
+    weight = 1.0 / propensity
+    weight = np.minimum(weight, np.quantile(weight, cap_quantile))
+    treated = log.treatment.to_numpy() == 1
+    for arm in (treated, ~treated):
+        if arm.any():
+            weight[arm] /= weight[arm].mean()
+    return weight.astype(np.float32)
+
+
 def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
                        path: Path) -> dict[str, int]:
-    """The point-in-time campaign set, tokenized and written to `path` (npz)."""
+    """The point-in-time campaign set, tokenized and written as shards in `path`."""
     log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len)
     arrays = tokenizer.encode_events(sequences)
     arrays.update(tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
                                              arrays.pop("last_event_us")))
     arrays["treatment"] = log.treatment.to_numpy(np.int64)
     arrays["outcome"] = log.outcome.to_numpy(np.float32)
-    np.savez(path, **arrays)
-    return {"rows": len(log), "excluded_without_consent": dropped,
+    arrays["weight"] = inverse_propensity_weights(log)
+    write_training_shards(arrays, path)
+    ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
+    return {"rows": len(log), "excluded_without_consent": dropped, "propensity_weighted": "propensity" in log,
+            "effective_sample_size": round(ess, 1),
             "contacted": int(log.treatment.sum()), "orders": int(log.outcome.sum())}

@@ -1,6 +1,7 @@
 """The demo path end to end at the smallest settings: simulate -> Feast -> Ray Train x2 -> online scores."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,8 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
                    "[5/6] score", "[6/6] summary"]:
         assert header in result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert set(summary["order_rate"]) == {"random", "legacy_segment", "gbt_aggregates", "lam", "oracle"}
+    assert set(summary["order_rate"]) == {"random", "legacy_segment", "gbt_aggregates", "lam", "oracle",
+                                          "informed_ceiling"}
     assert all(0 <= rate <= 1 for rate in summary["order_rate"].values())
     assert summary["order_rate"]["oracle"] >= max(summary["order_rate"].values())  # nothing beats the truth
 
@@ -46,3 +48,17 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     assert {p.name for p in (artifact / "heads").iterdir()} == {"next_action.pt", "campaign_response.pt"}
     card = json.loads((artifact / "model_card.json").read_text())
     assert card["heads"]["campaign_response"]["compute"]["workers"] == 2
+
+    # lam evaluate: the policy table, metrics of both heads, JSON and an HTML page whose images exist.
+    result = CliRunner().invoke(main, ["evaluate", "--workdir", str(workdir), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "informed_ceiling" in result.output and "legacy_segment" in result.output
+    evaluation = json.loads(result.output.strip().splitlines()[-1])
+    details = json.loads(Path(evaluation["evaluation"]).read_text())
+    assert {row["policy"] for row in details["policies"]} >= {"random", "legacy_segment", "gbt_aggregates", "lam"}
+    assert 0 <= details["next_action"]["lam"]["ndcg@10"] <= details["next_action"]["lam"]["hr@10"] <= 1
+    assert set(details["campaign_response"]) == {"lam", "gbt_aggregates"}
+    assert 0 <= details["campaign_response"]["lam"]["auc"] <= 1
+    page = Path(evaluation["page"])
+    images = re.findall(r'<img src="([^"]+)"', page.read_text())
+    assert len(images) == 4 and all((page.parent / image).stat().st_size > 1000 for image in images)

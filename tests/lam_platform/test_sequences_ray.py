@@ -10,10 +10,9 @@ from lam_platform.sequences_ray import build_sequences_ray
 
 @pytest.fixture(scope="module")
 def local_ray():
-    import ray
+    from ray_jobs.training import ensure_ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ensure_ray(2)  # the platform's local Ray (it keeps a CPU slot for Ray Data, which training needs too)
     yield
 
 
