@@ -31,7 +31,7 @@ def run(workdir: Workdir, job: JobConfig) -> dict:
     tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64))
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
     workdir.training.mkdir(parents=True, exist_ok=True)
-    data = workdir.training / "pretrain.npz"
+    data = workdir.training / "pretrain"
     examples = build_pretrain_set(events, tokenizer, job.pretrain["samples_per_customer"], config.recent_events,
                                   job.seed, data)
     version = next_version(workdir.artifacts)

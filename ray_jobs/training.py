@@ -18,6 +18,7 @@ import yaml
 from lightning_modules.config import LAMConfig
 
 SECTIONS = ("model", "pretrain", "finetune", "scaling", "seed")
+DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
 
 
 @dataclass
@@ -43,23 +44,24 @@ class JobConfig:
 
 
 def train_func(config: dict) -> None:
-    """Runs on every Ray Train worker: build the system, fit it with Lightning, report checkpoints."""
+    """Runs on every Ray Train worker: build the system, stream its data shard, fit with Lightning, report."""
     import lightning.pytorch as pl
+    import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
-    from torch.utils.data import DataLoader
 
-    from lightning_modules.datasets import ArrayDataset
-    from lightning_modules.systems import BackboneFreeze, CampaignResponseSystem, NextActionSystem
+    from lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
+    from ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, record_resume, resume_path
 
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     system_cls = {"next_action": NextActionSystem, "campaign_response": CampaignResponseSystem}[config["head"]]
     system = system_cls(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
-    callbacks: list = [RayTrainReportCallback()]
+    callbacks: list = [RayTrainReportCallback(), StepCheckpoint(config["checkpoint_every_n_steps"])]
+    if config.get("kill_worker_at_step"):
+        callbacks.append(KillWorkerOnce(config["kill_worker_at_step"], Path(config["drill_marker"])))
     if config.get("backbone_weights"):
         system.backbone.load_state_dict(torch.load(config["backbone_weights"], weights_only=True))
-        unfreeze = config.get("unfreeze_backbone_at_epoch")
-        callbacks.append(BackboneFreeze(unfreeze_at_epoch=config["epochs"] if unfreeze is None else unfreeze))
+        callbacks.append(BackboneFinetuning(**config["backbone"]))
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
         accelerator="gpu" if config["use_gpu"] else "cpu",
@@ -74,8 +76,17 @@ def train_func(config: dict) -> None:
         logger=False,
     )
     trainer = prepare_trainer(trainer)
-    loader = DataLoader(ArrayDataset(Path(config["data"])), batch_size=config["batch_size"], shuffle=True)
-    trainer.fit(system, train_dataloaders=loader)
+    # This worker's shard of the Parquet training set, streamed by Ray Data (never loaded whole).
+    shard = ray.train.get_dataset_shard("train")
+    batches = shard.iter_torch_batches(batch_size=config["batch_size"],
+                                       local_shuffle_buffer_size=config["batch_size"] * 8,
+                                       local_shuffle_seed=config["seed"])
+    checkpoint = resume_path()
+    if checkpoint and ray.train.get_context().get_world_rank() == 0:
+        record_resume(checkpoint, Path(config["run_folder"]) / "resumes.log")
+    # Resuming loads the checkpoint with weights_only=True: allow the one class it holds besides tensors.
+    with torch.serialization.safe_globals([LAMConfig]):
+        trainer.fit(system, train_dataloaders=batches, ckpt_path=checkpoint)
 
 
 @dataclass
@@ -94,30 +105,50 @@ def ensure_ray(num_cpus: int) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        ray.init(num_cpus=max(os.cpu_count() or 1, num_cpus), include_dashboard=False, log_to_driver=False)
+        # address="local": without it ray.init() joins whatever cluster the last `ray start` on this
+        # machine recorded, and that cluster is not ours to size. One logical CPU more than the workers
+        # take: Ray Data's file listing needs a CPU slot, and with every slot held by a training worker
+        # the input pipeline would wait forever. It is light work.
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus) + DATA_CPUS,
+                 include_dashboard=False, log_to_driver=False)
 
 
 def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path,
                  run_name: str, backbone_weights: Path | None = None) -> FitResult:
-    """Train `head` (and the backbone unless frozen) on `data` with a Ray TorchTrainer; return the weights."""
-    from ray.train import RunConfig, ScalingConfig
+    """Train `head` (and the backbone unless frozen) on the shards in `data` with a Ray TorchTrainer.
+
+    The run is named `run_name` under `storage`: starting it again with the same name resumes from its
+    latest checkpoint; a worker that dies mid-run is replaced and resumes too (`max_failures` in the
+    stage config, default 2).
+    """
+    import ray.data
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     scaling = job.scaling
     ensure_ray(scaling["num_workers"] * scaling.get("cpus_per_worker", 1))
     loop_config = {
-        "head": head, "data": str(data), "model": model.to_dict(), "seed": job.seed,
+        "head": head, "model": model.to_dict(), "seed": job.seed,
         "epochs": stage["epochs"], "batch_size": stage["batch_size"], "learning_rate": stage["learning_rate"],
-        "unfreeze_backbone_at_epoch": stage.get("unfreeze_backbone_at_epoch"),
+        "backbone": {k: stage[k] for k in ("trainable_blocks", "unfreeze_at_epoch", "backbone_lr_factor") if k in stage},
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
         "use_gpu": bool(scaling.get("use_gpu")), "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
+        "checkpoint_every_n_steps": int(stage.get("checkpoint_every_n_steps", 50)),
+        "kill_worker_at_step": stage.get("kill_worker_at_step"),
+        "drill_marker": str(storage / run_name / "failure-drill.done"),
+        "run_folder": str(storage / run_name),
     }
+    # Reads are I/O: they take no CPU slot, so 2 training workers on 2 CPUs leave none idle and none short.
+    dataset = ray.data.read_parquet(str(data), ray_remote_args={"num_cpus": 0})
     trainer = TorchTrainer(
         train_func,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=scaling["num_workers"], use_gpu=bool(scaling.get("use_gpu")),
                                      resources_per_worker={"CPU": scaling.get("cpus_per_worker", 1)}),
-        run_config=RunConfig(name=run_name, storage_path=str(storage)),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=int(stage.get("max_failures", 2))),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        datasets={"train": dataset},
     )
     started = time.time()
     result = trainer.fit()

@@ -1,0 +1,89 @@
+"""Ray Train checkpoints every N steps, the resume path, and a worker-kill switch for failure drills.
+
+Ray's own RayTrainReportCallback reports a checkpoint at the end of each epoch; StepCheckpoint adds one
+every `every_n_steps` optimizer steps, so a killed worker loses at most N steps. On restart (a worker
+failure under FailureConfig(max_failures > 0), or the same RunConfig(name, storage_path) started again)
+`ray.train.get_checkpoint()` returns the latest one and Lightning resumes from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+CHECKPOINT_FILE = "checkpoint.ckpt"  # the name RayTrainReportCallback uses too
+
+
+class StepCheckpoint(pl.Callback):
+    """Save a Lightning checkpoint and report it to Ray Train every `every_n_steps` global steps."""
+
+    def __init__(self, every_n_steps: int) -> None:
+        super().__init__()
+        if every_n_steps < 1:
+            raise ValueError(f"checkpoint_every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        import ray.train
+
+        if trainer.global_step == 0 or trainer.global_step % self.every_n_steps:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="lam-step-checkpoint-"))
+        trainer.save_checkpoint(folder / CHECKPOINT_FILE, weights_only=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(epoch=trainer.current_epoch, step=trainer.global_step)
+        # Every worker calls report (it is collective); only rank 0 uploads the checkpoint.
+        rank0 = ray.train.get_context().get_world_rank() == 0
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank0 else None)
+        trainer.strategy.barrier()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def resume_path() -> str | None:
+    """A local copy of the latest reported checkpoint of this run, or None for a fresh start."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    local = Path(tempfile.mkdtemp(prefix="lam-resume-"))
+    with checkpoint.as_directory() as folder:
+        shutil.copy(Path(folder) / CHECKPOINT_FILE, local / CHECKPOINT_FILE)
+    return str(local / CHECKPOINT_FILE)
+
+
+def record_resume(checkpoint_file: str, log: Path) -> int:
+    """Append "resumed from step N" to the run's resumes.log (rank 0 calls this); returns N."""
+    import torch
+
+    from lightning_modules.config import LAMConfig
+
+    with torch.serialization.safe_globals([LAMConfig]):
+        step = int(torch.load(checkpoint_file, map_location="cpu", weights_only=True)["global_step"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        out.write(f"resumed from step {step}\n")
+    return step
+
+
+class KillWorkerOnce(pl.Callback):
+    """Failure drill: SIGKILL the rank-0 worker process at `step`, once per run (a marker file remembers).
+
+    Set `kill_worker_at_step` in a job's stage config to rehearse recovery; never set it in production.
+    """
+
+    def __init__(self, step: int, marker: Path) -> None:
+        super().__init__()
+        self.step = step
+        self.marker = marker
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == 0 and not self.marker.exists():
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.write_text(f"killed at step {self.step}\n")
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,100 @@
+"""Batch-score the whole base with Ray Data: a pool of model actors over the offline sequence table.
+
+Run:  python -m ray_jobs.score --workdir ./lam-demo [--actors 2] [--batch-size 512] [--capacity 150]
+On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.score --workdir <shared path>
+Reads the sequence snapshot materialized at the scoring time (`lam materialize`) and the profiles;
+every consenting customer is scored for every campaign by `map_batches` over an actor pool (each actor
+loads the artifact once). Writes outputs/call_list.{parquet,csv} and scores.parquet and pushes each
+customer's best campaign into the `lam_scores` feature view, as `lam score` does from the online store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lam_platform.features import open_store, schema_fingerprint, snapshot_path
+from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.scoring import CampaignScorer, next_contact_time, publish_scores
+from lam_platform.simulator import load_world_config
+from lam_platform.workdir import Workdir
+from lightning_modules.artifact import ModelArtifact, latest_version
+from ray_jobs.training import ensure_ray
+
+PROFILE_COLUMNS = ["customer_id", "consent_marketing", "age_band", "gender", "plan", "region", "tenure_months"]
+
+
+class CampaignScoringActor:
+    """One model replica: loads the artifact and the profiles once, then scores batches of sequences."""
+
+    def __init__(self, artifact_path: str, profiles_path: str, contact_time: pd.Timestamp) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # one core per actor: the pool size sets the parallelism
+        self.scorer = CampaignScorer(ModelArtifact(Path(artifact_path)))
+        self.profiles = pd.read_parquet(profiles_path, columns=PROFILE_COLUMNS).set_index("customer_id")
+        self.contact_time = contact_time
+        self.campaigns = list(itertools.product(OFFERS, METHODS))
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = batch.join(self.profiles, on="customer_id")
+        rows = rows[rows.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
+        if rows.empty:
+            return pd.DataFrame(columns=["customer_id", "offer", "method", "p_order_if_called",
+                                         "p_order_if_not_called", "uplift"])
+        return self.scorer.score(rows, self.contact_time, self.campaigns)
+
+
+def score_with_ray_data(sequences: Path, artifact: ModelArtifact, profiles: Path, contact_time: pd.Timestamp,
+                        actors: int, batch_size: int) -> pd.DataFrame:
+    """Every consenting customer x campaign, scored by `actors` model replicas."""
+    import ray.data
+
+    dataset = ray.data.read_parquet(str(sequences), ray_remote_args={"num_cpus": 0})
+    scored = dataset.map_batches(
+        CampaignScoringActor, fn_constructor_args=(str(artifact.path), str(profiles), contact_time),
+        batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+    return scored.to_pandas()
+
+
+def run(workdir: Workdir, actors: int = 2, batch_size: int = 512, capacity: int | None = None,
+        artifact_path: Path | None = None) -> dict:
+    world = load_world_config(workdir)
+    as_of = world.scoring_time
+    sequences = snapshot_path(workdir.sequences, as_of)
+    if not sequences.exists():
+        raise FileNotFoundError(f"no sequence snapshot at {as_of.isoformat()} in {workdir.sequences}: "
+                                f"run `lam materialize --workdir {workdir.root}` first")
+    store = open_store(workdir)
+    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts))
+    artifact.check_schema(schema_fingerprint(store))
+    ensure_ray(actors)
+    started = time.perf_counter()
+    scores = score_with_ray_data(sequences, artifact, workdir.profiles, next_contact_time(as_of), actors, batch_size)
+    seconds = time.perf_counter() - started
+    customers = scores.customer_id.nunique()
+    n_customers = len(pd.read_parquet(workdir.profiles, columns=["customer_id"]))
+    published = publish_scores(workdir, store, scores, as_of, artifact, capacity or max(1, round(0.05 * n_customers)))
+    return {**published, "scored": customers, "actors": actors, "seconds": round(seconds, 2),
+            "customers_per_second": round(customers / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
+    parser.add_argument("--actors", type=int, default=2, help="model replicas in the actor pool (default 2)")
+    parser.add_argument("--batch-size", type=int, default=512, help="customers per batch (default 512)")
+    parser.add_argument("--capacity", type=int, default=None, help="calls in the list (default 5%% of customers)")
+    parser.add_argument("--artifact", type=Path, default=None, help="artifact folder (default: the latest)")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(Workdir.at(args.workdir), args.actors, args.batch_size, args.capacity, args.artifact),
+                     default=str))
+
+
+if __name__ == "__main__":
+    main()

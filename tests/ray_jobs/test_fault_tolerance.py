@@ -1,0 +1,68 @@
+"""Ray Train runs survive a killed worker and resume when started again under the same name.
+
+Runs real Ray Train jobs (2 CPU workers, Ray Data shards of a tiny pretraining set): one uninterrupted,
+one whose rank-0 worker is SIGKILLed mid-run (recovered by FailureConfig), one that fails for good and
+is then started again with the same name (it resumes from its last checkpoint, not from step 0).
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lam_platform.simulator import load_world_config
+from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
+from lightning_modules.config import LAMConfig
+from ray_jobs.training import JobConfig, fit_with_ray
+
+TINY = Path(__file__).resolve().parents[2] / "ray_jobs" / "configs" / "tiny.yaml"
+# Final training loss of a recovered run vs an uninterrupted one: they differ only in the data order
+# of the epoch that was cut (a resumed epoch starts its stream again), so they agree loosely, not exactly.
+LOSS_TOLERANCE = 0.15
+
+
+@pytest.fixture(scope="module")
+def pretrain_shards(tiny_world, tmp_path_factory) -> tuple[Path, LAMConfig, JobConfig]:
+    job = JobConfig.load(TINY)
+    world = load_world_config(tiny_world)
+    profiles = pd.read_parquet(tiny_world.profiles)
+    events = training_events(tiny_world, world.scoring_time, consenting_customers(profiles))
+    tokenizer = fit_tokenizer(events, profiles, world.scoring_time, job.model["max_len"])
+    config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
+    data = tmp_path_factory.mktemp("shards") / "pretrain"
+    build_pretrain_set(events, tokenizer, 4, config.recent_events, job.seed, data)
+    return data, config, job
+
+
+def _resumed_steps(run: Path) -> list[int]:
+    """Steps a run resumed from (one per restart), from its resumes.log; a fresh start resumes from none."""
+    log = run / "resumes.log"
+    return [int(line.rsplit(" ", 1)[1]) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _fit(shards, storage: Path, name: str, **stage_overrides):
+    data, config, job = shards
+    stage = {**job.pretrain, "epochs": 3, "checkpoint_every_n_steps": 2, **stage_overrides}
+    return fit_with_ray("next_action", data, config, stage, job, storage, name)
+
+
+@pytest.mark.e2e
+def test_killed_worker_resumes_from_its_last_checkpoint_and_finishes(pretrain_shards, tmp_path):
+    clean = _fit(pretrain_shards, tmp_path, "clean")
+    drilled = _fit(pretrain_shards, tmp_path, "drilled", kill_worker_at_step=5, max_failures=1)
+    assert (tmp_path / "drilled" / "failure-drill.done").exists()  # the worker really was killed
+    resumed = _resumed_steps(tmp_path / "drilled")  # every 2 steps a checkpoint; killed at step 5
+    assert resumed and all(0 < s <= 5 and s % 2 == 0 for s in resumed)
+    assert drilled.metrics["epoch"] == clean.metrics["epoch"] == 2
+    assert abs(drilled.metrics["train_loss"] - clean.metrics["train_loss"]) <= LOSS_TOLERANCE * clean.metrics["train_loss"]
+
+
+@pytest.mark.e2e
+def test_a_stopped_run_started_again_with_the_same_name_resumes(pretrain_shards, tmp_path):
+    with pytest.raises(Exception, match="(?i)fail|died|error"):
+        _fit(pretrain_shards, tmp_path, "stopped", kill_worker_at_step=5, max_failures=0)
+    assert not (tmp_path / "stopped" / "resumes.log").exists()
+    again = _fit(pretrain_shards, tmp_path, "stopped")
+    resumed = _resumed_steps(tmp_path / "stopped")
+    assert resumed and all(0 < s <= 5 and s % 2 == 0 for s in resumed)  # from a checkpoint, not step 0
+    assert again.metrics["epoch"] == 2

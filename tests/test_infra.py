@@ -1,0 +1,67 @@
+"""Deployment files agree with the code: modules, config paths, image tags and the Ray version they name."""
+
+import importlib.util
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import ray
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+MANIFESTS = [ROOT / "infra" / "docker-compose.yaml", *sorted((ROOT / "infra" / "kuberay").glob("*.yaml"))]
+
+
+def _walk(node, key=None):
+    """Yield (key, value) for every scalar in a parsed YAML document."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v, key)
+    else:
+        yield key, node
+
+
+def _commands() -> list[list[str]]:
+    found = []
+    for path in MANIFESTS:
+        for key, value in _walk(yaml.safe_load(path.read_text())):
+            if key in ("command", "entrypoint") and isinstance(value, str):
+                found.append(shlex.split(value))
+    return found
+
+
+def test_every_module_and_config_a_manifest_runs_exists():
+    commands = _commands()
+    modules = [c[c.index("-m") + 1] for c in commands if "-m" in c]
+    assert {"ray_jobs.pretrain", "ray_jobs.score"} <= set(modules)
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module
+    configs = [c[c.index("--config") + 1] for c in commands if "--config" in c]
+    assert configs and all((ROOT / config).is_file() for config in configs), configs
+    for config in configs:  # and each parses as a job config
+        from ray_jobs.training import JobConfig
+
+        JobConfig.load(ROOT / config)
+
+
+def test_images_and_ray_version_match_the_package():
+    pinned = re.search(r"ray\[[^\]]*\]==([\d.]+)", " ".join(PROJECT["dependencies"])).group(1)
+    assert pinned == ray.__version__
+    versions, images = [], []
+    for path in MANIFESTS:
+        for key, value in _walk(yaml.safe_load(path.read_text())):
+            if key == "rayVersion":
+                versions.append(value)
+            if key == "image" and str(value).startswith("lam-platform"):
+                images.append(value)
+    assert versions and set(versions) == {pinned}
+    assert images and all(re.fullmatch(rf"lam-platform:{re.escape(PROJECT['version'])}(-gpu)?", i) for i in images), images
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"lam-platform:{PROJECT['version']}" in dockerfile
+    for source in re.findall(r"^COPY (\S+)", dockerfile, flags=re.M):
+        assert (ROOT / source).exists(), source
