@@ -1,0 +1,65 @@
+"""Batch scoring throughput: Ray Data with 1 and 2 model actors vs a single-process loop over the same data.
+
+Run (after `lam demo --workdir ./lam-demo`):  python benchmarks/batch_scoring.py --workdir ./lam-demo [--repeats 3]
+
+Every run scores every consenting customer for every campaign from the sequence snapshot at the scoring
+time. Reports customers/s (median of the repeats) and the ratio to the single-process loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+
+import pandas as pd
+import torch
+
+from lam_platform.features import snapshot_path
+from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.scoring import CampaignScorer, next_contact_time
+from lam_platform.simulator import load_world_config
+from lam_platform.workdir import Workdir
+from lightning_modules.artifact import ModelArtifact, latest_version
+from ray_jobs.score import PROFILE_COLUMNS, score_with_ray_data
+from ray_jobs.training import ensure_ray
+
+
+def single_process(sequences, artifact, profiles, contact_time) -> int:
+    rows = pd.read_parquet(sequences).join(pd.read_parquet(profiles, columns=PROFILE_COLUMNS).set_index("customer_id"),
+                                           on="customer_id")
+    rows = rows[rows.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
+    scores = CampaignScorer(artifact).score(rows, contact_time, list(itertools.product(OFFERS, METHODS)), 512)
+    return scores.customer_id.nunique()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="./lam-demo")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    workdir = Workdir.at(args.workdir)
+    world = load_world_config(workdir)
+    sequences = snapshot_path(workdir.sequences, world.scoring_time)
+    artifact = ModelArtifact(latest_version(workdir.artifacts))
+    contact = next_contact_time(world.scoring_time)
+    ensure_ray(2)
+    rates: dict[str, list[float]] = {"single process (1 thread)": [], "ray data, 1 actor": [], "ray data, 2 actors": []}
+    for _ in range(args.repeats):
+        torch.set_num_threads(1)
+        started = time.perf_counter()
+        n = single_process(sequences, artifact, workdir.profiles, contact)
+        rates["single process (1 thread)"].append(n / (time.perf_counter() - started))
+        for actors in (1, 2):
+            started = time.perf_counter()
+            n = score_with_ray_data(sequences, artifact, workdir.profiles, contact, actors, 512).customer_id.nunique()
+            rates[f"ray data, {actors} actor{'s' if actors > 1 else ''}"].append(n / (time.perf_counter() - started))
+    base = statistics.median(rates["single process (1 thread)"])
+    print(f"{n} consenting customers x {len(OFFERS) * len(METHODS)} campaigns, median of {args.repeats}")
+    for name, values in rates.items():
+        print(f"  {name:<28}{statistics.median(values):>9.0f} customers/s   {statistics.median(values) / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Ray Train throughput: training events/s with 1 and 2 CPU workers on the demo's pretraining set.
+
+Run (after `lam demo --workdir ./lam-demo`):
+    python benchmarks/training_throughput.py --workdir ./lam-demo [--epochs 2] [--repeats 2]
+
+Events/s counts the real (unpadded) events in the input sequences the workers consumed, over the wall
+time of `TorchTrainer.fit` (worker start-up and Ray Data streaming included). Median of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from lam_platform.workdir import Workdir
+from lightning_modules.artifact import ModelArtifact, latest_version
+from lightning_modules.datasets import read_training_shards
+from ray_jobs.training import JobConfig, fit_with_ray
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="./lam-demo")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    workdir = Workdir.at(args.workdir)
+    job = JobConfig.load(args.config)
+    config = ModelArtifact(latest_version(workdir.artifacts)).with_head("next_action").config
+    data = workdir.training / "pretrain"
+    events = int(read_training_shards(data)["mask"].sum())
+    stage = {**job.pretrain, "epochs": args.epochs, "checkpoint_every_n_steps": 10**9}
+    print(f"{events:,} input events per epoch, {args.epochs} epochs, median of {args.repeats}")
+    rates = {}
+    with tempfile.TemporaryDirectory() as storage:
+        for workers in (1, 2):
+            scaled = JobConfig(**{**job.__dict__, "scaling": {**job.scaling, "num_workers": workers}})
+            walls = []
+            for r in range(args.repeats):
+                started = time.perf_counter()
+                fit_with_ray("next_action", data, config, stage, scaled, Path(storage), f"w{workers}-r{r}")
+                walls.append(time.perf_counter() - started)
+            rates[workers] = events * args.epochs / statistics.median(walls)
+            print(f"  {workers} worker{'s' if workers > 1 else ''}: {rates[workers]:>10,.0f} events/s "
+                  f"(fit wall {statistics.median(walls):.1f} s)", flush=True)
+    print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
