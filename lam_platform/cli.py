@@ -280,6 +280,52 @@ def evaluate(workdir: str, capacity: int | None, artifact: Path | None, seed: in
     _emit(result, as_json)
 
 
+@main.command()
+@workdir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to bind.")
+@click.option("--as-of", default=None,
+              help="The service clock, with zone (default: a simulated world's scoring time; else the wall clock).")
+@click.option("--max-customers", default=1000, show_default=True, help="Most customer ids in one request.")
+@click.option("--max-body-bytes", default=1_000_000, show_default=True, help="Largest request body.")
+@click.option("--cooldown-days", default=14.0, show_default=True, help="Call lists skip customers contacted this recently.")
+@click.option("--converted-within-days", default=30.0, show_default=True,
+              help="Call lists skip customers who ordered this recently.")
+@click.option("--poll-seconds", default=5.0, show_default=True, help="How often to look for a new model version.")
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Serve this version only (default: the newest, reloaded when a newer one appears).")
+def serve(workdir: str, host: str, port: int, as_of: str | None, max_customers: int, max_body_bytes: int,
+          cooldown_days: float, converted_within_days: float, poll_seconds: float, artifact: Path | None) -> None:
+    """Serve /v1/score and /v1/call-list over the Feast online store (FastAPI + uvicorn).
+
+    Bearer tokens come from LAM_API_TOKENS (a JSON list of {name, token, scopes}) or the file named by
+    LAM_API_TOKENS_FILE; scopes are "score" and "call-list". /healthz, /readyz and /metrics (Prometheus)
+    need no token; the OpenAPI spec is at /openapi.json.
+    """
+    import pandas as pd
+    import uvicorn
+
+    from lam_platform.service.app import ServiceSettings, create_app
+    from lam_platform.service.auth import TokenConfigError, load_tokens
+
+    try:
+        tokens = load_tokens()
+    except TokenConfigError as error:
+        raise click.UsageError(str(error)) from None
+    wd = Workdir.at(workdir)
+    clock = pd.Timestamp(as_of) if as_of else None
+    if clock is None and wd.world_json.exists():
+        from lam_platform.simulator import load_world_config
+
+        clock = load_world_config(wd).scoring_time
+    if clock is not None and clock.tzinfo is None:
+        raise click.BadParameter(f"{as_of!r} has no time zone; write e.g. 2026-06-04T00:00:00+00:00", param_hint="--as-of")
+    settings = ServiceSettings(workdir=wd.root, max_customers=max_customers, max_body_bytes=max_body_bytes,
+                               cooldown_days=cooldown_days, converted_within_days=converted_within_days,
+                               poll_seconds=poll_seconds, clock=clock, model_path=artifact)
+    uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info")
+
+
 @main.command("benchmark-public")
 @click.option("--format", "file_format", type=click.Choice(["movielens", "sasrec"]), required=True,
               help="movielens: ratings.dat (UserID::MovieID::Rating::Timestamp); sasrec: `user item` lines.")

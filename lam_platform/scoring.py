@@ -7,6 +7,7 @@ Run: `lam score --workdir ./lam-demo` (after `lam finetune`). Writes outputs/cal
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,17 +16,19 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from lam_platform.explanations import DrivingEvent, driving_events, reason
 from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
 from lam_platform.ground_truth import METHODS, OFFERS
 from lam_platform.sequences import SEQUENCE_SCHEMA
 from lam_platform.simulator import load_world_config
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
+from lightning_modules.attribution import integrated_gradients
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 
 CONTACT_HOUR = 10  # call lists are worked from 10:00 (the simulator's campaigns call between 09:00 and 18:00)
-CALL_LIST_COLUMNS = ["rank", "customer_id", "offer", "method", "p_order_if_called", "p_order_if_not_called",
-                     "uplift", "model_version", "scored_at"]
+CALL_LIST_COLUMNS = ["rank", "customer_id", "offer", "method", "contact_time", "p_order_if_called",
+                     "p_order_if_not_called", "uplift", "reason", "driving_events", "model_version", "scored_at"]
 
 
 def online_rows_to_sequences(rows: pd.DataFrame) -> pa.Table:
@@ -50,30 +53,108 @@ class CampaignScorer:
         self.head = self.artifact.load_head("campaign_response")
 
     @torch.no_grad()
-    def score(self, rows: pd.DataFrame, contact_time: pd.Timestamp, campaigns: list[tuple[str, str]],
-              batch_size: int = 1024) -> pd.DataFrame:
-        """P(order | called), P(order | not called) and uplift for every (customer row, campaign) pair.
+    def score(self, rows: pd.DataFrame, contact_time: pd.Timestamp | list[pd.Timestamp],
+              campaigns: list[tuple[str, str]], batch_size: int = 1024) -> pd.DataFrame:
+        """P(order | called), P(order | not called) and uplift for every (customer row, campaign, contact time).
 
-        contact_time: when the calls would be placed; its hour, weekday and gap since each customer's last
-        event are campaign features, so it should look like the contact times the head was trained on.
+        contact_time: when the calls would be placed (one time, or candidate time slots); its hour, weekday
+        and gap since each customer's last event are campaign features, so it should look like the contact
+        times the head was trained on.
         """
+        times = contact_time if isinstance(contact_time, list) else [contact_time]
         frames = []
         for lo in range(0, len(rows), batch_size):
             chunk = rows.iloc[lo : lo + batch_size].reset_index(drop=True)
-            arrays = self.tokenizer.encode_events(online_rows_to_sequences(chunk))
-            last_event_us = arrays.pop("last_event_us")
-            state = self.backbone(dataclass_from_arrays(EventBatch, arrays)).state
-            for offer, method in campaigns:
-                n = len(chunk)
-                context = self.tokenizer.encode_campaigns(chunk, [offer] * n, [method] * n,
-                                                          pd.Series([contact_time] * n), last_event_us)
-                out = self.head(state, dataclass_from_arrays(CampaignContext, context))
-                frames.append(pd.DataFrame({
-                    "customer_id": chunk.customer_id, "offer": offer, "method": method,
-                    "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy(),
-                    "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy(),
-                    "uplift": out.uplift.numpy()}))
+            state, last_event_us = self.encode(chunk)
+            frames.append(self.score_state(chunk, state, last_event_us, campaigns, times))
         return pd.concat(frames, ignore_index=True)
+
+    def event_batch(self, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
+        """Online rows as an EventBatch, and each row's last event time (us since the epoch)."""
+        arrays = self.tokenizer.encode_events(online_rows_to_sequences(rows))
+        last_event_us = arrays.pop("last_event_us")
+        return dataclass_from_arrays(EventBatch, arrays), last_event_us
+
+    def encode(self, rows: pd.DataFrame, backbone: torch.nn.Module | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Customer states (B, d) after each row's latest event (this scorer's backbone unless given one)."""
+        events, last_event_us = self.event_batch(rows)
+        return (backbone or self.backbone)(events).state, last_event_us
+
+    def contexts(self, rows: pd.DataFrame, last_event_us: np.ndarray, campaigns: list[tuple[str, str]],
+                 times: list[pd.Timestamp]) -> tuple[pd.DataFrame, CampaignContext]:
+        """Every (row, campaign, time) pair, campaign-major, and its CampaignContext (B * C * T rows)."""
+        n, pairs = len(rows), [(o, m, t) for o, m in campaigns for t in times]
+        row = np.tile(np.arange(n), len(pairs))
+        offers = np.repeat([p[0] for p in pairs], n)
+        methods = np.repeat([p[1] for p in pairs], n)
+        when = pd.Series(pd.DatetimeIndex([pd.Timestamp(p[2]) for p in pairs]).repeat(n))
+        context = self.tokenizer.encode_campaigns(rows.iloc[row].reset_index(drop=True), offers, methods, when,
+                                                  last_event_us[row])
+        keys = pd.DataFrame({"row": row, "offer": offers, "method": methods, "contact_time": when})
+        return keys, dataclass_from_arrays(CampaignContext, context)
+
+    def explain(self, rows: pd.DataFrame, best: pd.DataFrame, as_of: pd.Timestamp, steps: int = 32,
+                top: int = 3) -> list[tuple[list[DrivingEvent], str]]:
+        """Driving events and a reason per row for the uplift of that row's campaign in `best` (aligned rows:
+        offer, method, contact_time), by integrated gradients over the event embeddings."""
+        if not len(rows):
+            return []
+        events, last_event_us = self.event_batch(rows)
+        context = self.tokenizer.encode_campaigns(rows, best.offer.to_numpy(), best.method.to_numpy(),
+                                                  pd.Series(pd.to_datetime(best.contact_time.to_numpy(), utc=True)),
+                                                  last_event_us)
+        attributions, _ = integrated_gradients(self.backbone, self.head, events,
+                                               dataclass_from_arrays(CampaignContext, context), steps)
+        explained = []
+        for i in range(len(rows)):
+            row = rows.iloc[i]
+            driving = driving_events(row, attributions[i].numpy(), top)
+            explained.append((driving, reason(row, driving, as_of)))
+        return explained
+
+    def score_state(self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray,
+                    campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> pd.DataFrame:
+        """Scores of every (row, campaign, time) pair from precomputed customer states, in one head call."""
+        keys, context = self.contexts(rows, last_event_us, campaigns, times)
+        out = self.head(state[torch.as_tensor(keys.row.to_numpy())], context)
+        return pd.DataFrame({
+            "customer_id": rows.customer_id.to_numpy()[keys.row.to_numpy()], "offer": keys.offer,
+            "method": keys.method, "contact_time": keys.contact_time,
+            "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy(),
+            "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy(),
+            "uplift": out.uplift.numpy()})
+
+
+CONTACT_CHANNEL = "telemarketing"  # outbound contacts (calls, SMS) land in the stream on this channel
+CONVERSION_ACTION = "purchase"
+
+
+def call_exclusions(rows: pd.DataFrame, as_of: pd.Timestamp, cooldown_days: float,
+                    converted_within_days: float) -> pd.Series:
+    """Why each online row may not be called at `as_of` (None = eligible), first reason that applies:
+    no_consent (also unknown customers: no profile, no consent), contacted_within_cooldown (an outbound
+    contact in the last `cooldown_days`), already_converted (a purchase in the last `converted_within_days`).
+    """
+    consent = rows.consent_marketing.astype("boolean").fillna(False).astype(bool).to_numpy()
+    events = rows[["event_timestamps", "channels", "actions"]].copy()
+    events["row"] = np.arange(len(rows))
+    events = events[events.event_timestamps.map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > 0)]
+    contacted = np.zeros(len(rows), bool)
+    converted = np.zeros(len(rows), bool)
+    if len(events):
+        flat = events.explode(["event_timestamps", "channels", "actions"])
+        ts = pd.to_datetime(flat.event_timestamps, utc=True)
+        before = ts <= as_of
+        hit = flat.row[before & (flat.channels == CONTACT_CHANNEL) & (ts > as_of - pd.Timedelta(days=cooldown_days))]
+        contacted[hit.to_numpy(dtype=np.int64)] = True
+        hit = flat.row[before & (flat.actions == CONVERSION_ACTION)
+                       & (ts > as_of - pd.Timedelta(days=converted_within_days))]
+        converted[hit.to_numpy(dtype=np.int64)] = True
+    reasons = np.full(len(rows), None, dtype=object)
+    reasons[converted] = "already_converted"  # later assignments win: consent first, then the cool-down
+    reasons[contacted] = "contacted_within_cooldown"
+    reasons[~consent] = "no_consent"
+    return pd.Series(reasons, index=rows.index, dtype=object)
 
 
 def rank_call_list(scores: pd.DataFrame, capacity: int) -> pd.DataFrame:
@@ -100,16 +181,24 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
     online = online_features(store, customer_ids)
     eligible = online[online.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
     capacity = capacity or max(1, round(0.05 * len(customer_ids)))
-    scores = CampaignScorer(artifact).score(eligible, next_contact_time(as_of), list(itertools.product(OFFERS, METHODS)))
-    published = publish_scores(workdir, store, scores, as_of, artifact, capacity)
+    scorer = CampaignScorer(artifact)
+    scores = scorer.score(eligible, next_contact_time(as_of), list(itertools.product(OFFERS, METHODS)))
+    published = publish_scores(workdir, store, scores, as_of, artifact, capacity, scorer)
     return {**published, "scored": len(eligible), "excluded_without_consent": len(online) - len(eligible)}
 
 
 def publish_scores(workdir: Workdir, store, scores: pd.DataFrame, as_of: pd.Timestamp, artifact: ModelArtifact,
-                   capacity: int) -> dict:
+                   capacity: int, scorer: CampaignScorer | None = None) -> dict:
     """Write the call list (top `capacity`) and all scores, and push each customer's best campaign to lam_scores."""
     best = rank_call_list(scores, len(scores))  # every customer's best campaign, best first
-    call_list = best.head(capacity).assign(model_version=artifact.path.name, scored_at=as_of)[CALL_LIST_COLUMNS]
+    call_list = best.head(capacity).assign(model_version=artifact.path.name, scored_at=as_of)
+    # The person who makes the call sees why: driving events (JSON) and a reason, from the online rows
+    # (identical to the offline snapshot the batch path scored, by the no-skew contract).
+    rows = online_features(store, call_list.customer_id.tolist())
+    explained = (scorer or CampaignScorer(artifact)).explain(rows, call_list, as_of)
+    call_list["reason"] = [why for _, why in explained]
+    call_list["driving_events"] = [json.dumps([vars(e) for e in driving]) for driving, _ in explained]
+    call_list = call_list[CALL_LIST_COLUMNS]
     workdir.outputs.mkdir(parents=True, exist_ok=True)
     call_list.to_parquet(workdir.outputs / "call_list.parquet", index=False)
     call_list.to_csv(workdir.outputs / "call_list.csv", index=False)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,10 @@ class ModelArtifact:
         return json.loads((self.path / "model_card.json").read_text())
 
     def write_card(self, card: dict) -> None:
-        (self.path / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+        # Write then rename: a service polling for new versions never reads half a card.
+        tmp = self.path / "model_card.json.tmp"
+        tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.path / "model_card.json")
 
     @property
     def config(self) -> LAMConfig:

@@ -103,7 +103,10 @@ class LAMBackbone(nn.Module):
         self.ln_f = nn.LayerNorm(config.d_model)
 
     def forward(self, events: EventBatch) -> BackboneOutput:
-        x = self.embed(events)  # (B, L, d)
+        return self.encode(self.embed(events), events)
+
+    def encode(self, x: Tensor, events: EventBatch) -> BackboneOutput:
+        """The backbone from event embeddings x (B, L, d) on: attribution methods perturb x, not the ids."""
         mask = events.mask
         if self.config.hierarchical:
             x, mask = self._compress_old_events(x, events)

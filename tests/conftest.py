@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lam_platform.pipeline import materialize_step, simulate_step
@@ -9,6 +11,7 @@ from lam_platform.workdir import Workdir
 
 TINY_CUSTOMERS = 200
 TINY_MAX_LEN = 16
+TINY_JOB = Path(__file__).resolve().parents[1] / "ray_jobs" / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +21,16 @@ def tiny_world(tmp_path_factory) -> Workdir:
     simulate_step(workdir, customers=TINY_CUSTOMERS, seed=3)
     materialize_step(workdir, max_len=TINY_MAX_LEN)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def trained_world(tiny_world) -> Workdir:
+    """The tiny world with a model pretrained and fine-tuned by the Ray jobs (tiny.yaml), trained once."""
+    from lam_platform.pipeline import finetune_step, pretrain_step
+
+    pretrain_step(tiny_world, TINY_JOB)
+    finetune_step(tiny_world, TINY_JOB)
+    return tiny_world
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
+import time
 from typing import Iterator
 
 import pytest
@@ -66,3 +69,80 @@ def postgres_url() -> Iterator[str]:
         yield f"postgresql+psycopg://postgres@{LOCAL_POSTGRES[0]}:{LOCAL_POSTGRES[1]}/test?sslmode=disable"
     else:
         missing("PostgreSQL")
+
+
+class RestartableRedis:
+    """A Redis of the test's own that can be stopped and started again with its data (saved on shutdown)."""
+
+    def __init__(self, start, stop, address: str) -> None:
+        self._start, self._stop, self.address = start, stop, address
+
+    @property
+    def connection_string(self) -> str:
+        return f"{self.address},db=0"
+
+    def stop(self) -> None:
+        self._stop()
+        host, port = self.address.split(":")
+        deadline = time.time() + 20
+        while port_open(host, int(port)):
+            assert time.time() < deadline, f"Redis at {self.address} still answers after stop"
+            time.sleep(0.2)
+
+    def start(self) -> None:
+        self._start()
+        host, port = self.address.split(":")
+        deadline = time.time() + 30
+        while not port_open(host, int(port)):
+            assert time.time() < deadline, f"Redis at {self.address} did not come back"
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def restartable_redis(workdir) -> Iterator[RestartableRedis]:
+    """A throwaway Redis container (Docker), else a redis-server process on a free port (never the
+    machine's shared Redis: the test stops it). Skips or fails like the other services when neither exists."""
+    if docker_available():
+        from testcontainers.redis import RedisContainer
+
+        port = free_port()
+        container = RedisContainer("redis:7").with_bind_ports(6379, port)  # fixed port: it survives a restart
+        with container:
+            wrapped = container.get_wrapped_container()
+            redis = RestartableRedis(wrapped.start, wrapped.stop, f"{container.get_container_host_ip()}:{port}")
+            redis.start()
+            yield redis
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing("Redis (a restartable one: Docker or the redis-server binary)")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
+               "--appendonly", "no"]
+    process: list[subprocess.Popen] = []
+
+    def start() -> None:
+        process.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop() -> None:
+        import redis as redis_client
+
+        # SHUTDOWN SAVE writes dump.rdb in --dir; the next start loads it, as a restarted server would.
+        with contextlib.suppress(redis_client.exceptions.ConnectionError):
+            redis_client.Redis(host="127.0.0.1", port=port).shutdown(save=True)
+        process[-1].wait(timeout=30)
+
+    redis = RestartableRedis(start, stop, f"127.0.0.1:{port}")
+    redis.start()
+    try:
+        yield redis
+    finally:
+        if process and process[-1].poll() is None:
+            process[-1].kill()
+            process[-1].wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

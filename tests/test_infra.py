@@ -41,6 +41,12 @@ def test_every_module_and_config_a_manifest_runs_exists():
     assert {"ray_jobs.pretrain", "ray_jobs.score"} <= set(modules)
     for module in modules:
         assert importlib.util.find_spec(module) is not None, module
+    from lam_platform.cli import main as lam
+
+    lam_commands = [c[1] for c in commands if c[0] == "lam"]
+    assert "serve" in lam_commands
+    for name in lam_commands:  # every `lam X` a manifest runs is a command of the CLI
+        assert name in lam.commands, name
     configs = [c[c.index("--config") + 1] for c in commands if "--config" in c]
     assert configs and all((ROOT / config).is_file() for config in configs), configs
     for config in configs:  # and each parses as a job config

@@ -1,21 +1,15 @@
 """Batch scoring with Ray Data over the offline snapshot gives the same scores as online scoring."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from lam_platform.pipeline import finetune_step, pretrain_step
 from lam_platform.scoring import score
 from ray_jobs import score as batch_score
 
-TINY = Path(__file__).resolve().parents[2] / "ray_jobs" / "configs" / "tiny.yaml"
-
 
 @pytest.mark.e2e
-def test_ray_data_batch_scores_equal_online_scores(tiny_world):
-    pretrain_step(tiny_world, TINY)
-    finetune_step(tiny_world, TINY)
+def test_ray_data_batch_scores_equal_online_scores(trained_world):
+    tiny_world = trained_world
     online = score(tiny_world)
     online_scores = pd.read_parquet(tiny_world.outputs / "scores.parquet")
     result = batch_score.run(tiny_world, actors=2, batch_size=64)

@@ -1,0 +1,148 @@
+"""Latency of POST /v1/score under bounded load: p50/p99 and errors for 1 and 100 customers per request,
+with 1 and 8 concurrent clients (closed loop: each sends its next request when the last returns), on
+the SQLite and the Redis online store, and the ratio of end-to-end latency to the Feast SDK read alone.
+
+Run (after `lam demo --workdir ./lam-demo`):
+    LAM_REDIS=127.0.0.1:6379,db=0 \\
+    LAM_REGISTRY_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable' \\
+    python benchmarks/serving_latency.py --workdir ./lam-demo --seconds 60
+The service runs as `lam serve` in a process of its own on 127.0.0.1; the clients are threads here.
+Without LAM_REDIS only SQLite is measured. Redis keys go under a project of their own, removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from online_read import production_profile  # noqa: E402
+
+from lam_platform.features import online_features, open_store  # noqa: E402
+from lam_platform.pipeline import materialize_step  # noqa: E402
+from lam_platform.workdir import Workdir  # noqa: E402
+
+TOKEN = "benchmark-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(workdir: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "LAM_API_TOKENS": json.dumps([{"name": "bench", "token": TOKEN, "scopes": ["score"]}])}
+    lam = Path(sys.executable).parent / "lam"
+    process = subprocess.Popen([str(lam), "serve", "--workdir", str(workdir), "--port", str(port),
+                                "--poll-seconds", "3600"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            raise RuntimeError(f"`lam serve` did not become ready: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.5)
+
+
+def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, seed: int) -> dict:
+    latencies: list[float] = []
+    errors: list[int] = []
+    stop = time.perf_counter() + seconds
+
+    def client(k: int) -> None:
+        rng = np.random.default_rng(seed + k)
+        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            http.post("/v1/score", json={"customer_ids": ids[:batch]})  # warm the connection
+            while time.perf_counter() < stop:
+                body = {"customer_ids": rng.choice(ids, size=batch, replace=False).tolist()}
+                started = time.perf_counter()
+                try:
+                    status = http.post("/v1/score", json=body).status_code
+                except httpx.TransportError:
+                    status = -1
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    errors.append(status)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ms = np.array(latencies) * 1000
+    return {"requests": len(ms), "errors": len(errors), "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "requests_per_s": len(ms) / seconds}
+
+
+def feast_read(workdir: Workdir, ids: list[str], batch: int, calls: int, seed: int) -> dict:
+    store = open_store(workdir)
+    rng = np.random.default_rng(seed)
+    online_features(store, ids[:batch])
+    samples = []
+    for _ in range(calls):
+        chosen = rng.choice(ids, size=batch, replace=False).tolist()
+        started = time.perf_counter()
+        online_features(store, chosen)
+        samples.append(time.perf_counter() - started)
+    ms = np.array(samples) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("./lam-demo"), help="a workdir with a fine-tuned model")
+    parser.add_argument("--seconds", type=float, default=60.0, help="load duration per configuration")
+    parser.add_argument("--feast-calls", type=int, default=200, help="Feast reads timed per batch size")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    source = Workdir.at(args.workdir)
+    profiles = pd.read_parquet(source.profiles)
+    ids = profiles.customer_id[profiles.consent_marketing].tolist()
+    stores = ["sqlite"] + (["redis"] if os.environ.get("LAM_REDIS") and os.environ.get("LAM_REGISTRY_URL") else [])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in stores:
+            workdir = Workdir.at(Path(tmp) / name)
+            shutil.copytree(source.root, workdir.root, ignore=shutil.ignore_patterns("ray_results", "training"))
+            if name == "redis":
+                materialize_step(workdir, profile=production_profile(Path(tmp)))
+            port = free_port()
+            service = start_service(workdir.root, port)
+            try:
+                for batch in (1, 100):
+                    feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)
+                    for clients in (1, 8):
+                        result = load(f"http://127.0.0.1:{port}", ids, batch, clients, args.seconds, args.seed)
+                        rows.append({"store": name, "customers": batch, "clients": clients, **result,
+                                     "feast_p50_ms": feast["p50_ms"], "e2e_over_feast_p50": result["p50_ms"] / feast["p50_ms"]})
+                        print(json.dumps(rows[-1]), flush=True)
+            finally:
+                service.terminate()
+                service.wait(timeout=30)
+                if name == "redis":
+                    open_store(workdir).teardown()
+    table = pd.DataFrame(rows)
+    print(f"\n/v1/score on 127.0.0.1, {args.seconds:.0f} s per row, closed-loop clients, {os.cpu_count()} CPUs")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+if __name__ == "__main__":
+    main()

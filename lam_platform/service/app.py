@@ -1,0 +1,317 @@
+"""The scoring service: FastAPI over the Feast online store and the latest model version.
+
+Run: `lam serve --workdir ./lam-demo` (tokens from LAM_API_TOKENS or LAM_API_TOKENS_FILE; see
+`lam_platform/service/auth.py`), then e.g.
+    curl -H "Authorization: Bearer $TOKEN" -d '{"customer_ids": ["c000001"]}' localhost:8000/v1/score
+The OpenAPI spec is at /openapi.json, Prometheus metrics at /metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from lam_platform.features import online_features, open_store
+from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
+from lam_platform.service import schemas
+from lam_platform.service.auth import ApiToken, Authenticator
+from lam_platform.service.model import ModelWatcher, PopulationPrior, ServingModel
+from lam_platform.workdir import Workdir
+
+DEFAULT_TIME_SLOTS = (10, 14, 17)
+EARLIEST_AS_OF, LATEST_AS_OF = 1971, 2200  # pandas timestamps end in 2262; event times start in 1970
+
+
+@dataclass
+class ServiceSettings:
+    workdir: Path
+    max_customers: int = 1000  # per request
+    max_body_bytes: int = 1_000_000
+    cooldown_days: float = 14.0
+    converted_within_days: float = 30.0
+    time_slots: tuple[int, ...] = DEFAULT_TIME_SLOTS
+    poll_seconds: float = 5.0  # how often to look for a new model version
+    clock: pd.Timestamp | None = None  # a fixed "now" (a simulated world's scoring time); None = wall clock
+    model_path: Path | None = None  # pin one version; None = the newest servable version, reloaded as it changes
+    explain_steps: int = 32
+    extra: dict = field(default_factory=dict)
+
+    def now(self) -> pd.Timestamp:
+        return self.clock if self.clock is not None else pd.Timestamp.now(tz="UTC")
+
+
+class StoreUnavailable(RuntimeError):
+    """The online store could not be read; the service answers 503 until it can."""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("lam_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("lam_request_duration_seconds", "request latency", ["endpoint"], registry=self.registry,
+                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.errors = Counter("lam_errors", "failed requests by kind", ["endpoint", "kind"], registry=self.registry)
+        self.customers = Counter("lam_customers", "customers answered, by status", ["status"], registry=self.registry)
+        self.model = Gauge("lam_model_info", "1 for the model version being served, 0 for former ones", ["version"],
+                           registry=self.registry)
+
+        self.shown: str | None = None
+
+    def show_model(self, version: str | None) -> None:
+        if version == self.shown:
+            return
+        if self.shown:
+            self.model.labels(version=self.shown).set(0)  # a former version stays listed, at 0
+        if version:
+            self.model.labels(version=version).set(1)
+        self.shown = version
+
+
+class OnlineReader:
+    """Reads online rows; any store failure becomes StoreUnavailable (the next call tries again)."""
+
+    def __init__(self, workdir: Workdir) -> None:
+        self.workdir = workdir
+        self.store = open_store(workdir)
+        # Feast's SQLite store shares one connection between threads: take turns on it.
+        sqlite = getattr(self.store.config.online_store, "type", "sqlite") == "sqlite"
+        self.lock = threading.Lock() if sqlite else nullcontext()
+
+    def read(self, customer_ids: list[str]) -> pd.DataFrame:
+        try:
+            with self.lock:
+                return online_features(self.store, customer_ids)
+        except Exception as error:  # noqa: BLE001 -- Redis down, file gone, timeouts: all mean "store unavailable"
+            raise StoreUnavailable(f"the online store is unavailable ({type(error).__name__}); retry later") from error
+
+
+def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
+    workdir = Workdir.at(settings.workdir)
+    watcher = ModelWatcher(workdir.artifacts, settings.poll_seconds, settings.model_path)
+    reader = OnlineReader(workdir)
+    prior = PopulationPrior.from_campaign_log(workdir.campaign_log) if workdir.campaign_log.exists() else None
+    auth = Authenticator(tokens)
+    metrics = Metrics()
+    metrics.show_model(watcher.current.version if watcher.current else None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        watcher.start()
+        yield
+        watcher.stop()
+
+    app = FastAPI(title="LAM scoring service", version="1", lifespan=lifespan,
+                  description="Scores customers from the Feast online store with the latest LAM version.")
+    app.state.watcher, app.state.settings, app.state.metrics = watcher, settings, metrics
+
+    def require(scope: str):
+        def check(request: Request) -> ApiToken:
+            token = auth.identify(request.headers.get("authorization"))
+            if token is None:
+                raise HTTPException(401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
+            if scope not in token.scopes:
+                raise HTTPException(403, f"token {token.name!r} lacks the {scope!r} scope")
+            request.state.token_name = token.name
+            return token
+        return check
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        started = time.perf_counter()
+        endpoint = request.url.path if request.url.path in KNOWN_PATHS else "other"
+        length = request.headers.get("content-length")
+        too_big = length is not None and length.isdigit() and int(length) > settings.max_body_bytes
+        if not too_big and request.method == "POST" and length is None:
+            too_big = len(await request.body()) > settings.max_body_bytes  # chunked upload: count it
+        if too_big:
+            response = JSONResponse({"detail": f"request body exceeds max_body_bytes={settings.max_body_bytes}"}, 413)
+        else:
+            response = await call_next(request)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            metrics.errors.labels(endpoint, ERROR_KINDS.get(response.status_code, "other")).inc()
+        return response
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_: Request, error: StoreUnavailable):
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
+
+    def current_model() -> ServingModel:
+        model = watcher.current
+        if model is None:
+            raise HTTPException(503, f"no model loaded: {watcher.last_error}")
+        metrics.show_model(model.version)
+        return model
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        problems = []
+        if watcher.current is None:
+            problems.append(f"model: {watcher.last_error}")
+        try:
+            reader.read(["__readyz_probe__"])
+        except StoreUnavailable as error:
+            problems.append(f"store: {error}")
+        body = {"ready": not problems, "model_version": watcher.current.version if watcher.current else None,
+                "problems": problems}
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/score", response_model=schemas.ScoreResponse)
+    def score(body: schemas.ScoreRequest, _: ApiToken = Depends(require("score"))) -> schemas.ScoreResponse:
+        _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
+        model = current_model()
+        campaigns, times, as_of = _options(body, model, settings)
+        ids = list(dict.fromkeys(body.customer_ids))  # each customer once, in the order asked
+        rows = reader.read(ids)
+        answers = {}
+        consent = rows.consent_marketing.astype("boolean")
+        excluded = (consent == False).fillna(False).to_numpy(bool)  # noqa: E712 -- unknown consent is not a refusal
+        history = rows.event_timestamps.map(lambda v: v is not None and len(v) > 0).to_numpy(bool)
+        for customer_id in rows.customer_id[excluded]:
+            answers[customer_id] = schemas.CustomerScore(customer_id=customer_id, status="excluded", cold_start=False,
+                                                         excluded_reason="no_consent")
+        cold = rows.customer_id[~excluded & ~history].tolist()
+        if cold:
+            prior_scores = prior.score(cold, campaigns, times) if prior is not None else None
+            for customer_id in cold:
+                mine = prior_scores[prior_scores.customer_id == customer_id] if prior_scores is not None else None
+                answers[customer_id] = _customer(customer_id, "cold_start", mine, None, None)
+        known = rows[~excluded & history].reset_index(drop=True)
+        if len(known):
+            with _no_grad():
+                state, last_event_us = model.campaigns.encode(known)
+                scores = model.campaigns.score_state(known, state, last_event_us, campaigns, times)
+                actions = model.next_actions(known, state, body.top_actions)
+            best = rank_call_list(scores, len(scores)).set_index("customer_id").loc[known.customer_id].reset_index()
+            explanations = model.explain(known, best, as_of, settings.explain_steps) if body.explain else None
+            for i, customer_id in enumerate(known.customer_id):
+                answers[customer_id] = _customer(customer_id, "scored", scores[scores.customer_id == customer_id],
+                                                 actions[i], explanations[i] if explanations else None)
+        for answer in answers.values():
+            metrics.customers.labels(answer.status).inc()
+        return schemas.ScoreResponse(model_version=model.version, as_of=as_of,
+                                     customers=[answers[c] for c in ids])
+
+    @app.post("/v1/call-list", response_model=schemas.CallListResponse)
+    def call_list(body: schemas.CallListRequest, _: ApiToken = Depends(require("call-list"))) -> schemas.CallListResponse:
+        if body.customer_ids is not None:
+            _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
+            ids = list(dict.fromkeys(body.customer_ids))
+        else:
+            ids = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+        model = current_model()
+        campaigns, times, as_of = _options(body, model, settings)
+        rows = reader.read(ids)
+        reasons = call_exclusions(rows, as_of, _or(body.cooldown_days, settings.cooldown_days),
+                                  _or(body.converted_within_days, settings.converted_within_days))
+        eligible = rows[reasons.isna().to_numpy()].reset_index(drop=True)
+        ranked = pd.DataFrame()
+        if len(eligible):
+            with _no_grad():
+                scores = model.campaigns.score(eligible, times, campaigns)
+            ranked = rank_call_list(scores, body.capacity)
+        entries = []
+        if len(ranked):
+            explanations = None
+            if body.explain:
+                picked = eligible.set_index("customer_id").loc[ranked.customer_id].reset_index()
+                explanations = model.explain(picked, ranked, as_of, settings.explain_steps)
+            for i, r in enumerate(ranked.itertuples()):
+                driving, why = explanations[i] if explanations else (None, None)
+                entries.append(schemas.CallListEntry(
+                    rank=int(r.rank), customer_id=r.customer_id, offer=r.offer, method=r.method,
+                    time_slot=r.contact_time, p_order_if_contacted=float(r.p_order_if_called),
+                    p_order_if_not_contacted=float(r.p_order_if_not_called), uplift=float(r.uplift), reason=why,
+                    driving_events=[schemas.DrivingEventOut(**vars(e)) for e in driving] if driving is not None else None))
+        return schemas.CallListResponse(model_version=model.version, as_of=as_of, capacity=body.capacity,
+                                        candidates=len(ids), excluded=reasons.value_counts().to_dict(),
+                                        call_list=entries)
+
+    return app
+
+
+KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+ERROR_KINDS = {401: "unauthenticated", 403: "forbidden", 413: "too_large", 422: "invalid", 503: "unavailable",
+               500: "internal"}
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _no_grad():
+    import torch
+
+    return torch.no_grad()
+
+
+def _check_count(field_name: str, n: int, limit: int) -> None:
+    if n > limit:
+        raise HTTPException(422, [{"loc": ["body", field_name], "type": "too_long",
+                                   "msg": f"{n} customers in {field_name}; the limit is {limit} per request"}])
+
+
+def _options(body: schemas.ScoringOptions, model: ServingModel, settings: ServiceSettings):
+    """Candidate campaigns and contact times of a request, validated against what the model knows."""
+    known_offers, known_methods = model.tokenizer.offers, model.tokenizer.methods
+    if body.campaigns is None:
+        campaigns = list(itertools.product(known_offers, known_methods))
+    else:
+        campaigns = []
+        for i, c in enumerate(body.campaigns):
+            for name, value, known in (("offer", c.offer, known_offers), ("method", c.method, known_methods)):
+                if value not in known:
+                    raise HTTPException(422, [{"loc": ["body", "campaigns", i, name], "type": "unknown_value",
+                                               "msg": f"unknown {name} {value!r}; the model knows {list(known)}"}])
+            campaigns.append((c.offer, c.method))
+        campaigns = list(dict.fromkeys(campaigns))
+    slots = body.time_slots or list(settings.time_slots)
+    for i, hour in enumerate(slots):
+        if not 0 <= hour <= 23:
+            raise HTTPException(422, [{"loc": ["body", "time_slots", i], "type": "out_of_range",
+                                       "msg": f"time slot {hour} is not an hour of the day (0-23)"}])
+    if body.as_of is not None and not EARLIEST_AS_OF <= body.as_of.year <= LATEST_AS_OF:
+        raise HTTPException(422, [{"loc": ["body", "as_of"], "type": "out_of_range",
+                                   "msg": f"as_of must fall in the years {EARLIEST_AS_OF}-{LATEST_AS_OF}"}])
+    as_of = pd.Timestamp(body.as_of) if body.as_of is not None else settings.now()
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    times = sorted({next_contact_time(as_of, hour) for hour in slots})
+    return campaigns, times, as_of
+
+
+def _customer(customer_id: str, status: str, scores: pd.DataFrame | None, actions: dict | None,
+              explanation) -> schemas.CustomerScore:
+    """One customer's answer: each campaign at its best time slot, and the best campaign overall."""
+    per_campaign = []
+    if scores is not None and len(scores):
+        best_slot = scores.sort_values("uplift", ascending=False, kind="stable").drop_duplicates(["offer", "method"])
+        per_campaign = [schemas.CampaignScore(
+            offer=r.offer, method=r.method, time_slot=r.contact_time, p_order_if_contacted=float(r.p_order_if_called),
+            p_order_if_not_contacted=float(r.p_order_if_not_called), uplift=float(r.uplift))
+            for r in best_slot.itertuples()]
+    answer = schemas.CustomerScore(
+        customer_id=customer_id, status=status, cold_start=status == "cold_start", campaigns=per_campaign,
+        best_campaign=per_campaign[0] if per_campaign else None,
+        next_actions=schemas.NextActions(**actions) if actions else None)
+    if explanation is not None:
+        driving, why = explanation
+        answer.explanation = schemas.Explanation(reason=why, events=[schemas.DrivingEventOut(**vars(e)) for e in driving])
+    return answer

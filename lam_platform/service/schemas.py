@@ -1,0 +1,105 @@
+"""Request and response bodies of the scoring API (they make its OpenAPI spec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Campaign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offer: str = Field(description="an offer the model was fine-tuned on, e.g. plan_change")
+    method: str = Field(description="a contact method the model knows, e.g. outbound_call or sms")
+
+
+class ScoringOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaigns: list[Campaign] | None = Field(
+        None, min_length=1, description="candidate campaigns; default: every offer x method the model knows")
+    as_of: datetime | None = Field(None, description="scoring time (UTC if no zone); default: the service clock")
+    time_slots: list[int] | None = Field(
+        None, min_length=1, max_length=24, description="candidate contact hours (0-23, UTC) on or after as_of")
+
+
+class ScoreRequest(ScoringOptions):
+    customer_ids: list[str] = Field(min_length=1, description="pseudonymous customer ids")
+    top_actions: int = Field(3, ge=1, le=20, description="how many next-action candidates per field")
+    explain: bool = Field(False, description="add the past events that drove the best campaign's uplift")
+
+
+class CallListRequest(ScoringOptions):
+    capacity: int = Field(ge=1, le=10_000_000, description="how many customers can be called")
+    customer_ids: list[str] | None = Field(None, min_length=1, description="candidates; default: the customer base")
+    cooldown_days: float | None = Field(None, ge=0, le=3650, description="skip customers contacted this recently")
+    converted_within_days: float | None = Field(None, ge=0, le=3650,
+                                                description="skip customers who ordered this recently")
+    explain: bool = Field(True, description="add driving events and a reason for the caller")
+
+
+class Probability(BaseModel):
+    value: str
+    probability: float
+
+
+class NextActions(BaseModel):
+    what: list[Probability] = []
+    how: list[Probability] = []
+    where: list[Probability] = []
+    hours_until_next: float | None = None
+
+
+class CampaignScore(BaseModel):
+    offer: str
+    method: str
+    time_slot: datetime
+    p_order_if_contacted: float
+    p_order_if_not_contacted: float
+    uplift: float
+
+
+class DrivingEventOut(BaseModel):
+    timestamp: str
+    channel: str
+    action: str
+    object: str
+    attribution: float
+
+
+class Explanation(BaseModel):
+    method: str = "integrated gradients over event embeddings (uplift of the best campaign, 32 steps)"
+    reason: str
+    events: list[DrivingEventOut]
+
+
+class CustomerScore(BaseModel):
+    customer_id: str
+    status: str = Field(description="scored | cold_start (no history: population prior) | excluded")
+    cold_start: bool
+    excluded_reason: str | None = None
+    next_actions: NextActions | None = None
+    campaigns: list[CampaignScore] = []
+    best_campaign: CampaignScore | None = None
+    explanation: Explanation | None = None
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    as_of: datetime
+    customers: list[CustomerScore]
+
+
+class CallListEntry(CampaignScore):
+    rank: int
+    customer_id: str
+    reason: str | None = None
+    driving_events: list[DrivingEventOut] | None = None
+
+
+class CallListResponse(BaseModel):
+    model_version: str
+    as_of: datetime
+    capacity: int
+    candidates: int
+    excluded: dict[str, int]
+    call_list: list[CallListEntry]

@@ -1,0 +1,202 @@
+"""The scoring service in process (FastAPI TestClient) on the tiny world's SQLite online store."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from lam_platform.features import online_features, open_store
+from lam_platform.scoring import CampaignScorer, next_contact_time
+from lam_platform.service.app import ServiceSettings, create_app
+from lam_platform.service.auth import TokenConfigError, load_tokens, parse_tokens
+from lam_platform.service.model import PRIOR_STRENGTH
+from lam_platform.simulator import load_world_config
+from lightning_modules.artifact import ModelArtifact
+
+SCORER = "scorer-token-0123456789"
+CALLER = "caller-token-0123456789"
+TOKENS = [{"name": "crm", "token": SCORER, "scopes": ["score"]},
+          {"name": "ops", "token": CALLER, "scopes": ["call-list"]}]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def service(trained_world):
+    settings = ServiceSettings(workdir=trained_world.root, max_customers=50, max_body_bytes=20_000,
+                               clock=load_world_config(trained_world).scoring_time)
+    with TestClient(create_app(settings, parse_tokens(TOKENS, "test"))) as client:
+        yield client, trained_world, settings
+
+
+@pytest.fixture(scope="module")
+def customers(trained_world):
+    """Consenting customers with events, a customer without consent, and an id nobody has."""
+    profiles = pd.read_parquet(trained_world.profiles)
+    rows = online_features(open_store(trained_world), profiles.customer_id.tolist())
+    has_events = rows.event_timestamps.map(lambda v: v is not None and len(v) > 0)
+    consenting = rows.customer_id[has_events & rows.consent_marketing.astype(bool)].tolist()
+    refused = rows.customer_id[has_events & ~rows.consent_marketing.astype(bool)].tolist()
+    return {"consenting": consenting[:4], "refused": refused[0], "unknown": "c-nobody-knows"}
+
+
+def test_score_answers_next_actions_campaigns_and_the_best_one_as_batch_scoring_does(service, customers):
+    client, world, settings = service
+    ids = customers["consenting"][:3]
+    response = client.post("/v1/score", json={"customer_ids": ids, "time_slots": [10]}, headers=bearer(SCORER))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    artifact = ModelArtifact(world.artifacts / body["model_version"])
+    assert [c["customer_id"] for c in body["customers"]] == ids
+    contact = next_contact_time(settings.clock)
+    rows = online_features(open_store(world), ids)
+    campaigns = list(itertools.product(artifact.tokenizer.offers, artifact.tokenizer.methods))
+    offline = CampaignScorer(artifact).score(rows, contact, campaigns).set_index(["customer_id", "offer", "method"])
+    for answer in body["customers"]:
+        assert answer["status"] == "scored" and not answer["cold_start"]
+        assert len(answer["campaigns"]) == len(campaigns)
+        for c in answer["campaigns"]:
+            expected = offline.loc[(answer["customer_id"], c["offer"], c["method"])]
+            assert c["p_order_if_contacted"] == pytest.approx(expected.p_order_if_called, abs=1e-5)
+            assert c["p_order_if_not_contacted"] == pytest.approx(expected.p_order_if_not_called, abs=1e-5)
+            assert c["uplift"] == pytest.approx(c["p_order_if_contacted"] - c["p_order_if_not_contacted"], abs=1e-5)
+            assert pd.Timestamp(c["time_slot"]) == contact
+        assert answer["best_campaign"]["uplift"] == max(c["uplift"] for c in answer["campaigns"])
+        actions = answer["next_actions"]
+        for key in ("what", "how", "where"):
+            probabilities = [p["probability"] for p in actions[key]]
+            assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+            assert 0 < sum(probabilities) <= 1 + 1e-6
+        assert actions["hours_until_next"] >= 0
+
+
+def test_the_best_time_slot_is_chosen_among_the_candidates(service, customers):
+    client, _, settings = service
+    body = client.post("/v1/score", json={"customer_ids": customers["consenting"][:1], "time_slots": [9, 13, 18]},
+                       headers=bearer(SCORER)).json()
+    slots = {pd.Timestamp(c["time_slot"]).hour for c in body["customers"][0]["campaigns"]}
+    assert slots <= {9, 13, 18}
+
+
+def test_unknown_customers_get_the_population_prior_and_refusers_get_nothing(service, customers):
+    client, world, _ = service
+    ids = [customers["unknown"], customers["refused"], customers["consenting"][0]]
+    response = client.post("/v1/score", json={"customer_ids": ids}, headers=bearer(SCORER))
+    assert response.status_code == 200, response.text
+    unknown, refused, known = response.json()["customers"]
+    assert unknown["status"] == "cold_start" and unknown["cold_start"] and unknown["next_actions"] is None
+    log = pd.read_parquet(world.campaign_log)
+    k = PRIOR_STRENGTH
+    for c in unknown["campaigns"]:
+        arm = log[(log.offer == c["offer"]) & (log.method == c["method"])]
+        for key, treatment in (("p_order_if_contacted", 1), ("p_order_if_not_contacted", 0)):
+            mine, everyone = arm.outcome[arm.treatment == treatment], log.outcome[log.treatment == treatment]
+            assert c[key] == pytest.approx((mine.sum() + k * everyone.mean()) / (len(mine) + k))
+    assert refused == {**refused, "status": "excluded", "excluded_reason": "no_consent", "campaigns": [],
+                       "best_campaign": None}
+    assert known["status"] == "scored"
+
+
+def test_explanations_name_real_past_events_and_a_reason(service, customers):
+    client, world, _ = service
+    ids = customers["consenting"][:2]
+    body = client.post("/v1/score", json={"customer_ids": ids, "explain": True}, headers=bearer(SCORER)).json()
+    rows = online_features(open_store(world), ids).set_index("customer_id")
+    for answer in body["customers"]:
+        explanation = answer["explanation"]
+        assert explanation["reason"] and "integrated gradients" in explanation["method"]
+        history = {(pd.Timestamp(t).isoformat(), ch, a, o) for t, ch, a, o in zip(
+            rows.loc[answer["customer_id"]].event_timestamps, rows.loc[answer["customer_id"]].channels,
+            rows.loc[answer["customer_id"]].actions, rows.loc[answer["customer_id"]].objects)}
+        for event in explanation["events"]:
+            assert event["attribution"] > 0
+            assert (pd.Timestamp(event["timestamp"]).isoformat(), event["channel"], event["action"],
+                    event["object"]) in history
+
+
+def test_auth_401_without_a_known_token_403_without_the_scope_and_no_token_echoed(service, customers):
+    client, _, _ = service
+    body = {"customer_ids": customers["consenting"][:1]}
+    assert client.post("/v1/score", json=body).status_code == 401
+    assert client.post("/v1/score", json=body, headers=bearer("not-a-token-at-all-xx")).status_code == 401
+    forbidden = client.post("/v1/score", json=body, headers=bearer(CALLER))
+    assert forbidden.status_code == 403 and "ops" in forbidden.text and CALLER not in forbidden.text
+    assert client.post("/v1/call-list", json={"capacity": 3}, headers=bearer(SCORER)).status_code == 403
+
+
+def test_limits_give_413_and_422_naming_the_field(service, customers):
+    client, _, settings = service
+    too_many = client.post("/v1/score", json={"customer_ids": [f"c{i}" for i in range(settings.max_customers + 1)]},
+                           headers=bearer(SCORER))
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "customer_ids"]
+    huge = client.post("/v1/score", json={"customer_ids": ["x" * settings.max_body_bytes]}, headers=bearer(SCORER))
+    assert huge.status_code == 413 and "max_body_bytes" in huge.text
+    bad_offer = client.post("/v1/score", json={"customer_ids": ["c1"], "campaigns": [{"offer": "free_lunch",
+                                                                                      "method": "sms"}]},
+                            headers=bearer(SCORER))
+    assert bad_offer.status_code == 422 and bad_offer.json()["detail"][0]["loc"] == ["body", "campaigns", 0, "offer"]
+    bad_slot = client.post("/v1/score", json={"customer_ids": ["c1"], "time_slots": [25]}, headers=bearer(SCORER))
+    assert bad_slot.status_code == 422 and bad_slot.json()["detail"][0]["loc"] == ["body", "time_slots", 0]
+    empty = client.post("/v1/score", json={"customer_ids": []}, headers=bearer(SCORER))
+    assert empty.status_code == 422 and "customer_ids" in empty.text
+
+
+def test_call_list_ranks_one_campaign_per_eligible_customer_with_reasons(service, trained_world):
+    client, world, settings = service
+    response = client.post("/v1/call-list", json={"capacity": 10}, headers=bearer(CALLER))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    entries = body["call_list"]
+    assert len(entries) == 10 and [e["rank"] for e in entries] == list(range(1, 11))
+    uplifts = [e["uplift"] for e in entries]
+    assert uplifts == sorted(uplifts, reverse=True) and len({e["customer_id"] for e in entries}) == 10
+    assert all(e["reason"] for e in entries) and all(e["driving_events"] is not None for e in entries)
+    rows = online_features(open_store(world), [e["customer_id"] for e in entries])
+    assert rows.consent_marketing.astype(bool).all()
+    as_of = settings.clock
+    for row in rows.itertuples():
+        ts = pd.to_datetime(pd.Series(list(row.event_timestamps)), utc=True)
+        recent_contact = (np.asarray(row.channels) == "telemarketing") & (ts > as_of - pd.Timedelta(days=14)).to_numpy()
+        recent_order = (np.asarray(row.actions) == "purchase") & (ts > as_of - pd.Timedelta(days=30)).to_numpy()
+        assert not recent_contact.any() and not recent_order.any()
+    assert body["excluded"]["no_consent"] > 0 and body["candidates"] == len(pd.read_parquet(world.profiles))
+    relaxed = client.post("/v1/call-list", json={"capacity": 10, "cooldown_days": 0, "converted_within_days": 0,
+                                                 "explain": False}, headers=bearer(CALLER)).json()
+    assert set(relaxed["excluded"]) == {"no_consent"} and relaxed["call_list"][0]["reason"] is None
+
+
+def test_health_readiness_metrics_and_openapi(service, customers):
+    client, _, _ = service
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"]
+    client.post("/v1/score", json={"customer_ids": customers["consenting"][:1]}, headers=bearer(SCORER))
+    client.post("/v1/score", json={"customer_ids": customers["consenting"][:1]})
+    metrics = client.get("/metrics").text
+    assert 'lam_requests_total{endpoint="/v1/score",status="200"}' in metrics
+    assert 'lam_errors_total{endpoint="/v1/score",kind="unauthenticated"}' in metrics
+    assert f'lam_model_info{{version="{ready.json()["model_version"]}"}} 1.0' in metrics
+    assert "lam_request_duration_seconds_bucket" in metrics
+    assert SCORER not in metrics
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/score", "/v1/call-list", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+
+
+def test_token_configuration_errors_name_the_entry_and_never_the_token(tmp_path):
+    with pytest.raises(TokenConfigError, match="exactly one"):
+        load_tokens({})
+    with pytest.raises(TokenConfigError, match="entry 1 .*scopes"):
+        parse_tokens([TOKENS[0], {"name": "x", "token": "y" * 20, "scopes": ["admin"]}], "t")
+    with pytest.raises(TokenConfigError, match="at least 16") as error:
+        load_tokens({"LAM_API_TOKENS": '[{"name": "a", "token": "short", "scopes": ["score"]}]'})
+    assert "short" not in str(error.value)
+    file = tmp_path / "tokens.yaml"
+    file.write_text(f"- name: crm\n  token: {SCORER}\n  scopes: [score]\n")
+    [token] = load_tokens({"LAM_API_TOKENS_FILE": str(file)})
+    assert token.name == "crm" and token.scopes == {"score"} and SCORER not in repr(token)
