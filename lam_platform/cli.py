@@ -326,6 +326,21 @@ def serve(workdir: str, host: str, port: int, as_of: str | None, max_customers: 
     uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info")
 
 
+@main.command()
+@workdir_option
+@click.option("--examples", default=3, show_default=True, help="Customers from the top of the call list to show.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the held-out trial and the random policy.")
+@json_option
+def report(workdir: str, examples: int, seed: int, as_json: bool) -> None:
+    """Write WORKDIR/outputs/report/index.html: data, training curves, evaluation, policies, call-list examples.
+
+    Runs `lam evaluate` first (after `lam score`); the page and its PNG plots need no server.
+    """
+    from lam_platform.report import build_report
+
+    _emit(build_report(Workdir.at(workdir), examples, seed), as_json)
+
+
 @main.command("benchmark-public")
 @click.option("--format", "file_format", type=click.Choice(["movielens", "sasrec"]), required=True,
               help="movielens: ratings.dat (UserID::MovieID::Rating::Timestamp); sasrec: `user item` lines.")

@@ -1,7 +1,7 @@
 """`lam evaluate`: every held-out metric of a model, as JSON and as an HTML page with PNG plots.
 
 Run: `lam evaluate --workdir ./lam-demo` (after `lam score`). Writes WORKDIR/outputs/evaluation/:
-evaluation.json, index.html, policies.png, qini.png, calibration.png, next_action.png.
+evaluation.json, index.html, policies.png, gain.png, qini.png, calibration.png, next_action.png.
 """
 
 from __future__ import annotations
@@ -84,6 +84,16 @@ def _plot(folder: Path, result: dict, policies: pd.DataFrame, curves: dict, bins
     ax.legend()
     _save(fig, folder / "qini.png")
 
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ax.plot(curve.fraction, curve.uplift_curve, label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("share of customers targeted (by predicted uplift)")
+    ax.set_ylabel("incremental orders (uplift gain)")
+    ax.set_title("Gain: (order rate contacted - held out) x targeted")
+    ax.legend()
+    _save(fig, folder / "gain.png")
+
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     top = max(max(b.predicted.max(), b.observed.max()) for b in bins.values())
     ax.plot([0, top], [0, top], "k--", label="perfect")
@@ -139,7 +149,8 @@ model of behaviour can reach.</p>
 <pre>{html.escape(format_table(policies))}</pre><img src="policies.png" alt="policy order rates">
 <h2>Campaign response and uplift (randomized held-out trial)</h2>
 {_metrics_table(result['campaign_response'])}
-<img src="qini.png" alt="Qini curves"> <img src="calibration.png" alt="calibration">
+<img src="gain.png" alt="gain curves"> <img src="qini.png" alt="Qini curves">
+<img src="calibration.png" alt="calibration">
 <h2>Next action ({na['customers']} customers, full ranking over {na['items']} objects,
 exclude seen: {na['exclude_seen']})</h2>
 {_metrics_table({'lam': na['lam'], 'popularity': na['popularity']})}

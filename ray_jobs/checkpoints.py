@@ -44,6 +44,27 @@ class StepCheckpoint(pl.Callback):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class TrainingHistory(pl.Callback):
+    """Each epoch's logged metrics (loss, accuracy, ...), kept in the checkpoints so a resumed run keeps them.
+
+    List it before RayTrainReportCallback: the epoch-end checkpoint then already holds that epoch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        self.epochs.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = list(state_dict["epochs"])
+
+
 def resume_path() -> str | None:
     """A local copy of the latest reported checkpoint of this run, or None for a fresh start."""
     import ray.train

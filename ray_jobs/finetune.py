@@ -47,7 +47,7 @@ def run(workdir: Workdir, job: JobConfig, artifact_path: Path | None = None) -> 
         # (heads trained on the old backbone stay with it).
         artifact = artifact.derive(next_version(workdir.artifacts), parts["backbone"])
     artifact.add_head("campaign_response", parts["campaign_response"],
-                      {**counts, "metrics": fit.metrics, "compute": fit.compute})
+                      {**counts, "metrics": fit.metrics, "compute": fit.compute, "history": fit.history})
     return {"artifact": str(artifact.path), **counts, "metrics": fit.metrics, "compute": fit.compute}
 
 

@@ -42,7 +42,7 @@ def run(workdir: Workdir, job: JobConfig) -> dict:
         "data_range": {"events_before": until.isoformat(), "events": events.num_rows},
     })
     artifact.add_head("next_action", parts["next_action"],
-                      {"examples": examples, "metrics": fit.metrics, "compute": fit.compute})
+                      {"examples": examples, "metrics": fit.metrics, "compute": fit.compute, "history": fit.history})
     return {"artifact": str(artifact.path), "examples": examples, "metrics": fit.metrics, "compute": fit.compute}
 
 

@@ -50,13 +50,13 @@ def train_func(config: dict) -> None:
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
 
     from lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
-    from ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, record_resume, resume_path
+    from ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, TrainingHistory, record_resume, resume_path
 
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     system_cls = {"next_action": NextActionSystem, "campaign_response": CampaignResponseSystem}[config["head"]]
     system = system_cls(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
-    callbacks: list = [RayTrainReportCallback(), StepCheckpoint(config["checkpoint_every_n_steps"])]
+    callbacks: list = [TrainingHistory(), RayTrainReportCallback(), StepCheckpoint(config["checkpoint_every_n_steps"])]
     if config.get("kill_worker_at_step"):
         callbacks.append(KillWorkerOnce(config["kill_worker_at_step"], Path(config["drill_marker"])))
     if config.get("backbone_weights"):
@@ -94,6 +94,7 @@ class FitResult:
     state_dict: dict[str, torch.Tensor]
     metrics: dict[str, float]
     compute: dict[str, float]
+    history: list[dict[str, float]]  # one entry per epoch: the metrics logged in it
 
 
 def ensure_ray(num_cpus: int) -> None:
@@ -165,4 +166,5 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
         metrics={k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
         compute={"wall_hours": hours, "worker_hours": hours * workers,
                  "gpu_hours": hours * workers if scaling.get("use_gpu") else 0.0, "workers": workers},
+        history=checkpoint.get("callbacks", {}).get("TrainingHistory", {}).get("epochs", []),
     )
