@@ -341,6 +341,50 @@ def report(workdir: str, examples: int, seed: int, as_json: bool) -> None:
     _emit(build_report(Workdir.at(workdir), examples, seed), as_json)
 
 
+@main.command("close-loop")
+@workdir_option
+@click.option("--outcomes", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Campaign log of the calls made (Parquet or CSV).")
+@config_option
+@json_option
+def close_loop_command(workdir: str, outcomes: Path, config: Path | None, as_json: bool) -> None:
+    """Ingest the outcomes of a called list and update the campaign head from its last version (Ray job).
+
+    Needs customer_id, event_timestamp, campaign_id, offer, method, treatment (1 called, 0 held out) and
+    outcome (0/1); policy, outcome_value and propensity are kept when present. Bad rows go to
+    WORKDIR/quarantine with their reason. Writes a new model version whose card holds the head's metrics on
+    these outcomes before and after; `lam score` and `lam serve` use it from then on.
+    """
+    from lam_platform.closed_loop import close_loop
+    from ray_jobs.training import JobConfig
+
+    _emit(close_loop(Workdir.at(workdir), outcomes, JobConfig.load(_job_config(config))), as_json)
+
+
+@main.command("simulate-loop")
+@workdir_option
+@click.option("--rounds", default=3, show_default=True, help="Rounds of call -> outcome -> update.")
+@click.option("--capacity", default=100, show_default=True, help="Calls per round.")
+@click.option("--holdout", default=0.2, show_default=True, help="Share of each list held out as controls.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the hold-out draw and the outcomes.")
+@config_option
+@json_option
+def simulate_loop(workdir: str, rounds: int, capacity: int, holdout: float, seed: int, config: Path | None,
+                  as_json: bool) -> None:
+    """On a simulated world: call the list, draw outcomes from the ground truth, `close-loop`, repeat.
+
+    Writes WORKDIR/outputs/closed_loop/rounds.json (order rate per round), shown by `lam report`.
+    """
+    from lam_platform.closed_loop import simulate_rounds
+    from ray_jobs.training import JobConfig
+
+    table = simulate_rounds(Workdir.at(workdir), JobConfig.load(_job_config(config)), rounds, capacity, holdout,
+                            seed=seed)
+    if not as_json:
+        click.echo(table.to_string(index=False))
+    _emit({"rounds": table.to_dict("records")}, as_json)
+
+
 @main.command("benchmark-public")
 @click.option("--format", "file_format", type=click.Choice(["movielens", "sasrec"]), required=True,
               help="movielens: ratings.dat (UserID::MovieID::Rating::Timestamp); sasrec: `user item` lines.")

@@ -45,7 +45,9 @@ def build_report(workdir: Workdir, examples: int = 3, seed: int = 0) -> dict:
     curves = _training_curves(artifact, folder)
     call_list = pd.read_parquet(call_list_path)
     timelines = _timelines(workdir, call_list.head(examples), folder)
-    page = _page(artifact.path.name, overview, curves, result, call_list, timelines)
+    rounds_file = workdir.outputs / "closed_loop" / "rounds.json"
+    loop = json.loads(rounds_file.read_text()) if rounds_file.exists() else None
+    page = _page(artifact.path.name, overview, curves, result, call_list, timelines, loop)
     (folder / "index.html").write_text(page)
     return {"page": str(folder / "index.html"), "model_version": artifact.path.name,
             "images": sorted(p.name for p in folder.glob("*.png"))}
@@ -132,8 +134,18 @@ def _timelines(workdir: Workdir, call_list: pd.DataFrame, folder: Path) -> list[
     return shown
 
 
+def _loop_section(rounds: list[dict] | None) -> str:
+    if not rounds:
+        return ""
+    table = pd.DataFrame(rounds)[["round", "model_version", "called", "held_out", "order_rate_called",
+                                  "expected_order_rate_called", "updated_to"]]
+    return ("<h2>Closed loop: order rate per round</h2><p>Each round calls the list of the newest model version; "
+            "its outcomes update the campaign head for the next round.</p>"
+            f"<pre>{html.escape(table.to_string(index=False, float_format=lambda v: f'{v:.3f}'))}</pre>")
+
+
 def _page(version: str, overview: dict, curves: list[str], result: dict, call_list: pd.DataFrame,
-          timelines: list[dict]) -> str:
+          timelines: list[dict], loop: list[dict] | None) -> str:
     e = html.escape
     policies = pd.DataFrame(result["policies"])
     campaign = result["campaign_response"]["lam"]
@@ -163,6 +175,7 @@ the online sequence view, median {overview['median_length']:.0f} events each.</p
 <img src="calibration.png" alt="calibration"> <img src="next_action.png" alt="next action hit rates">
 <h2>Policy comparison (top {result['capacity']})</h2>
 <pre>{e(format_table(policies))}</pre><img src="policies.png" alt="policy order rates">
+{_loop_section(loop)}
 <h2>Call list: the first {len(timelines)} of {len(call_list)} customers, and why</h2>
 <p>Driving events: integrated gradients of the best campaign's uplift over the event embeddings.</p>
 {examples}

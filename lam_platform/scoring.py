@@ -81,17 +81,30 @@ class CampaignScorer:
         return (backbone or self.backbone)(events).state, last_event_us
 
     def contexts(self, rows: pd.DataFrame, last_event_us: np.ndarray, campaigns: list[tuple[str, str]],
-                 times: list[pd.Timestamp]) -> tuple[pd.DataFrame, CampaignContext]:
-        """Every (row, campaign, time) pair, campaign-major, and its CampaignContext (B * C * T rows)."""
-        n, pairs = len(rows), [(o, m, t) for o, m in campaigns for t in times]
-        row = np.tile(np.arange(n), len(pairs))
-        offers = np.repeat([p[0] for p in pairs], n)
-        methods = np.repeat([p[1] for p in pairs], n)
-        when = pd.Series(pd.DatetimeIndex([pd.Timestamp(p[2]) for p in pairs]).repeat(n))
-        context = self.tokenizer.encode_campaigns(rows.iloc[row].reset_index(drop=True), offers, methods, when,
-                                                  last_event_us[row])
-        keys = pd.DataFrame({"row": row, "offer": offers, "method": methods, "contact_time": when})
-        return keys, dataclass_from_arrays(CampaignContext, context)
+                 times: list[pd.Timestamp]) -> CampaignContext:
+        """The CampaignContext of every (campaign, time, row) triple, in that nesting order (C * T * B rows).
+
+        Profiles are encoded once per row and the contact features in numpy: the same tokenizer code as
+        training (`encode_profiles`, `encode_contacts`), without per-pair pandas work.
+        """
+        n, c, t = len(rows), len(campaigns), len(times)
+        row = np.tile(np.arange(n), c * t)
+        offers = np.repeat(np.array([o for o, _ in campaigns], dtype=object), t * n)
+        methods = np.repeat(np.array([m for _, m in campaigns], dtype=object), t * n)
+        contact_us = np.tile(np.repeat(_micros(times), n), c)
+        profile = {k: v[row] for k, v in self.tokenizer.encode_profiles(rows).items()}
+        return dataclass_from_arrays(CampaignContext, {
+            **profile, **self.tokenizer.encode_contacts(offers, methods, contact_us, last_event_us[row])})
+
+    def score_grid(self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray,
+                   campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> dict[str, np.ndarray]:
+        """P(order | called), P(order | not called) and uplift as (campaigns, times, rows) arrays, one head call."""
+        context = self.contexts(rows, last_event_us, campaigns, times)
+        out = self.head(state.repeat(len(campaigns) * len(times), 1), context)
+        shape = (len(campaigns), len(times), len(rows))
+        return {"p_order_if_called": torch.sigmoid(out.logit_contacted).numpy().reshape(shape),
+                "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy().reshape(shape),
+                "uplift": out.uplift.numpy().reshape(shape)}
 
     def explain(self, rows: pd.DataFrame, best: pd.DataFrame, as_of: pd.Timestamp, steps: int = 32,
                 top: int = 3) -> list[tuple[list[DrivingEvent], str]]:
@@ -114,15 +127,20 @@ class CampaignScorer:
 
     def score_state(self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray,
                     campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> pd.DataFrame:
-        """Scores of every (row, campaign, time) pair from precomputed customer states, in one head call."""
-        keys, context = self.contexts(rows, last_event_us, campaigns, times)
-        out = self.head(state[torch.as_tensor(keys.row.to_numpy())], context)
+        """Scores of every (row, campaign, time) as a long table (campaign-major), from precomputed states."""
+        grid = self.score_grid(rows, state, last_event_us, campaigns, times)
+        n, c, t = len(rows), len(campaigns), len(times)
         return pd.DataFrame({
-            "customer_id": rows.customer_id.to_numpy()[keys.row.to_numpy()], "offer": keys.offer,
-            "method": keys.method, "contact_time": keys.contact_time,
-            "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy(),
-            "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy(),
-            "uplift": out.uplift.numpy()})
+            "customer_id": np.tile(rows.customer_id.to_numpy(), c * t),
+            "offer": np.repeat([o for o, _ in campaigns], t * n), "method": np.repeat([m for _, m in campaigns], t * n),
+            "contact_time": pd.DatetimeIndex(np.tile(np.repeat(_micros(times), n), c).astype("datetime64[us]"),
+                                             tz="UTC"),
+            **{k: v.reshape(-1) for k, v in grid.items()}})
+
+
+def _micros(times: list[pd.Timestamp]) -> np.ndarray:
+    """Times (with zone) as microseconds since the epoch, UTC."""
+    return np.array([pd.Timestamp(t).tz_convert("UTC").value // 1000 for t in times], dtype=np.int64)
 
 
 CONTACT_CHANNEL = "telemarketing"  # outbound contacts (calls, SMS) land in the stream on this channel

@@ -115,11 +115,25 @@ class EventTokenizer:
                          last_event_us: np.ndarray) -> dict[str, np.ndarray]:
         """Arrays for CampaignContext: profile ids, offer/method ids and contact-time features."""
         contact_us = pd.to_datetime(contact_times, utc=True).astype("datetime64[us, UTC]").astype("int64").to_numpy()
-        hours_since = np.where(last_event_us > np.iinfo(np.int64).min, (contact_us - last_event_us) / US_PER_HOUR, 24 * 365)
+        return {**self.encode_profiles(profiles), **self.encode_contacts(offers, methods, contact_us, last_event_us)}
+
+    def encode_profiles(self, profiles: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The profile part of CampaignContext: profile ids and tenure, one row per profile row."""
         return {
             "profile": np.stack([self._profile_ids(f, profiles[f]) for f in PROFILE_FIELDS], axis=-1),
             "tenure_years": (pd.to_numeric(profiles["tenure_months"], errors="coerce").fillna(0).to_numpy() / 12.0)
             .astype(np.float32),
+        }
+
+    def encode_contacts(self, offers, methods, contact_us: np.ndarray, last_event_us: np.ndarray) -> dict[str, np.ndarray]:
+        """The contact part of CampaignContext: offer/method ids, hour, weekday, gap since the last event.
+
+        contact_us: contact times in microseconds since the epoch (UTC); numpy only, so scoring many
+        (customer, campaign, time) pairs costs no per-pair pandas work.
+        """
+        contact_us = np.asarray(contact_us, dtype=np.int64)
+        hours_since = np.where(last_event_us > np.iinfo(np.int64).min, (contact_us - last_event_us) / US_PER_HOUR, 24 * 365)
+        return {
             "offer": self._lookup(self.offers, offers, "offer"),
             "method": self._lookup(self.methods, methods, "method"),
             "log_hours_since_last_event": np.log1p(np.clip(hours_since, 0, None)).astype(np.float32),
@@ -155,11 +169,13 @@ class EventTokenizer:
 
     @staticmethod
     def _lookup(vocabulary: list[str], values, what: str) -> np.ndarray:
+        values = np.asarray(values, dtype=object)
+        uniques, inverse = np.unique(values, return_inverse=True)  # look each distinct value up once
         index = {v: i for i, v in enumerate(vocabulary)}
-        unknown = sorted(set(values) - set(index))
+        unknown = sorted(set(uniques) - set(index))
         if unknown:
             raise ValueError(f"unknown {what} {unknown}: this model was trained on {vocabulary}")
-        return np.array([index[v] for v in values], dtype=np.int64)
+        return np.array([index[v] for v in uniques], dtype=np.int64)[inverse.reshape(-1)].reshape(values.shape)
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: Path) -> None:

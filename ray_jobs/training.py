@@ -17,7 +17,7 @@ import yaml
 
 from lightning_modules.config import LAMConfig
 
-SECTIONS = ("model", "pretrain", "finetune", "scaling", "seed")
+SECTIONS = ("model", "pretrain", "finetune", "update", "scaling", "seed")
 DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
 
 
@@ -30,6 +30,11 @@ class JobConfig:
     finetune: dict
     scaling: dict = field(default_factory=lambda: {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1})
     seed: int = 7
+    update: dict | None = None  # closed-loop head updates (`lam close-loop`); default: the finetune settings
+
+    def __post_init__(self) -> None:
+        if self.update is None:
+            self.update = dict(self.finetune)
 
     @classmethod
     def load(cls, path: str | Path) -> "JobConfig":
@@ -62,6 +67,8 @@ def train_func(config: dict) -> None:
     if config.get("backbone_weights"):
         system.backbone.load_state_dict(torch.load(config["backbone_weights"], weights_only=True))
         callbacks.append(BackboneFinetuning(**config["backbone"]))
+    if config.get("head_weights"):  # continue from a trained head (closed-loop updates)
+        getattr(system, config["head"]).load_state_dict(torch.load(config["head_weights"], weights_only=True))
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
         accelerator="gpu" if config["use_gpu"] else "cpu",
@@ -115,7 +122,7 @@ def ensure_ray(num_cpus: int) -> None:
 
 
 def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path,
-                 run_name: str, backbone_weights: Path | None = None) -> FitResult:
+                 run_name: str, backbone_weights: Path | None = None, head_weights: Path | None = None) -> FitResult:
     """Train `head` (and the backbone unless frozen) on the shards in `data` with a Ray TorchTrainer.
 
     The run is named `run_name` under `storage`: starting it again with the same name resumes from its
@@ -133,6 +140,7 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
         "epochs": stage["epochs"], "batch_size": stage["batch_size"], "learning_rate": stage["learning_rate"],
         "backbone": {k: stage[k] for k in ("trainable_blocks", "unfreeze_at_epoch", "backbone_lr_factor") if k in stage},
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "head_weights": str(head_weights) if head_weights else None,
         "use_gpu": bool(scaling.get("use_gpu")), "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
         "checkpoint_every_n_steps": int(stage.get("checkpoint_every_n_steps", 50)),
         "kill_worker_at_step": stage.get("kill_worker_at_step"),

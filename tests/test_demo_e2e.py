@@ -61,4 +61,4 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     assert 0 <= details["campaign_response"]["lam"]["auc"] <= 1
     page = Path(evaluation["page"])
     images = re.findall(r'<img src="([^"]+)"', page.read_text())
-    assert len(images) == 4 and all((page.parent / image).stat().st_size > 1000 for image in images)
+    assert len(images) == 5 and all((page.parent / image).stat().st_size > 1000 for image in images)

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -94,6 +95,58 @@ class OnlineReader:
             raise StoreUnavailable(f"the online store is unavailable ({type(error).__name__}); retry later") from error
 
 
+class LimitsAndMetrics:
+    """ASGI middleware: 413 for bodies over max_body_bytes (declared or counted), and request metrics.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
+    """
+
+    def __init__(self, app, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        endpoint = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        status = [500]
+
+        async def send_and_note(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                await self._too_large(send_and_note)
+                return
+            if length is None and scope["method"] == "POST":  # chunked: read it here, counting, then replay
+                body, more = b"", True
+                while more:
+                    message = await receive()
+                    body += message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if len(body) > self.max_body_bytes:
+                        await self._too_large(send_and_note)
+                        return
+                replayed = [{"type": "http.request", "body": body, "more_body": False}]
+
+                async def receive():  # noqa: F811 -- the app reads the body counted above
+                    return replayed.pop() if replayed else {"type": "http.disconnect"}
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status[0])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            if status[0] >= 400:
+                self.metrics.errors.labels(endpoint, ERROR_KINDS.get(status[0], "other")).inc()
+
+    async def _too_large(self, send) -> None:
+        await JSONResponse({"detail": f"request body exceeds max_body_bytes={self.max_body_bytes}"}, 413)(
+            {"type": "http"}, None, send)
+
+
 def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
     workdir = Workdir.at(settings.workdir)
     watcher = ModelWatcher(workdir.artifacts, settings.poll_seconds, settings.model_path)
@@ -124,23 +177,7 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             return token
         return check
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        started = time.perf_counter()
-        endpoint = request.url.path if request.url.path in KNOWN_PATHS else "other"
-        length = request.headers.get("content-length")
-        too_big = length is not None and length.isdigit() and int(length) > settings.max_body_bytes
-        if not too_big and request.method == "POST" and length is None:
-            too_big = len(await request.body()) > settings.max_body_bytes  # chunked upload: count it
-        if too_big:
-            response = JSONResponse({"detail": f"request body exceeds max_body_bytes={settings.max_body_bytes}"}, 413)
-        else:
-            response = await call_next(request)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        if response.status_code >= 400:
-            metrics.errors.labels(endpoint, ERROR_KINDS.get(response.status_code, "other")).inc()
-        return response
+    app.add_middleware(LimitsAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics)
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(_: Request, error: StoreUnavailable):
@@ -193,18 +230,22 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             prior_scores = prior.score(cold, campaigns, times) if prior is not None else None
             for customer_id in cold:
                 mine = prior_scores[prior_scores.customer_id == customer_id] if prior_scores is not None else None
-                answers[customer_id] = _customer(customer_id, "cold_start", mine, None, None)
+                answers[customer_id] = _customer(customer_id, "cold_start", _prior_campaigns(mine), None, None)
         known = rows[~excluded & history].reset_index(drop=True)
         if len(known):
+            state, next_state, last_event_us = model.states(known)
             with _no_grad():
-                state, last_event_us = model.campaigns.encode(known)
-                scores = model.campaigns.score_state(known, state, last_event_us, campaigns, times)
-                actions = model.next_actions(known, state, body.top_actions)
-            best = rank_call_list(scores, len(scores)).set_index("customer_id").loc[known.customer_id].reset_index()
-            explanations = model.explain(known, best, as_of, settings.explain_steps) if body.explain else None
+                grid = model.campaigns.score_grid(known, state, last_event_us, campaigns, times)
+            actions = model.next_actions(len(known), next_state, body.top_actions)
+            ranked = _best_slots(grid, campaigns, times)
+            explanations = None
+            if body.explain:
+                best = pd.DataFrame([r[0] for r in ranked])  # each customer's best campaign, aligned with known
+                explanations = model.explain(known, best.rename(columns={"time_slot": "contact_time"}), as_of,
+                                             settings.explain_steps)
             for i, customer_id in enumerate(known.customer_id):
-                answers[customer_id] = _customer(customer_id, "scored", scores[scores.customer_id == customer_id],
-                                                 actions[i], explanations[i] if explanations else None)
+                answers[customer_id] = _customer(customer_id, "scored", ranked[i], actions[i],
+                                                 explanations[i] if explanations else None)
         for answer in answers.values():
             metrics.customers.labels(answer.status).inc()
         return schemas.ScoreResponse(model_version=model.version, as_of=as_of,
@@ -297,16 +338,34 @@ def _options(body: schemas.ScoringOptions, model: ServingModel, settings: Servic
     return campaigns, times, as_of
 
 
-def _customer(customer_id: str, status: str, scores: pd.DataFrame | None, actions: dict | None,
+def _best_slots(grid: dict, campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> list[list[dict]]:
+    """Per customer: each campaign at its best time slot, largest uplift first (from (C, T, n) score arrays)."""
+    slot = grid["uplift"].argmax(axis=1)  # (C, n)
+
+    def at_slot(values):
+        return np.take_along_axis(values, slot[:, None, :], axis=1)[:, 0, :]
+
+    called, not_called, uplift = (at_slot(grid[k]) for k in ("p_order_if_called", "p_order_if_not_called", "uplift"))
+    order = np.argsort(-uplift, axis=0, kind="stable")  # (C, n)
+    return [[{"offer": campaigns[k][0], "method": campaigns[k][1], "time_slot": times[slot[k, i]],
+              "p_order_if_contacted": float(called[k, i]), "p_order_if_not_contacted": float(not_called[k, i]),
+              "uplift": float(uplift[k, i])} for k in order[:, i]] for i in range(uplift.shape[1])]
+
+
+def _prior_campaigns(scores: pd.DataFrame | None) -> list[dict]:
+    if scores is None or not len(scores):
+        return []
+    best = scores.sort_values("uplift", ascending=False, kind="stable").drop_duplicates(["offer", "method"])
+    return [{"offer": r.offer, "method": r.method, "time_slot": r.contact_time,
+             "p_order_if_contacted": float(r.p_order_if_called),
+             "p_order_if_not_contacted": float(r.p_order_if_not_called), "uplift": float(r.uplift)}
+            for r in best.itertuples()]
+
+
+def _customer(customer_id: str, status: str, campaigns: list[dict], actions: dict | None,
               explanation) -> schemas.CustomerScore:
-    """One customer's answer: each campaign at its best time slot, and the best campaign overall."""
-    per_campaign = []
-    if scores is not None and len(scores):
-        best_slot = scores.sort_values("uplift", ascending=False, kind="stable").drop_duplicates(["offer", "method"])
-        per_campaign = [schemas.CampaignScore(
-            offer=r.offer, method=r.method, time_slot=r.contact_time, p_order_if_contacted=float(r.p_order_if_called),
-            p_order_if_not_contacted=float(r.p_order_if_not_called), uplift=float(r.uplift))
-            for r in best_slot.itertuples()]
+    """One customer's answer: each campaign at its best time slot (best first), and the best campaign."""
+    per_campaign = [schemas.CampaignScore(**c) for c in campaigns]
     answer = schemas.CustomerScore(
         customer_id=customer_id, status=status, cold_start=status == "cold_start", campaigns=per_campaign,
         best_campaign=per_campaign[0] if per_campaign else None,

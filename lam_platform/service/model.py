@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -82,24 +83,35 @@ class ServingModel:
             base.load_backbone() if self.next_action_head is not None else None)
 
     @torch.no_grad()
-    def next_actions(self, rows: pd.DataFrame, state: torch.Tensor, top: int) -> list[dict]:
-        """Per row: the top `top` what / how / where of the next event with probabilities, and hours until it."""
+    def states(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """Customer states for the campaign head and for the next-action head (tokenized once), last event times."""
+        events, last_event_us = self.campaigns.event_batch(rows)
+        state = self.campaigns.backbone(events).state
         if self.next_action_head is None:
-            return [{} for _ in range(len(rows))]
-        if self.next_action_backbone is not self.campaigns.backbone:
-            state, _ = self.campaigns.encode(rows, self.next_action_backbone)
+            return state, None, last_event_us
+        same = self.next_action_backbone is self.campaigns.backbone
+        return state, state if same else self.next_action_backbone(events).state, last_event_us
+
+    @torch.no_grad()
+    def next_actions(self, n_rows: int, state: torch.Tensor | None, top: int) -> list[dict]:
+        """Per row: the top `top` what / how / where of the next event with probabilities, and hours until it.
+
+        state: from `states` (the next-action backbone's), None when this version has no next-action head.
+        """
+        if self.next_action_head is None or state is None:
+            return [{} for _ in range(n_rows)]
         out = self.next_action_head(state)
         fields = {"what": ("objects", self.next_action_head.object_logits(state)),
                   **{k: (column, getattr(out, attr)) for k, (column, attr) in NEXT_ACTION_FIELDS.items()}}
-        answers: list[dict] = [{} for _ in range(len(rows))]
+        answers: list[dict] = [{} for _ in range(n_rows)]
         for key, (column, logits) in fields.items():
             probs = torch.softmax(logits[:, 2:], dim=-1)  # ids 0 (pad) and 1 (out of vocabulary) are no answer
             p, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
             tokens = self.tokenizer.decode(column, (ids + 2).numpy())
-            for i in range(len(rows)):
+            for i in range(n_rows):
                 answers[i][key] = [{"value": str(t), "probability": round(float(q), 6)} for t, q in zip(tokens[i], p[i])]
         hours = torch.expm1(out.log_gap_hours.clamp(min=0)).numpy()
-        for i in range(len(rows)):
+        for i in range(n_rows):
             answers[i]["hours_until_next"] = round(float(hours[i]), 3)
         return answers
 

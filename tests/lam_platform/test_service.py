@@ -137,6 +137,12 @@ def test_limits_give_413_and_422_naming_the_field(service, customers):
     assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "customer_ids"]
     huge = client.post("/v1/score", json={"customer_ids": ["x" * settings.max_body_bytes]}, headers=bearer(SCORER))
     assert huge.status_code == 413 and "max_body_bytes" in huge.text
+    chunks = iter([b'{"customer_ids": ["', b"x" * settings.max_body_bytes, b'"]}'])  # no Content-Length
+    chunked = client.post("/v1/score", content=chunks, headers={**bearer(SCORER), "Content-Type": "application/json"})
+    assert chunked.status_code == 413
+    small = iter([b'{"customer_ids": ', b'["c-nobody"]}'])
+    assert client.post("/v1/score", content=small, headers={**bearer(SCORER), "Content-Type": "application/json"}
+                       ).json()["customers"][0]["status"] == "cold_start"
     bad_offer = client.post("/v1/score", json={"customer_ids": ["c1"], "campaigns": [{"offer": "free_lunch",
                                                                                       "method": "sms"}]},
                             headers=bearer(SCORER))
