@@ -1,6 +1,7 @@
 """Batch scoring throughput: Ray Data with 1 and 2 model actors vs a single-process loop over the same data.
 
-Run (after `lam demo --workdir ./lam-demo`):  python benchmarks/batch_scoring.py --workdir ./lam-demo [--repeats 3]
+Run (after `lam demo --workdir ./lam-demo`):
+    python benchmarks/batch_scoring.py --workdir ./lam-demo [--repeats 3] [--copies 20]
 
 Every run scores every consenting customer for every campaign from the sequence snapshot at the scoring
 time. Reports customers/s (median of the repeats) and the ratio to the single-process loop.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -34,14 +37,32 @@ def single_process(sequences, artifact, profiles, contact_time) -> int:
     return scores.customer_id.nunique()
 
 
+def _replicate(sequences: Path, profiles: Path, copies: int, folder: Path) -> tuple[Path, Path]:
+    """The snapshot and profiles `copies` times over, customer ids suffixed with the copy number."""
+    out = []
+    for path, name in ((sequences, "sequences.parquet"), (profiles, "profiles.parquet")):
+        frame = pd.read_parquet(path)
+        frame = pd.concat([frame.assign(customer_id=frame.customer_id + f"-{k}") for k in range(copies)],
+                          ignore_index=True)
+        frame.to_parquet(folder / name, index=False)
+        out.append(folder / name)
+    return out[0], out[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="./lam-demo")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=1,
+                        help="score the base this many times over (ids suffixed), to see throughput past start-up")
     args = parser.parse_args()
     workdir = Workdir.at(args.workdir)
     world = load_world_config(workdir)
     sequences = snapshot_path(workdir.sequences, world.scoring_time)
+    profiles = workdir.profiles
+    scratch = tempfile.TemporaryDirectory()
+    if args.copies > 1:
+        sequences, profiles = _replicate(sequences, profiles, args.copies, Path(scratch.name))
     artifact = ModelArtifact(latest_version(workdir.artifacts))
     contact = next_contact_time(world.scoring_time)
     ensure_ray(2)
@@ -49,11 +70,11 @@ def main() -> None:
     for _ in range(args.repeats):
         torch.set_num_threads(1)
         started = time.perf_counter()
-        n = single_process(sequences, artifact, workdir.profiles, contact)
+        n = single_process(sequences, artifact, profiles, contact)
         rates["single process (1 thread)"].append(n / (time.perf_counter() - started))
         for actors in (1, 2):
             started = time.perf_counter()
-            n = score_with_ray_data(sequences, artifact, workdir.profiles, contact, actors, 512).customer_id.nunique()
+            n = score_with_ray_data(sequences, artifact, profiles, contact, actors, 512).customer_id.nunique()
             rates[f"ray data, {actors} actor{'s' if actors > 1 else ''}"].append(n / (time.perf_counter() - started))
     base = statistics.median(rates["single process (1 thread)"])
     print(f"{n} consenting customers x {len(OFFERS) * len(METHODS)} campaigns, median of {args.repeats}")

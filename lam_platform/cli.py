@@ -385,6 +385,56 @@ def simulate_loop(workdir: str, rounds: int, capacity: int, holdout: float, seed
     _emit({"rounds": table.to_dict("records")}, as_json)
 
 
+@main.command()
+@workdir_option
+@click.option("--since", default=None, help="Only entries at or after this time, with zone.")
+@json_option
+def audit(workdir: str, since: str | None, as_json: bool) -> None:
+    """Print the scoring API's audit log: time, token name, endpoint, customer count, status, outcome.
+
+    The log (WORKDIR/audit/api.jsonl) is append-only and holds no customer ids and no tokens.
+    """
+    import pandas as pd
+
+    from lam_platform.audit import read_audit
+
+    start = pd.Timestamp(since) if since else None
+    if start is not None and start.tzinfo is None:
+        raise click.BadParameter(f"{since!r} has no time zone; write e.g. 2026-11-21T00:00:00+00:00",
+                                 param_hint="--since")
+    entries = list(read_audit(Workdir.at(workdir).audit_log, start))
+    if as_json:
+        click.echo(json.dumps({"entries": entries}))
+        return
+    for e in entries:
+        click.echo(f"{e['time']}  {e['token']:<16} {e['endpoint']:<14} customers={e['customers']!s:<6} "
+                   f"{e['status']} {e['outcome']}")
+
+
+@main.command()
+@workdir_option
+@click.option("--calibration-margin", default=0.05, show_default=True,
+              help="Flag a group whose calibration gap differs from the whole list's by more than this.")
+@json_option
+def fairness(workdir: str, calibration_margin: float, as_json: bool) -> None:
+    """Selection and order rates of the latest call list by age band and gender, with four-fifths and
+    calibration flags (JSON with --json). Run after `lam score`."""
+    from lam_platform.fairness import FairnessSettings, call_list_fairness
+
+    report = call_list_fairness(Workdir.at(workdir), FairnessSettings(calibration_margin=calibration_margin))
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    for attribute, groups in report["attributes"].items():
+        click.echo(f"{attribute}:")
+        for g in groups:
+            flags = [k for k in ("four_fifths", "calibration") if g[f"{k}_flag"]]
+            click.echo(f"  {g['group']:<8} eligible {g['eligible']:>5}  selected {g['selected']:>4}  "
+                       f"rate {g['selection_rate']:.3f}  vs best {g['ratio_to_best'] or 0:.2f}  "
+                       f"{'FLAG ' + ','.join(flags) if flags else ''}")
+    click.echo(f"flags: {len(report['flags'])}")
+
+
 @main.command("benchmark-public")
 @click.option("--format", "file_format", type=click.Choice(["movielens", "sasrec"]), required=True,
               help="movielens: ratings.dat (UserID::MovieID::Rating::Timestamp); sasrec: `user item` lines.")

@@ -3,7 +3,8 @@
 Run: `lam report --workdir ./lam-demo` (after `lam score`). Writes WORKDIR/outputs/report/index.html with
 data overview (events per channel, sequence lengths), training curves of the served model's heads,
 the evaluation plots (gain, Qini, calibration, next action) and policy table from `lam evaluate`, and
-timelines of the first customers on the call list with the events that drove their scores.
+timelines of the first customers on the call list with the events that drove their scores, the
+fairness table of the call list (also as fairness.json), and the closed-loop rounds if any.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow.dataset as ds
 
 from lam_platform.evaluation import format_table
 from lam_platform.evaluation_report import _save, evaluate
+from lam_platform.fairness import call_list_fairness
 from lam_platform.features import online_features, open_store
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
@@ -45,9 +47,11 @@ def build_report(workdir: Workdir, examples: int = 3, seed: int = 0) -> dict:
     curves = _training_curves(artifact, folder)
     call_list = pd.read_parquet(call_list_path)
     timelines = _timelines(workdir, call_list.head(examples), folder)
+    fairness = call_list_fairness(workdir)
+    (folder / "fairness.json").write_text(json.dumps(fairness, indent=2, default=str))
     rounds_file = workdir.outputs / "closed_loop" / "rounds.json"
     loop = json.loads(rounds_file.read_text()) if rounds_file.exists() else None
-    page = _page(artifact.path.name, overview, curves, result, call_list, timelines, loop)
+    page = _page(artifact.path.name, overview, curves, result, call_list, timelines, loop, fairness)
     (folder / "index.html").write_text(page)
     return {"page": str(folder / "index.html"), "model_version": artifact.path.name,
             "images": sorted(p.name for p in folder.glob("*.png"))}
@@ -134,6 +138,24 @@ def _timelines(workdir: Workdir, call_list: pd.DataFrame, folder: Path) -> list[
     return shown
 
 
+def _fairness_section(report: dict) -> str:
+    rows = []
+    for attribute, groups in report["attributes"].items():
+        for g in groups:
+            flags = ", ".join(k for k in ("four_fifths", "calibration") if g[f"{k}_flag"])
+            observed = "-" if g["observed_order_rate"] is None else f"{g['observed_order_rate']:.3f}"
+            predicted = "-" if g["predicted_order_rate"] is None else f"{g['predicted_order_rate']:.3f}"
+            rows.append(f"<tr><td>{html.escape(attribute)}</td><td>{html.escape(g['group'])}</td><td>{g['eligible']}</td>"
+                        f"<td>{g['selected']}</td><td>{g['selection_rate']:.3f}</td><td>{(g['ratio_to_best'] or 0):.2f}</td>"
+                        f"<td>{predicted}</td><td>{observed}</td><td><b>{html.escape(flags)}</b></td></tr>")
+    return ("<h2>Fairness of the call list</h2><p>Selection rate by group against the eligible (consenting) base; "
+            "flag four_fifths: below 80% of the best group's rate; flag calibration: the group's predicted - observed "
+            f"order rate differs from the list's by more than {report['calibration_margin']}. "
+            f"{len(report['flags'])} flag(s).</p><table><tr><th>attribute</th><th>group</th><th>eligible</th>"
+            "<th>selected</th><th>selection rate</th><th>vs best</th><th>predicted</th><th>observed</th><th>flags</th>"
+            f"</tr>{''.join(rows)}</table>")
+
+
 def _loop_section(rounds: list[dict] | None) -> str:
     if not rounds:
         return ""
@@ -145,7 +167,7 @@ def _loop_section(rounds: list[dict] | None) -> str:
 
 
 def _page(version: str, overview: dict, curves: list[str], result: dict, call_list: pd.DataFrame,
-          timelines: list[dict], loop: list[dict] | None) -> str:
+          timelines: list[dict], loop: list[dict] | None, fairness: dict) -> str:
     e = html.escape
     policies = pd.DataFrame(result["policies"])
     campaign = result["campaign_response"]["lam"]
@@ -176,6 +198,7 @@ the online sequence view, median {overview['median_length']:.0f} events each.</p
 <h2>Policy comparison (top {result['capacity']})</h2>
 <pre>{e(format_table(policies))}</pre><img src="policies.png" alt="policy order rates">
 {_loop_section(loop)}
+{_fairness_section(fairness)}
 <h2>Call list: the first {len(timelines)} of {len(call_list)} customers, and why</h2>
 <p>Driving events: integrated gradients of the best campaign's uplift over the event embeddings.</p>
 {examples}

@@ -85,6 +85,10 @@ class Workdir:
         return self.root / "ray_results"
 
     @property
+    def audit_log(self) -> Path:
+        return self.root / "audit" / "api.jsonl"  # append-only record of scoring API requests
+
+    @property
     def outputs(self) -> Path:
         return self.root / "outputs"
 

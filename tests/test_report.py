@@ -59,6 +59,7 @@ def test_report_renders_with_a_screenshot_and_no_broken_images(trained_world, tm
     assert expected <= set(result["images"])
     text = page.read_text()
     assert "Policy comparison" in text and "Why:" in text and "informed_ceiling" in text
+    assert "Fairness of the call list" in text and (page.parent / "fairness.json").exists()
     shot = tmp_path / "report.png"
     _headless(chromium, f"--screenshot={shot}", "--window-size=1200,4000", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 20_000  # a real rendering, not a blank page

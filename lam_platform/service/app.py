@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from lam_platform.audit import AuditLog
 from lam_platform.features import online_features, open_store
 from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
 from lam_platform.service import schemas
@@ -96,13 +97,14 @@ class OnlineReader:
 
 
 class LimitsAndMetrics:
-    """ASGI middleware: 413 for bodies over max_body_bytes (declared or counted), and request metrics.
+    """ASGI middleware: 413 for bodies over max_body_bytes (declared or counted), request metrics, and an
+    audit entry per scoring request (token name, endpoint, customer count, status; never ids or tokens).
 
     Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
     """
 
-    def __init__(self, app, max_body_bytes: int, metrics: Metrics) -> None:
-        self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
+    def __init__(self, app, max_body_bytes: int, metrics: Metrics, audit: AuditLog) -> None:
+        self.app, self.max_body_bytes, self.metrics, self.audit = app, max_body_bytes, metrics, audit
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -137,6 +139,9 @@ class LimitsAndMetrics:
                     return replayed.pop() if replayed else {"type": "http.disconnect"}
             await self.app(scope, receive, send_and_note)
         finally:
+            if scope["path"].startswith("/v1/"):  # every scoring request, answered or refused
+                state = scope.get("state") or {}
+                self.audit.record(state.get("token_name"), endpoint, state.get("customers"), status[0])
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
             if status[0] >= 400:
@@ -171,13 +176,14 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             token = auth.identify(request.headers.get("authorization"))
             if token is None:
                 raise HTTPException(401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
+            request.state.token_name = token.name  # for the audit log, refused or not
             if scope not in token.scopes:
                 raise HTTPException(403, f"token {token.name!r} lacks the {scope!r} scope")
-            request.state.token_name = token.name
             return token
         return check
 
-    app.add_middleware(LimitsAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(LimitsAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics,
+                       audit=AuditLog(workdir.audit_log))
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(_: Request, error: StoreUnavailable):
@@ -212,7 +218,9 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/score", response_model=schemas.ScoreResponse)
-    def score(body: schemas.ScoreRequest, _: ApiToken = Depends(require("score"))) -> schemas.ScoreResponse:
+    def score(body: schemas.ScoreRequest, request: Request,
+              _: ApiToken = Depends(require("score"))) -> schemas.ScoreResponse:
+        request.state.customers = len(body.customer_ids)
         _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
         model = current_model()
         campaigns, times, as_of = _options(body, model, settings)
@@ -252,12 +260,14 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                                      customers=[answers[c] for c in ids])
 
     @app.post("/v1/call-list", response_model=schemas.CallListResponse)
-    def call_list(body: schemas.CallListRequest, _: ApiToken = Depends(require("call-list"))) -> schemas.CallListResponse:
+    def call_list(body: schemas.CallListRequest, request: Request,
+                  _: ApiToken = Depends(require("call-list"))) -> schemas.CallListResponse:
         if body.customer_ids is not None:
             _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
             ids = list(dict.fromkeys(body.customer_ids))
         else:
             ids = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+        request.state.customers = len(ids)
         model = current_model()
         campaigns, times, as_of = _options(body, model, settings)
         rows = reader.read(ids)

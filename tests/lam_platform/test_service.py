@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from lam_platform.cli import main as cli_main
 from lam_platform.features import online_features, open_store
 from lam_platform.scoring import CampaignScorer, next_contact_time
 from lam_platform.service.app import ServiceSettings, create_app
@@ -206,3 +209,24 @@ def test_token_configuration_errors_name_the_entry_and_never_the_token(tmp_path)
     file.write_text(f"- name: crm\n  token: {SCORER}\n  scopes: [score]\n")
     [token] = load_tokens({"LAM_API_TOKENS_FILE": str(file)})
     assert token.name == "crm" and token.scopes == {"score"} and SCORER not in repr(token)
+
+
+def test_every_scoring_request_is_audited_without_ids_or_tokens(service, customers):
+    client, world, _ = service
+    ids = customers["consenting"][:2] + [customers["unknown"]]
+    start = pd.Timestamp.now(tz="UTC")
+    client.post("/v1/score", json={"customer_ids": ids}, headers=bearer(SCORER))
+    client.post("/v1/score", json={"customer_ids": ids})
+    client.post("/v1/score", json={"customer_ids": ids}, headers=bearer(CALLER))
+    client.post("/v1/call-list", json={"capacity": 2, "customer_ids": ids, "explain": False}, headers=bearer(CALLER))
+    client.get("/healthz")
+    from lam_platform.audit import read_audit
+
+    entries = list(read_audit(world.audit_log, start))
+    assert [(e["token"], e["endpoint"], e["customers"], e["status"], e["outcome"]) for e in entries] == [
+        ("crm", "/v1/score", 3, 200, "ok"), ("(none)", "/v1/score", None, 401, "unauthenticated"),
+        ("ops", "/v1/score", None, 403, "forbidden"), ("ops", "/v1/call-list", 3, 200, "ok")]
+    text = world.audit_log.read_text()
+    assert not any(i in text for i in ids) and SCORER not in text and CALLER not in text
+    result = CliRunner().invoke(cli_main, ["audit", "--workdir", str(world.root), "--json"])
+    assert result.exit_code == 0 and len(json.loads(result.output)["entries"]) >= 4
