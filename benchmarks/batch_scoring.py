@@ -63,7 +63,7 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory()
     if args.copies > 1:
         sequences, profiles = _replicate(sequences, profiles, args.copies, Path(scratch.name))
-    artifact = ModelArtifact(latest_version(workdir.artifacts))
+    artifact = ModelArtifact(latest_version(workdir.artifacts, "campaign_response"))
     contact = next_contact_time(world.scoring_time)
     ensure_ray(2)
     rates: dict[str, list[float]] = {"single process (1 thread)": [], "ray data, 1 actor": [], "ray data, 2 actors": []}

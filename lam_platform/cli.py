@@ -195,7 +195,7 @@ def finetune(workdir: str, config: Path | None, artifact: Path | None, as_json: 
 @workdir_option
 @click.option("--capacity", type=int, default=None, help="Calls to place (default: 5% of customers).")
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Artifact to score with (default: the latest).")
+              help="Artifact to score with (default: the newest with a campaign-response head).")
 @json_option
 def score(workdir: str, capacity: int | None, artifact: Path | None, as_json: bool) -> None:
     """Score every consenting customer from the Feast online store and write the call list.
@@ -255,7 +255,7 @@ def rollout(workdir: str, customers: tuple[str, ...], steps: int, temperature: f
 @workdir_option
 @click.option("--capacity", type=int, default=None, help="Calls in each policy's list (default: 5% of customers).")
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Artifact to evaluate (default: the latest).")
+              help="Artifact to evaluate (default: the newest with a campaign-response head).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the held-out trial and the random policy.")
 @click.option("--exclude-seen", is_flag=True, help="Rank next objects without those already in the history.")
 @json_option

@@ -32,7 +32,7 @@ def evaluate(workdir: Workdir, artifact_path: Path | None = None, capacity: int 
         raise FileNotFoundError(f"no scores at {scores_path}: run `lam score --workdir {workdir.root}` first")
     from lam_platform.scoring import rank_call_list
 
-    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts))
+    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     lam = pd.read_parquet(scores_path)
     n_customers = len(pd.read_parquet(workdir.profiles, columns=["customer_id"]))
     capacity = capacity or max(1, round(0.05 * n_customers))

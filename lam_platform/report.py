@@ -43,7 +43,7 @@ def build_report(workdir: Workdir, examples: int = 3, seed: int = 0) -> dict:
         shutil.copy(workdir.outputs / "evaluation" / name, folder / name)
     result = json.loads(Path(evaluation["evaluation"]).read_text())
     overview = _data_overview(workdir, folder)
-    artifact = ModelArtifact(latest_version(workdir.artifacts))
+    artifact = ModelArtifact(latest_version(workdir.artifacts, "campaign_response"))
     curves = _training_curves(artifact, folder)
     call_list = pd.read_parquet(call_list_path)
     timelines = _timelines(workdir, call_list.head(examples), folder)

@@ -193,7 +193,7 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
     world = load_world_config(workdir)
     as_of = world.scoring_time
     store = open_store(workdir)
-    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts))
+    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     artifact.check_schema(schema_fingerprint(store))
     customer_ids = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
     online = online_features(store, customer_ids)

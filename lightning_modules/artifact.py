@@ -43,11 +43,21 @@ def next_version(artifacts: Path) -> Path:
     return artifacts / f"lam-v{max(versions, default=0) + 1}"
 
 
-def latest_version(artifacts: Path) -> Path:
+def versions_with_head(artifacts: Path, head: str | None = None) -> list[Path]:
+    """Artifact versions, oldest first; with `head`, only those that hold it (a version being written, or a
+    pretraining-only one, has no campaign-response head)."""
     versions = sorted((int(p.name[5:]), p) for p in artifacts.glob("lam-v*") if p.name[5:].isdigit())
+    return [p for _, p in versions if head is None or (p / "heads" / f"{head}.pt").exists()]
+
+
+def latest_version(artifacts: Path, head: str | None = None) -> Path:
+    """The newest version (that holds `head`, if given)."""
+    versions = versions_with_head(artifacts, head)
     if not versions:
-        raise FileNotFoundError(f"no model artifact under {artifacts}: run `lam pretrain` first")
-    return versions[-1][1]
+        need = "`lam pretrain` then `lam finetune`" if head == "campaign_response" else "`lam pretrain`"
+        raise FileNotFoundError(f"no model artifact{f' with a {head} head' if head else ''} under {artifacts}: "
+                                f"run {need} first")
+    return versions[-1]
 
 
 @dataclass

@@ -71,7 +71,7 @@ def run(workdir: Workdir, actors: int = 2, batch_size: int = 512, capacity: int 
         raise FileNotFoundError(f"no sequence snapshot at {as_of.isoformat()} in {workdir.sequences}: "
                                 f"run `lam materialize --workdir {workdir.root}` first")
     store = open_store(workdir)
-    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts))
+    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     artifact.check_schema(schema_fingerprint(store))
     ensure_ray(actors)
     started = time.perf_counter()

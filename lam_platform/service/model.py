@@ -18,7 +18,7 @@ import torch
 
 from lam_platform.explanations import DrivingEvent
 from lam_platform.scoring import CampaignScorer
-from lightning_modules.artifact import ModelArtifact
+from lightning_modules.artifact import ModelArtifact, versions_with_head
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +123,7 @@ class ServingModel:
 
 def servable_versions(artifacts: Path) -> list[Path]:
     """Versions with a campaign-response head, oldest first (a version being written has no head yet)."""
-    found = []
-    for path in artifacts.glob("lam-v*"):
-        if path.name[5:].isdigit() and (path / "heads" / "campaign_response.pt").exists():
-            found.append((int(path.name[5:]), path))
-    return [p for _, p in sorted(found)]
+    return versions_with_head(artifacts, "campaign_response")
 
 
 class ModelWatcher:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from lam_platform.closed_loop import close_loop, read_outcomes, simulate_rounds
+from lam_platform.report import _loop_section
 from lam_platform.service.model import servable_versions
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact
@@ -61,7 +62,11 @@ def test_three_rounds_of_call_outcome_update_each_use_the_newest_head(trained_wo
         assert ModelArtifact(world.artifacts / row.updated_to).with_head("next_action").card["heads"]["next_action"]
     log = pd.read_parquet(world.campaign_log)
     assert len(log) == log_before + 60 and set(log.campaign_id) >= {"loop-1", "loop-2", "loop-3"}
-    assert json.loads((world.outputs / "closed_loop" / "rounds.json").read_text())[2]["round"] == 3
+    rounds = json.loads((world.outputs / "closed_loop" / "rounds.json").read_text())
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    section = _loop_section(rounds)  # what `lam report` shows: the order rate of each round
+    assert "Closed loop: order rate per round" in section
+    assert all(f"{r['order_rate_called']:.3f}" in section for r in rounds)
     # The same outcome file again adds nothing to the log (its rows are already there).
     again = close_loop(world, world.outputs / "closed_loop" / "round-1.parquet", JobConfig.load(TINY_JOB))
     assert again["new_in_log"] == 0
