@@ -12,7 +12,7 @@ import itertools
 import threading
 import time
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class ServiceSettings:
     clock: pd.Timestamp | None = None  # a fixed "now" (a simulated world's scoring time); None = wall clock
     model_path: Path | None = None  # pin one version; None = the newest servable version, reloaded as it changes
     explain_steps: int = 32
-    extra: dict = field(default_factory=dict)
 
     def now(self) -> pd.Timestamp:
         return self.clock if self.clock is not None else pd.Timestamp.now(tz="UTC")
