@@ -34,6 +34,11 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     profiles = pd.read_parquet(workdir / "feature_repo" / "data" / "customer_profile.parquet")
     consenting = set(profiles.customer_id[profiles.consent_marketing])
     assert set(call_list.customer_id) <= consenting  # never call a customer without consent
+    # The export carries the explanation for the person who calls: a reason and the driving events.
+    parquet = pd.read_parquet(Path(summary["paths"]["call_list_csv"]).with_suffix(".parquet"))
+    for exported in (call_list, parquet):
+        assert exported.reason.notna().all() and exported.reason.str.len().gt(0).all()
+        assert all(isinstance(json.loads(events), list) for events in exported.driving_events)
     # Downstream services read the scores as ordinary online features.
     from lam_platform.features import open_store
     from lam_platform.workdir import Workdir
