@@ -49,8 +49,8 @@ def read_audit(path: Path, since: pd.Timestamp | None = None) -> Iterator[dict]:
                 yield entry
 
 
+REFUSALS = {401: "unauthenticated", 403: "forbidden", 413: "too_large", 422: "invalid", 503: "unavailable"}
+
+
 def _outcome(status: int) -> str:
-    if status < 400:
-        return "ok"
-    return {401: "unauthenticated", 403: "forbidden", 413: "too_large", 422: "invalid",
-            503: "unavailable"}.get(status, "error")
+    return "ok" if status < 400 else REFUSALS.get(status, "error")

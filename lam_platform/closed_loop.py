@@ -24,9 +24,11 @@ from lam_platform import metrics
 from lam_platform.features import online_features, open_store, schema_fingerprint
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, rank_call_list
 from lam_platform.simulator import load_ground_truth, load_world_config
-from lam_platform.training_data import build_finetune_set, consenting_customers, training_events
+from lam_platform.training_data import consenting_customers, finetune_arrays, training_events
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
+from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
+from lightning_modules.datasets import write_training_shards
 from ray_jobs.training import JobConfig, fit_with_ray
 
 REQUIRED = {"customer_id": "string", "event_timestamp": "timestamp", "campaign_id": "string", "offer": "string",
@@ -86,25 +88,17 @@ def append_to_campaign_log(workdir: Workdir, rows: pd.DataFrame) -> int:
     return len(fresh)
 
 
-def head_metrics(scorer: CampaignScorer, store, events, rows: pd.DataFrame) -> dict[str, float]:
-    """AUC, log loss and calibration of the head on outcome rows, each scored point-in-time at its contact."""
-    from lam_platform.training_data import finetune_frame
-
-    log, profiles, sequences, _ = finetune_frame(store, events, rows, scorer.tokenizer.max_len)
-    arrays = scorer.tokenizer.encode_events(sequences)
-    last = arrays.pop("last_event_us")
-    context = scorer.tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
-                                                last)
-    from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
-
+def head_metrics(backbone, head, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """AUC, log loss and calibration of a campaign head on a tokenized campaign set (`finetune_arrays`):
+    each row scored point-in-time at its contact, for the arm it got."""
     with torch.no_grad():
-        state = scorer.backbone(dataclass_from_arrays(EventBatch, arrays)).state
-        out = scorer.head(state, dataclass_from_arrays(CampaignContext, context))
-    predicted = np.where(log.treatment == 1, torch.sigmoid(out.logit_contacted).numpy(),
+        state = backbone(dataclass_from_arrays(EventBatch, arrays)).state
+        out = head(state, dataclass_from_arrays(CampaignContext, arrays))
+    predicted = np.where(arrays["treatment"] == 1, torch.sigmoid(out.logit_contacted).numpy(),
                          torch.sigmoid(out.logit_not_contacted).numpy())
-    y = log.outcome.to_numpy(float)
+    y = arrays["outcome"].astype(float)
     clipped = np.clip(predicted, 1e-6, 1 - 1e-6)
-    return {"rows": len(log), "auc": metrics.roc_auc(y, predicted),
+    return {"rows": len(y), "auc": metrics.roc_auc(y, predicted),
             "log_loss": float(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean()),
             "mean_predicted": float(predicted.mean()), "observed_rate": float(y.mean())}
 
@@ -116,21 +110,23 @@ def update_campaign_head(workdir: Workdir, rows: pd.DataFrame, job: JobConfig, a
     until = rows.event_timestamp.max() + pd.Timedelta(microseconds=1)
     profiles = pd.read_parquet(workdir.profiles)
     events = training_events(workdir, until, consenting_customers(profiles))
-    before = head_metrics(CampaignScorer(artifact), store, events, rows)
+    # One point-in-time set: the head is measured on it before and after, and trained on it in between.
+    arrays, counts = finetune_arrays(store, events, rows, artifact.tokenizer)
+    backbone = artifact.load_backbone()  # frozen: the updated version keeps these weights
+    before = head_metrics(backbone, artifact.load_head("campaign_response"), arrays)
     data = workdir.training / f"update-{artifact.path.name}"
-    counts = build_finetune_set(store, events, rows, artifact.tokenizer, data)
+    write_training_shards(arrays, data)
     stage = {**job.update, "trainable_blocks": 0}  # the backbone stays: only the head learns from a small batch
     fit = fit_with_ray("campaign_response", data, artifact.config, stage, job, workdir.ray_results,
                        f"update-{artifact.path.name}-{_digest(rows)}", backbone_weights=artifact.path / "backbone.pt",
                        head_weights=artifact.path / "heads" / "campaign_response.pt")
     parts = split_state_dict(fit.state_dict)
-    updated = artifact.derive(next_version(workdir.artifacts), torch.load(artifact.path / "backbone.pt",
-                                                                          weights_only=True))
+    updated = artifact.derive(next_version(workdir.artifacts), backbone.state_dict())
     info = {**counts, "metrics": fit.metrics, "compute": fit.compute, "history": fit.history,
             "updated_from": artifact.path.name}
     updated.add_head("campaign_response", parts["campaign_response"], {**info, "before": before})
     # Measured after saving: in-sample, on the same outcomes the head was just fitted on.
-    after = head_metrics(CampaignScorer(updated), store, events, rows)
+    after = head_metrics(backbone, updated.load_head("campaign_response"), arrays)
     card = updated.card
     card["heads"]["campaign_response"]["after_in_sample"] = after
     updated.write_card(card)

@@ -41,6 +41,13 @@ def online_rows_to_sequences(rows: pd.DataFrame) -> pa.Table:
     return pa.table(columns)
 
 
+def online_event_batch(tokenizer, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
+    """Online rows as an EventBatch, and each row's last event time (us since the epoch)."""
+    arrays = tokenizer.encode_events(online_rows_to_sequences(rows))
+    last_event_us = arrays.pop("last_event_us")
+    return dataclass_from_arrays(EventBatch, arrays), last_event_us
+
+
 @dataclass
 class CampaignScorer:
     """A loaded model (backbone + campaign-response head + tokenizer) that scores candidate campaigns."""
@@ -70,10 +77,7 @@ class CampaignScorer:
         return pd.concat(frames, ignore_index=True)
 
     def event_batch(self, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
-        """Online rows as an EventBatch, and each row's last event time (us since the epoch)."""
-        arrays = self.tokenizer.encode_events(online_rows_to_sequences(rows))
-        last_event_us = arrays.pop("last_event_us")
-        return dataclass_from_arrays(EventBatch, arrays), last_event_us
+        return online_event_batch(self.tokenizer, rows)
 
     def encode(self, rows: pd.DataFrame, backbone: torch.nn.Module | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Customer states (B, d) after each row's latest event (this scorer's backbone unless given one)."""
@@ -96,6 +100,7 @@ class CampaignScorer:
         return dataclass_from_arrays(CampaignContext, {
             **profile, **self.tokenizer.encode_contacts(offers, methods, contact_us, last_event_us[row])})
 
+    @torch.no_grad()
     def score_grid(self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray,
                    campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> dict[str, np.ndarray]:
         """P(order | called), P(order | not called) and uplift as (campaigns, times, rows) arrays, one head call."""
@@ -241,10 +246,8 @@ def rollout_customers(workdir: Workdir, customer_ids: list[str], steps: int = 5,
     if missing:
         raise ValueError(f"no events in the online store for {missing}: check the ids, or run `lam materialize`")
     tokenizer = artifact.tokenizer
-    arrays = tokenizer.encode_events(online_rows_to_sequences(rows))
-    last_event_us = arrays.pop("last_event_us")
-    future = rollout(artifact.load_backbone(), artifact.load_head("next_action"),
-                     dataclass_from_arrays(EventBatch, arrays), steps, temperature,
+    events, last_event_us = online_event_batch(tokenizer, rows)
+    future = rollout(artifact.load_backbone(), artifact.load_head("next_action"), events, steps, temperature,
                      torch.Generator().manual_seed(seed))
     frame = tokenizer.decode_events(future.categorical.numpy(), future.hours_after.numpy())
     last = pd.to_datetime(last_event_us[frame.row.to_numpy()], unit="us", utc=True)

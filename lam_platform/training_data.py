@@ -113,9 +113,10 @@ def inverse_propensity_weights(log: pd.DataFrame, cap_quantile: float = 0.99) ->
     return weight.astype(np.float32)
 
 
-def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
-                       path: Path) -> dict[str, int]:
-    """The point-in-time campaign set, tokenized and written as shards in `path`."""
+def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer
+                    ) -> tuple[dict[str, np.ndarray], dict]:
+    """The point-in-time campaign set, tokenized (events, campaign context, treatment, outcome, weight), and
+    its counts."""
     log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len)
     arrays = tokenizer.encode_events(sequences)
     arrays.update(tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
@@ -123,8 +124,15 @@ def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, toke
     arrays["treatment"] = log.treatment.to_numpy(np.int64)
     arrays["outcome"] = log.outcome.to_numpy(np.float32)
     arrays["weight"] = inverse_propensity_weights(log)
-    write_training_shards(arrays, path)
     ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
-    return {"rows": len(log), "excluded_without_consent": dropped, "propensity_weighted": "propensity" in log,
-            "effective_sample_size": round(ess, 1),
-            "contacted": int(log.treatment.sum()), "orders": int(log.outcome.sum())}
+    return arrays, {"rows": len(log), "excluded_without_consent": dropped, "propensity_weighted": "propensity" in log,
+                    "effective_sample_size": round(ess, 1),
+                    "contacted": int(log.treatment.sum()), "orders": int(log.outcome.sum())}
+
+
+def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
+                       path: Path) -> dict[str, int]:
+    """The point-in-time campaign set, tokenized and written as shards in `path`; returns its counts."""
+    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer)
+    write_training_shards(arrays, path)
+    return counts

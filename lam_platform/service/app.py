@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from lam_platform.audit import AuditLog
+from lam_platform.audit import REFUSALS, AuditLog
 from lam_platform.features import online_features, open_store
 from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
 from lam_platform.service import schemas
@@ -234,15 +234,13 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                                                          excluded_reason="no_consent")
         cold = rows.customer_id[~excluded & ~history].tolist()
         if cold:
-            prior_scores = prior.score(cold, campaigns, times) if prior is not None else None
+            prior_answer = prior.campaigns(campaigns, times[0]) if prior is not None else []
             for customer_id in cold:
-                mine = prior_scores[prior_scores.customer_id == customer_id] if prior_scores is not None else None
-                answers[customer_id] = _customer(customer_id, "cold_start", _prior_campaigns(mine), None, None)
+                answers[customer_id] = _customer(customer_id, "cold_start", prior_answer, None, None)
         known = rows[~excluded & history].reset_index(drop=True)
         if len(known):
             state, next_state, last_event_us = model.states(known)
-            with _no_grad():
-                grid = model.campaigns.score_grid(known, state, last_event_us, campaigns, times)
+            grid = model.campaigns.score_grid(known, state, last_event_us, campaigns, times)
             actions = model.next_actions(len(known), next_state, body.top_actions)
             ranked = _best_slots(grid, campaigns, times)
             explanations = None
@@ -275,8 +273,7 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         eligible = rows[reasons.isna().to_numpy()].reset_index(drop=True)
         ranked = pd.DataFrame()
         if len(eligible):
-            with _no_grad():
-                scores = model.campaigns.score(eligible, times, campaigns)
+            scores = model.campaigns.score(eligible, times, campaigns)
             ranked = rank_call_list(scores, body.capacity)
         entries = []
         if len(ranked):
@@ -299,18 +296,11 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
 
 
 KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
-ERROR_KINDS = {401: "unauthenticated", 403: "forbidden", 413: "too_large", 422: "invalid", 503: "unavailable",
-               500: "internal"}
+ERROR_KINDS = {**REFUSALS, 500: "internal"}
 
 
 def _or(value, default):
     return default if value is None else value
-
-
-def _no_grad():
-    import torch
-
-    return torch.no_grad()
 
 
 def _check_count(field_name: str, n: int, limit: int) -> None:
@@ -359,16 +349,6 @@ def _best_slots(grid: dict, campaigns: list[tuple[str, str]], times: list[pd.Tim
     return [[{"offer": campaigns[k][0], "method": campaigns[k][1], "time_slot": times[slot[k, i]],
               "p_order_if_contacted": float(called[k, i]), "p_order_if_not_contacted": float(not_called[k, i]),
               "uplift": float(uplift[k, i])} for k in order[:, i]] for i in range(uplift.shape[1])]
-
-
-def _prior_campaigns(scores: pd.DataFrame | None) -> list[dict]:
-    if scores is None or not len(scores):
-        return []
-    best = scores.sort_values("uplift", ascending=False, kind="stable").drop_duplicates(["offer", "method"])
-    return [{"offer": r.offer, "method": r.method, "time_slot": r.contact_time,
-             "p_order_if_contacted": float(r.p_order_if_called),
-             "p_order_if_not_contacted": float(r.p_order_if_not_called), "uplift": float(r.uplift)}
-            for r in best.itertuples()]
 
 
 def _customer(customer_id: str, status: str, campaigns: list[dict], actions: dict | None,

@@ -51,21 +51,21 @@ class PopulationPrior:
             columns[name] = ((stats["sum"] + PRIOR_STRENGTH * overall) / (stats["size"] + PRIOR_STRENGTH)).to_numpy()
         return cls(pd.DataFrame({"offer": arms.get_level_values(0), "method": arms.get_level_values(1), **columns}))
 
-    def score(self, customer_ids: list[str], campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> pd.DataFrame:
-        """The same rates for every unknown customer and time slot (the prior does not know the hour)."""
+    def campaigns(self, campaigns: list[tuple[str, str]], time_slot: pd.Timestamp) -> list[dict]:
+        """The same answer for every customer without history: each campaign's rates, largest uplift first.
+
+        The prior does not know the hour, so the slot is the first candidate one.
+        """
         rates = self.rates.set_index(["offer", "method"])
         overall = rates.mean()
-        rows = []
-        for customer_id in customer_ids:
-            for offer, method in campaigns:
-                r = rates.loc[(offer, method)] if (offer, method) in rates.index else overall
-                for t in times:
-                    rows.append({"customer_id": customer_id, "offer": offer, "method": method, "contact_time": t,
-                                 "p_order_if_called": float(r.p_order_if_called),
-                                 "p_order_if_not_called": float(r.p_order_if_not_called),
-                                 "uplift": float(r.p_order_if_called - r.p_order_if_not_called)})
-        return pd.DataFrame(rows, columns=["customer_id", "offer", "method", "contact_time", "p_order_if_called",
-                                           "p_order_if_not_called", "uplift"])
+        answer = []
+        for offer, method in campaigns:
+            r = rates.loc[(offer, method)] if (offer, method) in rates.index else overall
+            answer.append({"offer": offer, "method": method, "time_slot": time_slot,
+                           "p_order_if_contacted": float(r.p_order_if_called),
+                           "p_order_if_not_contacted": float(r.p_order_if_not_called),
+                           "uplift": float(r.p_order_if_called - r.p_order_if_not_called)})
+        return sorted(answer, key=lambda c: -c["uplift"])  # stable: ties keep the campaigns' order
 
 
 class ServingModel:
