@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from lam_platform import metrics
 from lam_platform.evaluation import first_held_out_events, rank_next_objects
 from lam_platform.events import read_events
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulator import WorldConfig, load_world_config, simulate
 from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
 from lam_platform.workdir import Workdir
@@ -87,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Workdir.at(args.workdir or Path(tmp) / "world").make()
         if not workdir.world_json.exists():
-            simulate(WorldConfig(n_customers=args.customers, seed=args.seed), workdir)
+            simulate(WorldConfig(n_customers=args.customers, seed=args.seed), workdir, Pseudonymizer.ephemeral())
         world = load_world_config(workdir)
         profiles = pd.read_parquet(workdir.profiles)
         customers = consenting_customers(profiles)

@@ -25,8 +25,9 @@ from lam_platform.channels import ChannelConfig
 from lam_platform.events import read_events
 from lam_platform.features import PROJECT_ROOT
 from lam_platform.ingest import ingest
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.raw_export import export_raw_channels
-from lam_platform.simulator import WorldConfig, simulate
+from lam_platform.simulator import WorldConfig, raw_customer_ids, simulate
 from lam_platform.workdir import Workdir
 
 
@@ -54,14 +55,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         world = Workdir.at(tmp / "world").make()
-        simulate(WorldConfig(n_customers=args.customers, seed=1), world)
-        export_raw_channels(read_events(world.events), tmp / "raw")
+        pseudonymizer = Pseudonymizer.ephemeral()
+        simulate(WorldConfig(n_customers=args.customers, seed=1), world, pseudonymizer)
+        export_raw_channels(read_events(world.events), tmp / "raw",
+                            pseudonymizer.matcher(raw_customer_ids(args.customers)))
         shutil.copy(PROJECT_ROOT / "infra" / "channels.example.yaml", tmp / "channels.yaml")
         config = ChannelConfig.load(tmp / "channels.yaml")
         ours, base = [], []
         for k in range(args.repeats):
             started = time.perf_counter()
-            report = ingest(config, Workdir.at(tmp / f"ingest-{k}"))
+            report = ingest(config, Workdir.at(tmp / f"ingest-{k}"), pseudonymizer)
             ours.append(time.perf_counter() - started)
             assert report.balanced() and report.accepted == report.rows_in
             started = time.perf_counter()

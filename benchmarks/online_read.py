@@ -21,6 +21,8 @@ import yaml
 
 from lam_platform.features import LOCAL_PROFILE, PROJECT_ROOT, open_store
 from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.privacy import Pseudonymizer
+from lam_platform.simulator import raw_customer_ids
 from lam_platform.streaming import redis_client
 from lam_platform.workdir import Workdir
 
@@ -87,14 +89,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20, help="1,000-customer calls per store")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    ids = [f"c{i:06d}" for i in range(args.customers)]
+    pseudonymizer = Pseudonymizer.ephemeral()
+    ids = pseudonymizer.pseudonyms(raw_customer_ids(args.customers))
     singles = [[c] for c in rng.choice(ids, size=args.single)]
     batches = [list(rng.choice(ids, size=1000, replace=False)) for _ in range(args.batch)]
     with tempfile.TemporaryDirectory() as tmp:
         stores = {}
         for name, profile in (("sqlite", LOCAL_PROFILE), ("redis", production_profile(Path(tmp)))):
             workdir = Workdir.at(Path(tmp) / name)
-            simulate_step(workdir, customers=args.customers, seed=1)
+            simulate_step(workdir, customers=args.customers, seed=1, pseudonymizer=pseudonymizer)
             materialize_step(workdir, max_len=args.max_len, profile=profile)
             stores[name] = open_store(workdir)
         try:

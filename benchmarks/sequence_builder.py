@@ -20,8 +20,9 @@ import pandas as pd
 import pyarrow as pa
 
 from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.sequences import build_sequences
-from lam_platform.simulator import WorldConfig, simulate
+from lam_platform.simulator import WorldConfig, raw_customer_ids, simulate
 from lam_platform.workdir import Workdir
 
 LISTS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel",
@@ -62,11 +63,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Workdir.at(tmp).make()
         config = WorldConfig(n_customers=args.customers, seed=1)
-        simulate(config, workdir)
+        pseudonymizer = Pseudonymizer.ephemeral()
+        simulate(config, workdir, pseudonymizer)
         events = read_events(workdir.events)
     print(f"event table: {events.num_rows:,} events, {args.customers:,} customers, N={args.max_len}")
     rng = np.random.default_rng(0)
-    ids = np.array([f"c{i:06d}" for i in range(args.customers)], dtype=object)
+    ids = np.array(pseudonymizer.pseudonyms(raw_customer_ids(args.customers)), dtype=object)
     scenarios = {
         "snapshot (all customers, one time)": (ids, np.full(len(ids), config.scoring_time)),
         f"entity frame ({args.queries:,} random rows)": (

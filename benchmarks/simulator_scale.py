@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulator import WorldConfig, simulate
 from lam_platform.workdir import Workdir
 
@@ -26,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="lam-sim-"))
     started = time.perf_counter()
-    counts = simulate(WorldConfig(n_customers=args.customers, seed=args.seed), Workdir.at(root).make())
+    counts = simulate(WorldConfig(n_customers=args.customers, seed=args.seed), Workdir.at(root).make(),
+                      Pseudonymizer.ephemeral())
     seconds = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
     size_gib = sum(f.stat().st_size for f in Workdir.at(root).events.rglob("*.parquet")) / 2**30

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 
 from lam_platform.events import CHANNELS, read_events  # noqa: E402
 from lam_platform.ground_truth import WANTS  # noqa: E402
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulator import WorldConfig, simulate  # noqa: E402
 from lam_platform.workdir import Workdir  # noqa: E402
 
@@ -66,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Workdir.at(tmp).make()
         config = WorldConfig(n_customers=args.customers, seed=7)
-        simulate(config, workdir)
+        simulate(config, workdir, Pseudonymizer.ephemeral())
         events = read_events(workdir.events).to_pandas()
         episodes = pd.read_parquet(workdir.episodes)
     events_per_channel(events, args.out)

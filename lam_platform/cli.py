@@ -31,6 +31,20 @@ def _emit(result: dict, as_json: bool) -> None:
             click.echo(f"  {key}: {value}")
 
 
+def _pseudonymizer(ephemeral_ok: bool = False):
+    """The platform's Pseudonymizer from LAM_PSEUDONYM_KEY(_FILE); a one-off key only where allowed."""
+    from lam_platform.privacy import PseudonymKeyError, Pseudonymizer
+
+    try:
+        return Pseudonymizer.from_env()
+    except PseudonymKeyError as err:
+        if not ephemeral_ok:
+            raise click.ClickException(str(err)) from err
+        click.secho("  no LAM_PSEUDONYM_KEY: ids are pseudonymized with a one-off key held in memory, so this\n"
+                    "  world's customers can never be re-identified (set the key to keep that possible)", fg="yellow")
+        return Pseudonymizer.ephemeral()
+
+
 def _job_config(config: Path | None) -> Path:
     from lam_platform.pipeline import DEFAULT_JOB_CONFIG
 
@@ -51,24 +65,37 @@ def main() -> None:
 @click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same world).")
 @click.option("--raw-out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write the events as raw per-channel tables here (input for `lam ingest`).")
+              help="Also write the events as raw per-channel tables, keyed by raw customer ids, and the CRM "
+                   "customer master here (input for `lam ingest` and `lam export-call-list`); outside WORKDIR.")
 @json_option
 def simulate(workdir: str, customers: int, seed: int, raw_out: Path | None, as_json: bool) -> None:
     """Generate a synthetic 4W1H world.
 
     Writes the date-partitioned event table, customer profiles (with consent) and the campaign log
-    under WORKDIR/feature_repo/data/, and the ground truth (latent wants) under WORKDIR/world/.
+    under WORKDIR/feature_repo/data/, and the ground truth (latent wants) under WORKDIR/world/, all
+    keyed by pseudonyms (needs LAM_PSEUDONYM_KEY or LAM_PSEUDONYM_KEY_FILE).
     With --raw-out, also the raw channel tables that infra/channels.example.yaml maps back to 4W1H.
     """
     from lam_platform.pipeline import simulate_step
 
-    result = simulate_step(Workdir.at(workdir), customers, seed)
+    wd = Workdir.at(workdir)
+    if raw_out and _inside(raw_out, wd.root):
+        raise click.BadParameter("raw tables hold raw customer ids: write them outside the workdir",
+                                 param_hint="--raw-out")
+    pseudonymizer = _pseudonymizer()
+    result = simulate_step(wd, customers, seed, pseudonymizer)
     if raw_out:
         from lam_platform.events import read_events
         from lam_platform.raw_export import export_raw_channels
+        from lam_platform.simulator import raw_customer_ids
 
-        result["raw_rows"] = export_raw_channels(read_events(Workdir.at(workdir).events), raw_out)
+        result["raw_rows"] = export_raw_channels(read_events(wd.events), raw_out,
+                                                 pseudonymizer.matcher(raw_customer_ids(customers)))
     _emit(result, as_json)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return Path(path).resolve().is_relative_to(root.resolve())
 
 
 @main.command()
@@ -88,7 +115,7 @@ def ingest(workdir: str, config_path: Path, as_json: bool) -> None:
     from lam_platform.ingest import ingest as run_ingest
     from lam_platform.ingest import report_dict
 
-    report = run_ingest(ChannelConfig.load(config_path), Workdir.at(workdir))
+    report = run_ingest(ChannelConfig.load(config_path), Workdir.at(workdir), _pseudonymizer())
     if not as_json:
         click.echo(f"  rows in {report.rows_in}: accepted {report.accepted}, duplicates {report.duplicates}, "
                    f"quarantined {report.quarantined}")
@@ -130,7 +157,8 @@ def materialize(workdir: str, max_len: int | None, profile: Path | None, channel
 @main.command()
 @workdir_option
 @click.option("--events", "events_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Parquet or CSV file of 4W1H events (event_id, customer_id, event_timestamp with zone, ...).")
+              help="Parquet or CSV file of 4W1H events (event_id, customer_id, event_timestamp with zone, ...); "
+                   "customer_id holds raw ids, pseudonymized on the way in (needs LAM_PSEUDONYM_KEY).")
 @json_option
 def push(workdir: str, events_path: Path, as_json: bool) -> None:
     """Push new events: append them to the event table and to each customer's online sequence.
@@ -155,7 +183,7 @@ def push(workdir: str, events_path: Path, as_json: bool) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
     else:
         table = pq.read_table(events_path)
-    _emit(push_events(wd, open_store(wd), table), as_json)
+    _emit(push_events(wd, open_store(wd), table, _pseudonymizer()), as_json)
 
 
 @main.command()
@@ -478,7 +506,7 @@ def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | N
     job = _job_config(config)
     started = time.time()
     steps = [
-        ("simulate", lambda: pipeline.simulate_step(wd, customers, seed)),
+        ("simulate", lambda: pipeline.simulate_step(wd, customers, seed, _pseudonymizer(ephemeral_ok=True))),
         ("feast apply + materialize", lambda: pipeline.materialize_step(wd, max_len)),
         ("pretrain (Ray Train)", lambda: pipeline.pretrain_step(wd, job)),
         ("fine-tune (Ray Train)", lambda: pipeline.finetune_step(wd, job)),

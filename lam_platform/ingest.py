@@ -4,7 +4,7 @@ Every row read ends in exactly one place: accepted into the event table, counted
 an event already there (same id, same content: a re-ingested file), or quarantined with a reason
 and its source file and line. rows in = accepted + duplicates + quarantined, always.
 
-Run: `lam ingest --config channels.yaml --workdir ./lam-demo`
+Run: `LAM_PSEUDONYM_KEY=... lam ingest --config channels.yaml --workdir ./lam-demo`
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from lam_platform.channels import CATEGORICAL_ATTRIBUTES, ChannelConfig, ChannelMapping
 from lam_platform.events import EVENT_SCHEMA, NUMERIC_FIELDS, existing_events, write_events
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.workdir import Workdir
 
 REASONS = ("missing_required_field", "unparsable_timestamp", "naive_timestamp", "future_timestamp",
@@ -59,8 +60,13 @@ class _Batch:
     rejects: pd.DataFrame
 
 
-def ingest(config: ChannelConfig, workdir: Workdir, now: pd.Timestamp | None = None) -> IngestReport:
-    """Read every configured file, validate, dedupe, append to the event table, quarantine the rest."""
+def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer,
+           now: pd.Timestamp | None = None) -> IngestReport:
+    """Read every configured file, validate, dedupe, append to the event table, quarantine the rest.
+
+    Customer ids are pseudonymized here, before anything is written: accepted events and the
+    quarantined rows' copies of the source row carry the pseudonym, never the raw id.
+    """
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     run = uuid.uuid4().hex[:12]
     report = IngestReport()
@@ -74,7 +80,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, now: pd.Timestamp | None = N
                 continue
             report.files += 1
             report.rows_in += len(raw)
-            batches.append(_validate(raw, path, mapping, config, now))
+            batches.append(_validate(raw, path, mapping, config, now, pseudonymizer))
     events = pd.concat([b.events for b in batches], ignore_index=True) if batches else _empty_events()
     rejects = [b.rejects for b in batches]
     accepted, duplicates, conflicts = _dedupe(events, workdir.events)
@@ -116,7 +122,7 @@ def _text(values: pd.Series) -> pd.Series:
 
 
 def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: ChannelConfig,
-              now: pd.Timestamp) -> _Batch:
+              now: pd.Timestamp, pseudonymizer: Pseudonymizer) -> _Batch:
     reason = pd.Series(None, index=raw.index, dtype=object)
     detail = pd.Series(None, index=raw.index, dtype=object)
 
@@ -173,13 +179,16 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
         reject(too_long, "oversized_string", f"{name} longer than {config.max_string_length} characters")
 
     ok = reason.isna()
+    roles["customer_id"] = pseudonymizer.column(roles["customer_id"])  # validated raw; stored pseudonymous
     events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
     events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]
     ids = _text(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
     events["content"] = _content_ids(events)
     # The source's id where it has one; else (no id column, or an empty cell) the content hash.
     events["event_id"] = ids.where(ids.notna(), events.content) if ids is not None else events.content
-    rejects = raw[~ok]
+    rejects = raw[~ok].copy()
+    if mapping.who in rejects.columns:  # the quarantine keeps the source row, with its id pseudonymized
+        rejects[mapping.who] = pseudonymizer.column(_text(rejects[mapping.who]))
     return _Batch(events, pd.DataFrame({
         "source_file": str(path), "source_line": rejects["_line"].astype("int64"), "channel": mapping.name,
         "reason": reason[~ok], "detail": detail[~ok].astype(str),

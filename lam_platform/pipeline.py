@@ -21,6 +21,7 @@ from lam_platform.features import (
     snapshot_times,
     write_snapshots,
 )
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.streaming import sequence_length
 from lam_platform.simulator import WorldConfig, load_world_config, simulate
 from lam_platform.workdir import Workdir
@@ -29,9 +30,9 @@ DEFAULT_SEQUENCE_LENGTH = 64
 DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
 
 
-def simulate_step(workdir: Workdir, customers: int, seed: int) -> dict:
+def simulate_step(workdir: Workdir, customers: int, seed: int, pseudonymizer: Pseudonymizer) -> dict:
     workdir.make()
-    counts = simulate(WorldConfig(n_customers=customers, seed=seed), workdir)
+    counts = simulate(WorldConfig(n_customers=customers, seed=seed), workdir, pseudonymizer)
     return {**counts, "events_table": str(workdir.events), "profiles": str(workdir.profiles),
             "campaign_log": str(workdir.campaign_log)}
 

@@ -2,7 +2,10 @@
 
 Each channel gets its own column names, file format, timestamp format and time zone, so that
 `infra/channels.example.yaml` (the mapping back to 4W1H) is exercised the way a real onboarding is.
-Run: `lam simulate --raw-out ./raw` writes them beside the world.
+The source systems know customers by raw ids: the export maps the world's pseudonyms back through
+the simulator's customer master (`raw_customer_ids` hashed with the same key), and writes that master
+as the CRM table (raw id, phone number) that the re-identifying call-list export joins on.
+Run: `lam simulate --raw-out ./raw` writes them beside the world (never inside the workdir).
 """
 
 from __future__ import annotations
@@ -40,9 +43,19 @@ def _render(ts: pd.Series, style: str):
     return ts  # native Parquet timestamps, UTC
 
 
-def export_raw_channels(events: pa.Table, out: Path, files_per_channel: int = 2) -> dict[str, int]:
-    """Write each channel's events as raw files under out/<channel>/; returns rows per channel."""
+CRM_FILE = Path("crm") / "customers.csv"
+
+
+def export_raw_channels(events: pa.Table, out: Path, raw_ids: dict[str, str],
+                        files_per_channel: int = 2) -> dict[str, int]:
+    """Write each channel's events as raw files under out/<channel>/, keyed by raw id (`raw_ids`:
+    pseudonym -> raw id), and the customer master under out/crm/; returns rows per channel."""
     frame = events.to_pandas()
+    unknown = ~frame.customer_id.isin(raw_ids.keys())
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} events belong to customers outside the customer master "
+                         "(was the world made with another pseudonymization key?)")
+    frame["customer_id"] = frame.customer_id.map(raw_ids)
     counts = {}
     for channel, (fmt, columns, style) in RAW_LAYOUT.items():
         rows = frame[frame.channel == channel]
@@ -57,7 +70,15 @@ def export_raw_channels(events: pa.Table, out: Path, files_per_channel: int = 2)
             else:
                 pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
         counts[channel] = len(raw)
+    write_customer_master(sorted(raw_ids.values()), out / CRM_FILE)
     return counts
+
+
+def write_customer_master(raw_ids: list[str], path: Path) -> None:
+    """The CRM's customer table: raw id and a (made-up, deterministic) phone number to call."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    numbers = [f"+81-90-{(7919 * k) % 10_000:04d}-{k % 10_000:04d}" for k in range(len(raw_ids))]
+    pd.DataFrame({"customer_id": raw_ids, "phone": numbers}).to_csv(path, index=False)
 
 
 def _split(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:

@@ -8,7 +8,7 @@ monthly bill and outbound telemarketing. Every two weeks a campaign wave contact
 by the legacy segment rule, plus a random-exploration share, with held-out controls; outcomes are
 drawn from `ground_truth.response_probability`, so contacts really change what happens next.
 
-Run: `lam simulate --workdir ./lam-demo --customers 3000 --seed 7`
+Run: `LAM_PSEUDONYM_KEY=... lam simulate --workdir ./lam-demo --customers 3000 --seed 7`
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP, write_events, write_table
 from lam_platform.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.policies import (
     legacy_segment_policy,
     legacy_selection_probability,
@@ -112,8 +113,16 @@ class WorldConfig:
         return self.world_start + pd.Timedelta(days=self.train_days)
 
 
-def simulate(config: WorldConfig, workdir: Workdir) -> dict[str, int]:
+def raw_customer_ids(n: int) -> list[str]:
+    """The ids the simulated source systems know customers by (CRM numbers); they never enter the workdir."""
+    return [f"CUST-{i:06d}" for i in range(n)]
+
+
+def simulate(config: WorldConfig, workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict[str, int]:
     """Generate the world chunk by chunk and write events, profiles, campaign log and ground truth.
+
+    The simulator plays the source systems: its customers have raw ids (`raw_customer_ids`), and what
+    it hands the platform is keyed by their pseudonyms, as ingestion would key it.
 
     Profiles and the campaign plan are drawn for everyone at once (they are small); wants, outcomes
     and events are drawn per chunk of `chunk_customers` with a generator seeded by (seed, chunk), and
@@ -121,6 +130,7 @@ def simulate(config: WorldConfig, workdir: Workdir) -> dict[str, int]:
     """
     rng = np.random.default_rng([config.seed, 0])
     profiles, responsiveness = _sample_profiles(config, rng)
+    profiles["customer_id"] = pseudonymizer.pseudonyms(raw_customer_ids(config.n_customers))
     contacts = _plan_campaigns(config, profiles, rng)
     shutil.rmtree(workdir.events, ignore_errors=True)
     logs, episode_parts, n_events = [], [], 0
@@ -167,7 +177,7 @@ def _sample_profiles(config: WorldConfig, rng: np.random.Generator) -> tuple[pd.
     n = config.n_customers
     profiles = pd.DataFrame(
         {
-            "customer_id": [f"c{i:06d}" for i in range(n)],
+            "customer_id": raw_customer_ids(n),
             "age_band": rng.choice(AGE_BANDS, size=n, p=[0.2, 0.3, 0.3, 0.2]),
             "gender": rng.choice(("f", "m"), size=n),
             "plan": rng.choice(PLANS, size=n, p=[0.4, 0.4, 0.2]),
@@ -273,7 +283,7 @@ def _plan_campaigns(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.
         wave["propensity"] = p_contact.reindex(wave.customer_id).to_numpy() * arm
         waves.append(wave)
     contacts = pd.concat(waves, ignore_index=True)
-    contacts["customer_idx"] = contacts.customer_id.str[1:].astype(int)
+    contacts["customer_idx"] = contacts.customer_id.map(pd.Series(np.arange(n), index=profiles.customer_id))
     return contacts.sort_values(["customer_idx", "day"], kind="stable").reset_index(drop=True)
 
 

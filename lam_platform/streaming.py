@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from lam_platform.events import check_event_table, existing_events, write_events
 from lam_platform.features import SEQUENCE_FEATURES
+from lam_platform.privacy import Pseudonymizer
 from lam_platform.sequences import LIST_COLUMNS
 from lam_platform.workdir import Workdir
 
@@ -75,9 +76,14 @@ def sequence_length(workdir: Workdir) -> int:
     return int(json.loads(path.read_text())["max_len"])
 
 
-def push_events(workdir: Workdir, store, events: pa.Table) -> dict[str, int]:
-    """Append `events` offline and online; returns how many were new and how many were already there."""
-    events = check_event_table(events).sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
+def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudonymizer) -> dict[str, int]:
+    """Append `events` (keyed by raw customer ids, pseudonymized here) offline and online; returns how
+    many were new and how many were already there."""
+    events = check_event_table(events)
+    pseudonyms = pseudonymizer.column(events.column("customer_id").to_pandas())
+    events = events.set_column(events.schema.get_field_index("customer_id"), events.schema.field("customer_id"),
+                               pa.array(pseudonyms, pa.string()))
+    events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
     max_len = sequence_length(workdir)
     with push_lock(store):
         new = _drop_known_offline(workdir, events)

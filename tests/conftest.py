@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.privacy import KEY_ENV, KEY_FILE_ENV, Pseudonymizer
+from lam_platform.simulator import raw_customer_ids
 from lam_platform.workdir import Workdir
+
+TEST_PSEUDONYM_KEY = "lam-tests-only-pseudonym-key-4b1d"  # a test key: real keys live in a secret, never in git
+PSEUDONYMIZER = Pseudonymizer(TEST_PSEUDONYM_KEY.encode())
 
 TINY_CUSTOMERS = 200
 TINY_MAX_LEN = 16
 TINY_JOB = Path(__file__).resolve().parents[1] / "ray_jobs" / "configs" / "tiny.yaml"
 
 
+def pytest_configure(config) -> None:
+    # Every CLI subprocess, spawned worker and Ray job started by the tests inherits the test key.
+    os.environ[KEY_ENV] = TEST_PSEUDONYM_KEY
+    os.environ.pop(KEY_FILE_ENV, None)
+
+
+def pseudonym(raw_id: str) -> str:
+    return PSEUDONYMIZER.pseudonym(raw_id)
+
+
+def with_raw_ids(events: pa.Table, customers: int) -> pa.Table:
+    """A simulated world's events keyed by the source systems' raw ids again (what a pusher would send)."""
+    raw = PSEUDONYMIZER.matcher(raw_customer_ids(customers))
+    column = [raw[c] for c in events.column("customer_id").to_pylist()]
+    return events.set_column(events.schema.get_field_index("customer_id"), "customer_id", pa.array(column, pa.string()))
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Workdir:
     """A 200-customer world with its feature repo applied and the online store materialized."""
     workdir = Workdir.at(tmp_path_factory.mktemp("world"))
-    simulate_step(workdir, customers=TINY_CUSTOMERS, seed=3)
+    simulate_step(workdir, customers=TINY_CUSTOMERS, seed=3, pseudonymizer=PSEUDONYMIZER)
     materialize_step(workdir, max_len=TINY_MAX_LEN)
     return workdir
 

@@ -12,6 +12,7 @@ from lam_platform.events import TIMESTAMP
 from lam_platform.features import PROJECT_ROOT, online_features, open_store, schema_fingerprint
 from lam_platform.simulator import load_world_config
 from lam_platform.streaming import push_events
+from tests.conftest import PSEUDONYMIZER, with_raw_ids
 from tests.lam_platform.test_streaming import _assert_parity, _cut_world
 from tests.services import postgres_url, redis_connection_string
 
@@ -60,7 +61,7 @@ def test_materialize_and_pushes_keep_redis_equal_to_offline(production_world):
     _assert_parity(workdir, customers, start)  # after materialize
     t = start + pd.Timedelta(days=2)
     chunk = future.filter(pc.less(future.column("event_timestamp"), pa.scalar(t, TIMESTAMP)))
-    assert push_events(workdir, open_store(workdir), chunk)["new"] == chunk.num_rows
+    assert push_events(workdir, open_store(workdir), with_raw_ids(chunk, 60), PSEUDONYMIZER)["new"] == chunk.num_rows
     _assert_parity(workdir, customers, t)  # after pushes, through the Redis lock
     unknown = online_features(open_store(workdir), ["nobody"]).iloc[0]
     assert not unknown.found

@@ -15,7 +15,9 @@ from lam_platform.features import PROJECT_ROOT
 from lam_platform.ingest import ingest
 from lam_platform.pipeline import simulate_step
 from lam_platform.raw_export import export_raw_channels
+from lam_platform.simulator import raw_customer_ids
 from lam_platform.workdir import Workdir
+from tests.conftest import PSEUDONYMIZER
 
 NOW = pd.Timestamp("2026-11-21", tz="UTC")
 CONTENT = ["customer_id", "event_timestamp", "channel", "object", "action", "amount", "duration_s", "payment_method"]
@@ -42,12 +44,15 @@ def _write_config(folder, text=SHOP_CONFIG):
 
 def test_simulated_raw_tables_round_trip_and_reingest_adds_nothing(tmp_path):
     source = Workdir.at(tmp_path / "src")
-    simulate_step(source, customers=40, seed=2)
-    export_raw_channels(read_events(source.events), tmp_path / "raw")
+    simulate_step(source, customers=40, seed=2, pseudonymizer=PSEUDONYMIZER)
+    raw_ids = raw_customer_ids(40)
+    export_raw_channels(read_events(source.events), tmp_path / "raw", PSEUDONYMIZER.matcher(raw_ids))
+    shop = pd.read_parquet(next((tmp_path / "raw" / "shop").glob("*.parquet")))
+    assert set(shop.member_no) <= set(raw_ids)  # the source systems know raw ids only
     (tmp_path / "channels.yaml").write_text((PROJECT_ROOT / "infra" / "channels.example.yaml").read_text())
     config = ChannelConfig.load(tmp_path / "channels.yaml")
     target = Workdir.at(tmp_path / "dst")
-    first = ingest(config, target, now=NOW)
+    first = ingest(config, target, PSEUDONYMIZER, now=NOW)
     assert first.balanced() and first.quarantined == 0 and first.accepted == first.rows_in
     expected = read_events(source.events).to_pandas()
     got = read_events(target.events).to_pandas()
@@ -56,9 +61,10 @@ def test_simulated_raw_tables_round_trip_and_reingest_adds_nothing(tmp_path):
                                   got.sort_values(key)[CONTENT].reset_index(drop=True))
     with_ids = expected[expected.channel != "web"]  # web sources carry no id: ingestion derives one
     assert set(with_ids.event_id) <= set(got.event_id)
-    second = ingest(config, target, now=NOW)
+    second = ingest(config, target, PSEUDONYMIZER, now=NOW)
     assert second.balanced() and second.duplicates == second.rows_in and second.accepted == 0
     assert len(read_events(target.events)) == len(expected)
+    assert not set(got.customer_id) & set(raw_ids)
 
 
 def test_every_reason_is_named_with_its_source_line(tmp_path):
@@ -79,7 +85,7 @@ def test_every_reason_is_named_with_its_source_line(tmp_path):
         "e9,c2,2026-01-01T10:00:00+09:00,sku1,view,",       # good, empty price = missing
     ]
     (tmp_path / "raw" / "a.csv").write_text("\n".join(rows) + "\n")
-    report = ingest(config, Workdir.at(tmp_path / "w"), now=NOW)
+    report = ingest(config, Workdir.at(tmp_path / "w"), PSEUDONYMIZER, now=NOW)
     assert report.balanced() and (report.rows_in, report.accepted, report.duplicates) == (11, 2, 1)
     assert report.by_reason == {r: 1 for r in ["missing_required_field", "unparsable_timestamp", "naive_timestamp",
                                                "future_timestamp", "non_numeric", "not_finite", "oversized_string",
@@ -98,7 +104,7 @@ def test_unknown_channel_from_a_column_is_quarantined(tmp_path):
     (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price,ch\n"
                                             "e1,c1,2026-01-01T10:00:00Z,s,view,,shop\n"
                                             "e2,c1,2026-01-01T10:00:00Z,s,view,,fax\n")
-    report = ingest(config, Workdir.at(tmp_path / "w"), now=NOW)
+    report = ingest(config, Workdir.at(tmp_path / "w"), PSEUDONYMIZER, now=NOW)
     assert report.by_reason == {"unknown_channel": 1} and report.accepted == 1
 
 
@@ -107,7 +113,7 @@ def test_an_unreadable_file_is_reported_and_the_others_still_load(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
     (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
-    report = ingest(config, Workdir.at(tmp_path / "w"), now=NOW)
+    report = ingest(config, Workdir.at(tmp_path / "w"), PSEUDONYMIZER, now=NOW)
     assert report.accepted == 1 and list(report.unreadable_files) == [str(tmp_path / "raw" / "broken.parquet")]
 
 
@@ -162,7 +168,7 @@ def test_corrupted_batches_conserve_rows_and_keep_good_rows_unchanged(tmp_path_f
     (folder / "raw").mkdir()
     pd.DataFrame(records + [records[i] for i in repeats]).to_csv(folder / "raw" / "batch.csv", index=False)
     workdir = Workdir.at(folder / "w")
-    report = ingest(config, workdir, now=NOW)
+    report = ingest(config, workdir, PSEUDONYMIZER, now=NOW)
     assert report.balanced() and report.rows_in == len(records) + len(repeats)
     assert report.quarantined == len(spoiled) + sum(i in spoiled for i in repeats)
     reasons = sorted(r for r, n in report.by_reason.items() for _ in range(n))
@@ -172,6 +178,6 @@ def test_corrupted_batches_conserve_rows_and_keep_good_rows_unchanged(tmp_path_f
     assert report.accepted == len(good)
     for i in good:  # every good row arrives unchanged
         row, event = rows[i], stored.loc[f"e{i}"]
-        assert event.customer_id == row["member"] and event.object == row["sku"] and event.action == row["kind"]
+        assert event.customer_id == PSEUDONYMIZER.pseudonym(row["member"]) and event.object == row["sku"] and event.action == row["kind"]
         assert event.event_timestamp == start + pd.Timedelta(seconds=row["seconds"])
         assert (np.isnan(event.amount) if row["price"] is None else event.amount == row["price"]), (row["price"], event.amount, repr(row["price"]))

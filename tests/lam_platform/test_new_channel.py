@@ -8,6 +8,7 @@ from lam_platform.ingest import ingest
 from lam_platform.pipeline import materialize_step, simulate_step
 from lam_platform.simulator import load_world_config
 from lam_platform.workdir import Workdir
+from tests.conftest import PSEUDONYMIZER, pseudonym
 
 KIOSK = """
   kiosk:          # a new channel: in-store kiosks, added by configuration only
@@ -21,22 +22,22 @@ KIOSK = """
 
 def test_a_channel_added_in_the_config_reaches_the_online_aggregates(tmp_path):
     workdir = Workdir.at(tmp_path / "w")
-    simulate_step(workdir, customers=30, seed=4)
+    simulate_step(workdir, customers=30, seed=4, pseudonymizer=PSEUDONYMIZER)
     scoring = load_world_config(workdir).scoring_time
     (tmp_path / "raw" / "kiosk").mkdir(parents=True)
-    visits = pd.DataFrame({"card": ["c000001"] * 3 + ["c000002"],
+    visits = pd.DataFrame({"card": ["CUST-000001"] * 3 + ["CUST-000002"],
                            "at": [(scoring - pd.Timedelta(days=d)).isoformat() for d in (1, 2, 40, 3)],
                            "screen": ["kiosk:plans"] * 4})
     visits.to_csv(tmp_path / "raw" / "kiosk" / "day1.csv", index=False)
     config_path = tmp_path / "channels.yaml"
     config_path.write_text((PROJECT_ROOT / "infra" / "channels.example.yaml").read_text() + KIOSK)
-    report = ingest(ChannelConfig.load(config_path), workdir, now=scoring)
+    report = ingest(ChannelConfig.load(config_path), workdir, PSEUDONYMIZER, now=scoring)
     assert report.accepted == 4 and report.balanced()
 
     materialize_step(workdir, max_len=8, channel_config=config_path)
     features = ["customer_event_aggregates:kiosk_events_30d", "customer_event_aggregates:kiosk_events_90d",
                 "customer_event_aggregates:app_events_30d"]
     got = open_store(workdir).get_online_features(features=features, entity_rows=[
-        {"customer_id": "c000001"}, {"customer_id": "c000002"}, {"customer_id": "c000003"}]).to_dict()
+        {"customer_id": pseudonym(f"CUST-00000{k}")} for k in (1, 2, 3)]).to_dict()
     assert got["kiosk_events_30d"] == [2, 1, 0] and got["kiosk_events_90d"] == [3, 1, 0]
     assert all(n > 0 for n in got["app_events_30d"])

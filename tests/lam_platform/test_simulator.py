@@ -8,6 +8,7 @@ from lam_platform.ground_truth import OFFERS
 from lam_platform.policies import legacy_segment_policy
 from lam_platform.simulator import WorldConfig, load_ground_truth, load_world_config, simulate
 from lam_platform.workdir import Workdir
+from tests.conftest import PSEUDONYMIZER
 
 
 def _file_bytes(root):
@@ -18,13 +19,13 @@ def _file_bytes(root):
 def test_same_seed_gives_byte_identical_output_across_chunks(tmp_path):
     config = WorldConfig(n_customers=50, seed=11, chunk_customers=20)  # three chunks
     a, b = Workdir.at(tmp_path / "a").make(), Workdir.at(tmp_path / "b").make()
-    simulate(config, a)
-    simulate(config, b)
+    simulate(config, a, PSEUDONYMIZER)
+    simulate(config, b, PSEUDONYMIZER)
     files = _file_bytes(a.root)
     assert any(name.startswith("feature_repo/data/events/") for name in files)
     assert files == _file_bytes(b.root)
     c = Workdir.at(tmp_path / "c").make()
-    simulate(WorldConfig(n_customers=50, seed=12, chunk_customers=20), c)
+    simulate(WorldConfig(n_customers=50, seed=12, chunk_customers=20), c, PSEUDONYMIZER)
     assert _file_bytes(c.root) != files  # another seed, another world
 
 

@@ -11,9 +11,10 @@ from lam_platform.events import TIMESTAMP, read_events, write_events
 from lam_platform.features import LOCAL_PROFILE, online_features, open_store
 from lam_platform.pipeline import materialize_step, simulate_step
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
-from lam_platform.simulator import load_world_config
+from lam_platform.simulator import load_world_config, raw_customer_ids
 from lam_platform.streaming import push_events
 from lam_platform.workdir import Workdir
+from tests.conftest import PSEUDONYMIZER, pseudonym, with_raw_ids
 
 N = 16
 
@@ -21,7 +22,7 @@ N = 16
 def _cut_world(root, profile=LOCAL_PROFILE) -> tuple[Workdir, pa.Table]:
     """A world whose event table stops at the scoring time; the held-out events are returned to push."""
     workdir = Workdir.at(root)
-    simulate_step(workdir, customers=60, seed=5)
+    simulate_step(workdir, customers=60, seed=5, pseudonymizer=PSEUDONYMIZER)
     events = read_events(workdir.events)
     cut = pa.scalar(load_world_config(workdir).scoring_time, TIMESTAMP)
     write_events(events.filter(pc.less(events.column("event_timestamp"), cut)), workdir.events)
@@ -57,7 +58,7 @@ def test_online_after_pushes_equals_offline_at_each_time(cut_world):
         ts = future.column("event_timestamp")
         chunk = future.filter(pc.and_(pc.greater_equal(ts, pa.scalar(previous, TIMESTAMP)),
                                       pc.less(ts, pa.scalar(t, TIMESTAMP))))
-        result = push_events(workdir, open_store(workdir), chunk)
+        result = push_events(workdir, open_store(workdir), with_raw_ids(chunk, 60), PSEUDONYMIZER)
         assert result["new"] == chunk.num_rows > 0
         _assert_parity(workdir, customers, t)
         previous = t
@@ -68,7 +69,7 @@ def test_a_repeated_push_adds_nothing(cut_world):
     first_day = future.filter(pc.less(future.column("event_timestamp"),
                                       pa.scalar(load_world_config(workdir).scoring_time + pd.Timedelta(days=1), TIMESTAMP)))
     before = read_events(workdir.events).num_rows
-    result = push_events(workdir, open_store(workdir), first_day)  # already pushed by the test above
+    result = push_events(workdir, open_store(workdir), with_raw_ids(first_day, 60), PSEUDONYMIZER)  # already pushed by the test above
     assert result["new"] == 0 and result["already_present"] == first_day.num_rows
     assert read_events(workdir.events).num_rows == before
 
@@ -79,13 +80,14 @@ def _push_many(root: str, worker: int, count: int, start: str) -> None:
     for k in range(count):
         when = pd.Timestamp(start) + pd.Timedelta(minutes=worker * count + k)
         push_events(workdir, store, pa.table({
-            "event_id": [f"w{worker}-{k}"], "customer_id": ["c000001"], "event_timestamp": pa.array([when], TIMESTAMP),
+            "event_id": [f"w{worker}-{k}"], "customer_id": ["CUST-000001"], "event_timestamp": pa.array([when], TIMESTAMP),
             "channel": ["app"], "object": ["page:home"], "action": ["view"], "amount": pa.array([None], pa.float64()),
-            "duration_s": pa.array([None], pa.float64()), "payment_method": pa.array([None], pa.string())}))
+            "duration_s": pa.array([None], pa.float64()), "payment_method": pa.array([None], pa.string())}),
+            PSEUDONYMIZER)
 
 
 def test_concurrent_pushes_for_one_customer_lose_no_event(tmp_path):
-    # c000001 has only app/web events in its last N, so its amounts are all NaN: this also guards the
+    # CUST-000001 has only app/web events in its last N, so its amounts are all NaN: this also guards the
     # Feast write path that once turned an all-NaN list into zeros.
     workdir, _ = _cut_world(tmp_path / "concurrent")
     start = load_world_config(workdir).scoring_time + pd.Timedelta(days=40)
@@ -99,10 +101,10 @@ def test_concurrent_pushes_for_one_customer_lose_no_event(tmp_path):
     events = read_events(workdir.events).to_pandas()
     pushed = events[events.event_id.str.match(r"w\d-\d")]
     assert len(pushed) == 20 and pushed.event_id.is_unique
-    online = online_features(open_store(workdir), ["c000001"]).iloc[0]
+    online = online_features(open_store(workdir), [pseudonym("CUST-000001")]).iloc[0]
     newest = [f"w{i // 5}-{i % 5}" for i in range(20)][-N:]  # pushed at increasing minutes; N=16 kept
     assert list(online.event_ids) == newest
-    _assert_parity(workdir, ["c000001"], start + pd.Timedelta(days=1))
+    _assert_parity(workdir, [pseudonym("CUST-000001")], start + pd.Timedelta(days=1))
 
 
 def test_incremental_materialize_refreshes_only_what_changed(tmp_path):
@@ -114,7 +116,7 @@ def test_incremental_materialize_refreshes_only_what_changed(tmp_path):
     result = materialize_step(workdir, incremental=True, as_of=t)
     changed = set(new.column("customer_id").to_pylist())
     assert result["mode"] == "incremental" and result["customers_refreshed"] == len(changed) < 60
-    customers = sorted(changed)[:15] + sorted(set(f"c{i:06d}" for i in range(60)) - changed)[:5]
+    customers = sorted(changed)[:15] + sorted(set(PSEUDONYMIZER.pseudonyms(raw_customer_ids(60))) - changed)[:5]
     _assert_parity(workdir, customers, t)  # refreshed customers moved to t; the others had nothing new
     with pytest.raises(ValueError, match="not after the last snapshot"):
         materialize_step(workdir, incremental=True, as_of=t)

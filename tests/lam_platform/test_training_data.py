@@ -3,6 +3,7 @@ import pandas as pd
 from lam_platform.events import read_events
 from lam_platform.features import open_store
 from lam_platform.training_data import finetune_frame
+from tests.conftest import PSEUDONYMIZER
 
 
 def test_no_training_row_sees_its_own_future(tiny_world):
@@ -41,7 +42,7 @@ def test_logged_propensities_are_calibrated_horvitz_thompson(tmp_path):
 
     workdir = Workdir.at(tmp_path / "w").make()
     config = WorldConfig(n_customers=4000, seed=3, train_days=70, holdout_days=5)
-    simulate(config, workdir)
+    simulate(config, workdir, PSEUDONYMIZER)
     log = pd.read_parquet(workdir.campaign_log)
     eligible = pd.read_parquet(workdir.profiles).consent_marketing.sum()
     assert ((log.propensity > 0) & (log.propensity <= 1)).all()
