@@ -25,14 +25,20 @@ class AuditLog:
     def record(self, token: str | None, endpoint: str, customers: int | None, status: int) -> None:
         entry = {"time": pd.Timestamp.now(tz="UTC").isoformat(), "token": token or "(none)", "endpoint": endpoint,
                  "customers": customers, "status": status, "outcome": _outcome(status)}
-        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         with self._lock:  # one write per line, so lines from concurrent requests never interleave
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_entry(self.path, entry)
+
+
+def append_entry(path: Path, entry: dict) -> None:
+    """Append one JSON line with O_APPEND (a single write) and fsync; the file is never rewritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_audit(path: Path, since: pd.Timestamp | None = None) -> Iterator[dict]:

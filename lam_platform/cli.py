@@ -416,11 +416,14 @@ def simulate_loop(workdir: str, rounds: int, capacity: int, holdout: float, seed
 @main.command()
 @workdir_option
 @click.option("--since", default=None, help="Only entries at or after this time, with zone.")
+@click.option("--log", "which", type=click.Choice(["api", "governance"]), default="api", show_default=True,
+              help="api: scoring requests; governance: consent changes, erasure requests and purges.")
 @json_option
-def audit(workdir: str, since: str | None, as_json: bool) -> None:
-    """Print the scoring API's audit log: time, token name, endpoint, customer count, status, outcome.
+def audit(workdir: str, since: str | None, which: str, as_json: bool) -> None:
+    """Print an audit log. api: time, token name, endpoint, customer count, status, outcome.
+    governance: time, action, request, customer count, status.
 
-    The log (WORKDIR/audit/api.jsonl) is append-only and holds no customer ids and no tokens.
+    Both logs (WORKDIR/audit/*.jsonl) are append-only and hold no customer ids and no tokens.
     """
     import pandas as pd
 
@@ -430,9 +433,15 @@ def audit(workdir: str, since: str | None, as_json: bool) -> None:
     if start is not None and start.tzinfo is None:
         raise click.BadParameter(f"{since!r} has no time zone; write e.g. 2026-11-21T00:00:00+00:00",
                                  param_hint="--since")
-    entries = list(read_audit(Workdir.at(workdir).audit_log, start))
+    wd = Workdir.at(workdir)
+    entries = list(read_audit(wd.audit_log if which == "api" else wd.governance_log, start))
     if as_json:
         click.echo(json.dumps({"entries": entries}))
+        return
+    if which == "governance":
+        for e in entries:
+            details = {k: v for k, v in e.items() if k not in ("time", "action", "status")}
+            click.echo(f"{e['time']}  {e['action']:<8} {e['status']:<12} {json.dumps(details, sort_keys=True)}")
         return
     for e in entries:
         click.echo(f"{e['time']}  {e['token']:<16} {e['endpoint']:<14} customers={e['customers']!s:<6} "
@@ -536,5 +545,9 @@ def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | N
         }))
 
 
+from lam_platform import governance_cli  # noqa: E402,F401  (registers consent, forget, purge, export-call-list)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from lam_platform.cli import main as lam  # run as a script, this file is __main__: commands live on lam_platform.cli
+
+    sys.exit(lam())

@@ -26,6 +26,7 @@ from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_t
 from lam_platform.simulator import load_ground_truth, load_world_config
 from lam_platform.training_data import consenting_customers, finetune_arrays, training_events
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lightning_modules.datasets import write_training_shards
@@ -108,10 +109,11 @@ def update_campaign_head(workdir: Workdir, rows: pd.DataFrame, job: JobConfig, a
     store = open_store(workdir)
     artifact.check_schema(schema_fingerprint(store))
     until = rows.event_timestamp.max() + pd.Timedelta(microseconds=1)
-    profiles = pd.read_parquet(workdir.profiles)
-    events = training_events(workdir, until, consenting_customers(profiles))
+    profiles = read_profiles(workdir.profiles)
+    eligible = consenting_customers(profiles)
+    events = training_events(workdir, until, eligible)
     # One point-in-time set: the head is measured on it before and after, and trained on it in between.
-    arrays, counts = finetune_arrays(store, events, rows, artifact.tokenizer)
+    arrays, counts = finetune_arrays(store, events, rows, artifact.tokenizer, eligible)
     backbone = artifact.load_backbone()  # frozen: the updated version keeps these weights
     before = head_metrics(backbone, artifact.load_head("campaign_response"), arrays)
     data = workdir.training / f"update-{artifact.path.name}"
@@ -168,7 +170,7 @@ def simulate_rounds(workdir: Workdir, job: JobConfig, rounds: int = 3, capacity:
     world = load_world_config(workdir)
     truth = load_ground_truth(workdir)
     store = open_store(workdir)
-    profiles = pd.read_parquet(workdir.profiles)
+    profiles = read_profiles(workdir.profiles)
     called: set[str] = set()
     rows = []
     from lam_platform.service.model import servable_versions

@@ -25,6 +25,7 @@ from lam_platform.policies import legacy_segment_policy, random_policy
 from lam_platform.sequences import build_sequences
 from lam_platform.simulator import load_ground_truth, load_world_config
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact
 from lightning_modules.batches import EventBatch, dataclass_from_arrays
 
@@ -39,7 +40,7 @@ def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
     from lam_platform.training_data import consenting_customers, training_events
 
     world = load_world_config(workdir)
-    profiles = pd.read_parquet(workdir.profiles)
+    profiles = read_profiles(workdir.profiles)
     eligible = consenting_customers(profiles)
     events = training_events(workdir, world.scoring_time, eligible)
     log = pd.read_parquet(workdir.campaign_log)
@@ -58,7 +59,7 @@ def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0,
 
     world = load_world_config(workdir)
     truth = load_ground_truth(workdir)
-    profiles = pd.read_parquet(workdir.profiles)
+    profiles = read_profiles(workdir.profiles)
     capacity = len(call_list)
     rng = np.random.default_rng(seed)
     eligible = profiles.customer_id[profiles.consent_marketing].to_numpy()
@@ -153,7 +154,7 @@ def next_action_evaluation(workdir: Workdir, artifact: ModelArtifact, exclude_se
 
     world = load_world_config(workdir)
     events = read_events(workdir.events)
-    targets = first_held_out_events(events, consenting_customers(pd.read_parquet(workdir.profiles)),
+    targets = first_held_out_events(events, consenting_customers(read_profiles(workdir.profiles)),
                                     world.scoring_time).assign(as_of=world.scoring_time)
     pretrained = artifact.with_head("next_action")  # a fine-tuned backbone keeps no next-action head
     tokenizer = artifact.tokenizer  # read from disk once (the property parses tokenizer.json on each access)

@@ -21,6 +21,7 @@ from lam_platform.evaluation import (
     randomized_trial,
 )
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version
 
 
@@ -34,7 +35,7 @@ def evaluate(workdir: Workdir, artifact_path: Path | None = None, capacity: int 
 
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     lam = pd.read_parquet(scores_path)
-    n_customers = len(pd.read_parquet(workdir.profiles, columns=["customer_id"]))
+    n_customers = len(read_profiles(workdir.profiles, columns=["customer_id"]))
     capacity = capacity or max(1, round(0.05 * n_customers))
     gbt = gbt_scores(workdir, seed)
     trial = randomized_trial(workdir, lam.customer_id.unique(), seed)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from lam_platform.consent import read_profiles
 
 ATTRIBUTES = ("age_band", "gender")
 FOUR_FIFTHS = 0.8
@@ -84,7 +85,7 @@ def call_list_fairness(workdir, settings: FairnessSettings = FairnessSettings())
     if not path.exists():
         raise FileNotFoundError(f"no call list at {path}: run `lam score --workdir {workdir.root}` first")
     call_list = pd.read_parquet(path)
-    profiles = pd.read_parquet(workdir.profiles)
+    profiles = read_profiles(workdir.profiles)
     eligible = profiles[profiles.consent_marketing.astype(bool)]
     selected = pd.DataFrame({"customer_id": call_list.customer_id, "predicted": call_list.p_order_if_called})
     if workdir.world_json.exists():

@@ -121,17 +121,30 @@ def ensure_scores_source(workdir: Workdir) -> None:
         pq.write_table(pa.table({name: pa.array([], type) for name, type in SCORES_SCHEMA}), workdir.scores)
 
 
+CURRENT_STATE_VIEWS = ("customer_profile",)  # consent is the current flag online, whatever the snapshot time
+
+
 def materialize(store, start: datetime, end: datetime) -> None:
-    """Load the latest row per customer with timestamp in [start, end] into the online store."""
+    """Load the latest row per customer with timestamp in [start, end] into the online store.
+
+    Profiles (with consent) are loaded up to now instead: a consent change recorded after `end`
+    must stay in force online (the SQLite store would otherwise overwrite it with an older row).
+    """
     # Feast's materialize logs each view at INFO through its own handlers; keep the demo output readable.
     logging.getLogger("feast").setLevel(logging.WARNING)
-    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=list(MATERIALIZED_VIEWS))
+    snapshot_views = [v for v in MATERIALIZED_VIEWS if v not in CURRENT_STATE_VIEWS]
+    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=snapshot_views)
+    store.materialize(start_date=start, end_date=max(pd.Timestamp(end), pd.Timestamp.now(tz="UTC")) + timedelta(seconds=1),
+                      feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def materialize_incremental(store, end: datetime) -> None:
-    """Load rows newer than the last materialization, up to `end`, into the online store."""
+    """Load rows newer than the last materialization, up to `end` (profiles: up to now), into the online store."""
     logging.getLogger("feast").setLevel(logging.WARNING)
-    store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=list(MATERIALIZED_VIEWS))
+    snapshot_views = [v for v in MATERIALIZED_VIEWS if v not in CURRENT_STATE_VIEWS]
+    store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=snapshot_views)
+    store.materialize_incremental(end_date=max(pd.Timestamp(end), pd.Timestamp.now(tz="UTC")) + timedelta(seconds=1),
+                                  feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def online_features(store, customer_ids: list[str], batch_size: int = 500) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from lam_platform.privacy import Pseudonymizer
 from lam_platform.streaming import sequence_length
 from lam_platform.simulator import WorldConfig, load_world_config, simulate
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 
 DEFAULT_SEQUENCE_LENGTH = 64
 DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
@@ -70,7 +71,7 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
         for folder in (workdir.sequences, workdir.aggregates):
             shutil.rmtree(folder, ignore_errors=True)
         max_len = max_len or DEFAULT_SEQUENCE_LENGTH
-        customers = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+        customers = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
         workdir.sequence_view.write_text(json.dumps({"max_len": max_len}))
     rows = write_snapshots(workdir, events, as_of, max_len, customers)
     store = apply_repo(workdir)

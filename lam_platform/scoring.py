@@ -22,6 +22,7 @@ from lam_platform.ground_truth import METHODS, OFFERS
 from lam_platform.sequences import SEQUENCE_SCHEMA
 from lam_platform.simulator import load_world_config
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version
 from lightning_modules.attribution import integrated_gradients
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
@@ -200,7 +201,7 @@ def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | N
     store = open_store(workdir)
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     artifact.check_schema(schema_fingerprint(store))
-    customer_ids = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+    customer_ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
     online = online_features(store, customer_ids)
     eligible = online[online.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
     capacity = capacity or max(1, round(0.05 * len(customer_ids)))

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import historical_profiles
 from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.consent import current_profiles
 from lam_platform.sequences import build_sequences
 from lam_platform.workdir import Workdir
 from lightning_modules.datasets import write_training_shards
@@ -31,7 +32,11 @@ ONE_MICROSECOND = pd.Timedelta(microseconds=1)
 
 
 def consenting_customers(profiles: pd.DataFrame) -> list[str]:
-    """Customers who may be trained on and scored: marketing consent is required (DESIGN.md)."""
+    """Customers who may be trained on and scored now: marketing consent is required (DESIGN.md).
+
+    `profiles` may be the whole consent ledger: only each customer's current row counts.
+    """
+    profiles = current_profiles(profiles)
     return profiles.customer_id[profiles.consent_marketing.astype(bool)].tolist()
 
 
@@ -71,16 +76,19 @@ def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_
     return len(picked)
 
 
-def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len: int
+def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len: int, eligible: list[str]
                    ) -> tuple[pd.DataFrame, pd.DataFrame, pa.Table, int]:
     """The campaign log joined point-in-time: (log rows, Feast profiles, sequences, rows dropped for consent).
 
     Profiles come from Feast as of each contact; sequences hold only events strictly before it.
+    A row is kept only if the customer consented at the contact and still consents now (`eligible`,
+    from `consenting_customers`): a withdrawal removes the customer's whole history from the set.
     """
     entity_df = campaign_log[["customer_id", "event_timestamp"]].copy()
     entity_df["row_id"] = np.arange(len(entity_df))
     profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
     without_consent = ~profiles.consent_marketing.fillna(False).astype(bool).to_numpy()
+    without_consent |= ~campaign_log.customer_id.isin(eligible).to_numpy()
     log = campaign_log.reset_index(drop=True)[~without_consent].reset_index(drop=True)
     profiles = profiles[~without_consent].reset_index(drop=True)
     sequences = build_sequences(events, pa.array(log.customer_id, pa.string()),
@@ -113,11 +121,11 @@ def inverse_propensity_weights(log: pd.DataFrame, cap_quantile: float = 0.99) ->
     return weight.astype(np.float32)
 
 
-def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer
-                    ) -> tuple[dict[str, np.ndarray], dict]:
+def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
+                    eligible: list[str]) -> tuple[dict[str, np.ndarray], dict]:
     """The point-in-time campaign set, tokenized (events, campaign context, treatment, outcome, weight), and
     its counts."""
-    log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len)
+    log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len, eligible)
     arrays = tokenizer.encode_events(sequences)
     arrays.update(tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
                                              arrays.pop("last_event_us")))
@@ -131,8 +139,8 @@ def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokeniz
 
 
 def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
-                       path: Path) -> dict[str, int]:
+                       path: Path, eligible: list[str]) -> dict[str, int]:
     """The point-in-time campaign set, tokenized and written as shards in `path`; returns its counts."""
-    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer)
+    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer, eligible)
     write_training_shards(arrays, path)
     return counts

@@ -89,6 +89,14 @@ class Workdir:
         return self.root / "audit" / "api.jsonl"  # append-only record of scoring API requests
 
     @property
+    def governance_log(self) -> Path:
+        return self.root / "audit" / "governance.jsonl"  # append-only record of consent, erasure and purge runs
+
+    @property
+    def erasure_requests(self) -> Path:
+        return self.root / "erasure"  # one journal per `lam forget` request, so a crashed one can resume
+
+    @property
     def outputs(self) -> Path:
         return self.root / "outputs"
 

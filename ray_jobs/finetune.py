@@ -19,6 +19,7 @@ from lam_platform.features import open_store, schema_fingerprint
 from lam_platform.simulator import load_world_config
 from lam_platform.training_data import build_finetune_set, consenting_customers, training_events
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version, next_version, split_state_dict
 from ray_jobs.training import JobConfig, fit_with_ray
 
@@ -34,10 +35,11 @@ def run(workdir: Workdir, job: JobConfig, artifact_path: Path | None = None) -> 
     artifact.check_schema(schema_fingerprint(store))
     campaign_log = pd.read_parquet(workdir.campaign_log)
     campaign_log = campaign_log[campaign_log.event_timestamp < until]
-    profiles = pd.read_parquet(workdir.profiles)
-    events = training_events(workdir, until, consenting_customers(profiles))
+    profiles = read_profiles(workdir.profiles)
+    eligible = consenting_customers(profiles)  # as of now: a withdrawal removes the customer's history too
+    events = training_events(workdir, until, eligible)
     data = workdir.training / "finetune"
-    counts = build_finetune_set(store, events, campaign_log, artifact.tokenizer, data)
+    counts = build_finetune_set(store, events, campaign_log, artifact.tokenizer, data, eligible)
     fit = fit_with_ray("campaign_response", data, artifact.config, job.finetune, job, workdir.ray_results,
                        f"finetune-{artifact.path.name}", backbone_weights=artifact.path / "backbone.pt")
     parts = split_state_dict(fit.state_dict)

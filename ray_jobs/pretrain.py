@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
-import pandas as pd
 
 from lam_platform.features import MODEL_VIEWS, open_store, schema_fingerprint
 from lam_platform.simulator import load_world_config
 from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
 from lightning_modules.config import LAMConfig
 from ray_jobs.training import JobConfig, fit_with_ray
@@ -26,7 +26,7 @@ def run(workdir: Workdir, job: JobConfig) -> dict:
     world = load_world_config(workdir)
     until = world.scoring_time  # the training period ends where the held-out period starts
     fingerprint = schema_fingerprint(open_store(workdir))
-    profiles = pd.read_parquet(workdir.profiles)
+    profiles = read_profiles(workdir.profiles)
     events = training_events(workdir, until, consenting_customers(profiles))
     tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64))
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})

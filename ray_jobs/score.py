@@ -23,6 +23,7 @@ from lam_platform.ground_truth import METHODS, OFFERS
 from lam_platform.scoring import CampaignScorer, next_contact_time, publish_scores
 from lam_platform.simulator import load_world_config
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version
 from ray_jobs.training import ensure_ray
 
@@ -37,7 +38,7 @@ class CampaignScoringActor:
 
         torch.set_num_threads(1)  # one core per actor: the pool size sets the parallelism
         self.scorer = CampaignScorer(ModelArtifact(Path(artifact_path)))
-        self.profiles = pd.read_parquet(profiles_path, columns=PROFILE_COLUMNS).set_index("customer_id")
+        self.profiles = read_profiles(profiles_path, columns=PROFILE_COLUMNS).set_index("customer_id")
         self.contact_time = contact_time
         self.campaigns = list(itertools.product(OFFERS, METHODS))
 
@@ -78,7 +79,7 @@ def run(workdir: Workdir, actors: int = 2, batch_size: int = 512, capacity: int 
     scores = score_with_ray_data(sequences, artifact, workdir.profiles, next_contact_time(as_of), actors, batch_size)
     seconds = time.perf_counter() - started
     customers = scores.customer_id.nunique()
-    n_customers = len(pd.read_parquet(workdir.profiles, columns=["customer_id"]))
+    n_customers = len(read_profiles(workdir.profiles, columns=["customer_id"]))
     published = publish_scores(workdir, store, scores, as_of, artifact, capacity or max(1, round(0.05 * n_customers)))
     return {**published, "scored": customers, "actors": actors, "seconds": round(seconds, 2),
             "customers_per_second": round(customers / seconds, 1)}

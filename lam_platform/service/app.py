@@ -2,8 +2,10 @@
 
 Run: `lam serve --workdir ./lam-demo` (tokens from LAM_API_TOKENS or LAM_API_TOKENS_FILE; see
 `lam_platform/service/auth.py`), then e.g.
-    curl -H "Authorization: Bearer $TOKEN" -d '{"customer_ids": ["c000001"]}' localhost:8000/v1/score
-The OpenAPI spec is at /openapi.json, Prometheus metrics at /metrics.
+    curl -H "Authorization: Bearer $TOKEN" -d '{"customer_ids": ["<pseudonym>"]}' localhost:8000/v1/score
+Customer ids are the platform's pseudonyms (see lam_platform/privacy.py), never raw ids.
+The OpenAPI spec is at /openapi.json, Prometheus metrics at /metrics; GET /v1/fairness gives the
+fairness report of the latest stored call list as JSON.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from lam_platform.audit import REFUSALS, AuditLog
+from lam_platform.fairness import FairnessSettings, call_list_fairness
 from lam_platform.features import online_features, open_store
 from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
 from lam_platform.service import schemas
 from lam_platform.service.auth import ApiToken, Authenticator
 from lam_platform.service.model import ModelWatcher, PopulationPrior, ServingModel
 from lam_platform.workdir import Workdir
+from lam_platform.consent import read_profiles
 
 DEFAULT_TIME_SLOTS = (10, 14, 17)
 EARLIEST_AS_OF, LATEST_AS_OF = 1971, 2200  # pandas timestamps end in 2262; event times start in 1970
@@ -263,7 +267,7 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
             ids = list(dict.fromkeys(body.customer_ids))
         else:
-            ids = pd.read_parquet(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+            ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
         request.state.customers = len(ids)
         model = current_model()
         campaigns, times, as_of = _options(body, model, settings)
@@ -292,10 +296,22 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                                         candidates=len(ids), excluded=reasons.value_counts().to_dict(),
                                         call_list=entries)
 
+    @app.get("/v1/fairness")
+    def fairness(calibration_margin: float = Query(0.05, ge=0, le=1),
+                 _: ApiToken = Depends(require("call-list"))) -> dict:
+        """Selection, predicted and observed order rates of the latest stored call list by age band and
+        gender against the consenting base, with four-fifths and calibration flags (as `lam fairness`)."""
+        try:
+            report = call_list_fairness(workdir, FairnessSettings(calibration_margin=calibration_margin))
+        except FileNotFoundError as err:
+            raise HTTPException(404, "no stored call list: run `lam score` first") from err
+        report.pop("call_list")  # a server path, not the caller's business
+        return report
+
     return app
 
 
-KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/v1/fairness", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 ERROR_KINDS = {**REFUSALS, 500: "internal"}
 
 

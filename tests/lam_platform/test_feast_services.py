@@ -65,3 +65,18 @@ def test_materialize_and_pushes_keep_redis_equal_to_offline(production_world):
     _assert_parity(workdir, customers, t)  # after pushes, through the Redis lock
     unknown = online_features(open_store(workdir), ["nobody"]).iloc[0]
     assert not unknown.found
+
+
+def test_erasure_deletes_customers_from_redis_and_leaves_the_others(production_world):
+    from lam_platform.online_erasure import delete_online, online_has_customer
+
+    workdir, future = production_world
+    store = open_store(workdir)
+    customers = sorted(set(future.column("customer_id").to_pylist()))
+    victims, others = customers[-2:], customers[-5:-2]  # not among the customers the parity test reads
+    assert all(online_has_customer(store, c) for c in victims + others)
+    assert delete_online(store, victims) > 0
+    assert not any(online_has_customer(store, c) for c in victims)
+    assert online_features(store, victims).found.sum() == 0
+    assert online_features(store, others).found.all()
+    assert delete_online(store, victims) == 0  # idempotent

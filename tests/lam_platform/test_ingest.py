@@ -93,6 +93,9 @@ def test_every_reason_is_named_with_its_source_line(tmp_path):
     quarantine = pd.read_parquet(report.quarantine_file)
     assert dict(zip(quarantine.reason, quarantine.source_line))["non_numeric"] == 7
     assert json.loads(quarantine.set_index("reason").raw["not_finite"])["price"] == "inf"
+    # The quarantine keeps the source row, with the who column pseudonymized like accepted events.
+    assert json.loads(quarantine.set_index("reason").raw["not_finite"])["member"] == PSEUDONYMIZER.pseudonym("c1")
+    assert not quarantine.raw.str.contains('"c1"').any()
     events = read_events(Workdir.at(tmp_path / "w").events).to_pandas().set_index("event_id")
     assert events.loc["e1", "amount"] == 10.5 and np.isnan(events.loc["e9", "amount"])
     assert events.loc["e9", "event_timestamp"] == pd.Timestamp("2026-01-01T01:00:00Z")

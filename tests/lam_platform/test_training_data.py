@@ -9,7 +9,8 @@ from tests.conftest import PSEUDONYMIZER
 def test_no_training_row_sees_its_own_future(tiny_world):
     log = pd.read_parquet(tiny_world.campaign_log)
     events = read_events(tiny_world.events)
-    rows, profiles, sequences, dropped = finetune_frame(open_store(tiny_world), events, log, max_len=16)
+    rows, profiles, sequences, dropped = finetune_frame(open_store(tiny_world), events, log, max_len=16,
+                                                        eligible=log.customer_id.unique().tolist())
     assert dropped == 0 and len(rows) == len(profiles) == sequences.num_rows == len(log)
     assert (sequences.column("customer_id").to_pylist() == rows.customer_id.tolist())
     for contact, stamps in zip(rows.event_timestamp, sequences.column("event_timestamps").to_pylist()):

@@ -1,0 +1,69 @@
+"""File rewrites that a crash cannot leave half done, and the lock that serializes governance runs.
+
+A rewrite writes a hidden staging file beside the target (readers, including pyarrow datasets and
+Feast's file sources, skip names that start with a dot), fsyncs it, and renames it over the target
+with os.replace: any reader, and any restart after a crash, sees the old file or the new one.
+Staging files a crash leaves behind are removed by `remove_staging` when the run is resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STAGING_SUFFIX = ".lam-staging"
+
+
+def _staging(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}{STAGING_SUFFIX}")
+
+
+def _sync_and_replace(staging: Path, path: Path) -> None:
+    with open(staging, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
+
+
+def replace_parquet(table: pa.Table, path: Path) -> None:
+    """Write `table` to `path` atomically (schema and its metadata kept)."""
+    staging = _staging(path)
+    pq.write_table(table, staging)
+    _sync_and_replace(staging, path)
+
+
+def replace_text(text: str, path: Path) -> None:
+    staging = _staging(path)
+    staging.write_text(text)
+    _sync_and_replace(staging, path)
+
+
+def remove_staging(root: Path) -> int:
+    """Delete staging files an interrupted rewrite left under `root`; returns how many."""
+    leftovers = list(root.rglob(f".*{STAGING_SUFFIX}"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+@contextlib.contextmanager
+def governance_lock(root: Path) -> Iterator[None]:
+    """One consent change, erasure or purge at a time per workdir (they rewrite the same files)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".governance.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,48 @@
+"""`lam export-call-list`: the one step that puts names back on a call list, for the people who call.
+
+The platform's call list holds pseudonyms. This step needs the pseudonymization key and the CRM's
+customer master (raw id and phone number, a source-system file): it hashes each raw id in the
+master with the key and joins on the pseudonym. It checks consent as it is now, so a customer who
+withdrew after the list was scored is not exported. The output holds raw ids, so it must be written
+outside the workdir, where the platform's data lives.
+
+Run: `LAM_PSEUDONYM_KEY=... lam export-call-list --workdir ./lam-demo --customers raw/crm/customers.csv --out calls.csv`
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lam_platform.consent import read_profiles
+from lam_platform.privacy import Pseudonymizer
+from lam_platform.workdir import Workdir
+
+EXPORT_COLUMNS = ["rank", "customer_id", "phone", "customer_ref", "offer", "method", "contact_time", "reason"]
+
+
+def export_call_list(workdir: Workdir, pseudonymizer: Pseudonymizer, customer_master: Path, out: Path,
+                     call_list: Path | None = None) -> dict:
+    """Write the re-identified call list to `out` (CSV); returns counts of what was left out and why."""
+    if Path(out).resolve().is_relative_to(workdir.root):
+        raise ValueError(f"{out} is inside the workdir {workdir.root}: a re-identified list must not be stored "
+                         "with the platform's pseudonymous data")
+    call_list = call_list or workdir.outputs / "call_list.parquet"
+    if not call_list.exists():
+        raise FileNotFoundError(f"no call list at {call_list}: run `lam score --workdir {workdir.root}` first")
+    calls = pd.read_parquet(call_list)
+    master = pd.read_csv(customer_master, dtype=str, keep_default_na=False)
+    missing = {"customer_id", "phone"} - set(master.columns)
+    if missing:
+        raise ValueError(f"customer master {customer_master} lacks columns {sorted(missing)}")
+    master["customer_ref"] = pseudonymizer.column(master.customer_id)
+    consenting = read_profiles(workdir.profiles, columns=["customer_id", "consent_marketing"])
+    consenting = set(consenting.customer_id[consenting.consent_marketing.astype(bool)])
+    allowed = calls.customer_id.isin(consenting)
+    joined = calls[allowed].rename(columns={"customer_id": "customer_ref"}).merge(
+        master[["customer_id", "phone", "customer_ref"]], on="customer_ref", how="inner")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    joined.sort_values("rank")[EXPORT_COLUMNS].to_csv(out, index=False)
+    return {"exported": len(joined), "out": str(out), "left_out_no_consent_now": int((~allowed).sum()),
+            "left_out_not_in_master": int(allowed.sum()) - len(joined)}
