@@ -256,7 +256,7 @@ def summary(workdir: str, seed: int, as_json: bool) -> None:
 
 @main.command()
 @workdir_option
-@click.option("--customer", "customers", multiple=True, required=True, help="Customer id (repeatable).")
+@click.option("--customer", "customers", multiple=True, required=True, help="Customer pseudonym, as stored in the platform (repeatable).")
 @click.option("--steps", default=5, show_default=True, help="Events to generate per customer.")
 @click.option("--temperature", default=1.0, show_default=True, help="Softmax temperature; 0 = most likely event.")
 @click.option("--seed", default=0, show_default=True, help="Sampling seed.")

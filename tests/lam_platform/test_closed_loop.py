@@ -45,6 +45,7 @@ def test_bad_outcome_rows_are_quarantined_with_a_reason_and_good_ones_kept(tmp_p
 
 
 @pytest.mark.e2e
+@pytest.mark.drill
 def test_three_rounds_of_call_outcome_update_each_use_the_newest_head(trained_world, tmp_path):
     world = _copy(trained_world, tmp_path / "world")
     log_before = len(pd.read_parquet(world.campaign_log))

@@ -47,6 +47,7 @@ def _fit(shards, storage: Path, name: str, **stage_overrides):
 
 
 @pytest.mark.e2e
+@pytest.mark.drill
 def test_killed_worker_resumes_from_its_last_checkpoint_and_finishes(pretrain_shards, tmp_path):
     clean = _fit(pretrain_shards, tmp_path, "clean")
     drilled = _fit(pretrain_shards, tmp_path, "drilled", kill_worker_at_step=5, max_failures=1)
@@ -58,6 +59,7 @@ def test_killed_worker_resumes_from_its_last_checkpoint_and_finishes(pretrain_sh
 
 
 @pytest.mark.e2e
+@pytest.mark.drill
 def test_a_stopped_run_started_again_with_the_same_name_resumes(pretrain_shards, tmp_path):
     with pytest.raises(Exception, match="(?i)fail|died|error"):
         _fit(pretrain_shards, tmp_path, "stopped", kill_worker_at_step=5, max_failures=0)

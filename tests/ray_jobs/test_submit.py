@@ -28,6 +28,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.e2e
+@pytest.mark.drill
 def test_tiny_pretrain_job_succeeds_through_the_jobs_api(tiny_world, monkeypatch):
     import ray
     from ray.job_submission import JobStatus, JobSubmissionClient
