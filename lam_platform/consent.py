@@ -3,7 +3,7 @@
 The profile table is the consent ledger: each change appends a row (the customer's latest profile
 with the new `consent_marketing` flag) stamped with the time it took effect. So:
 - Feast's point-in-time joins see the flag as it was at each contact;
-- `current_profiles` (latest row at or before now) decides who a training set built now may use:
+- `current_profiles` (each customer's latest row) decides who a training set built now may use:
   a customer who withdrew at t is in no training set built after t, whatever their history;
 - `record_consent` writes the new row to the online store at once and removes the customer's
   published scores there, so the online path (API, `lam score`) reads the current flag, not the
@@ -26,10 +26,15 @@ from lam_platform.workdir import Workdir
 
 
 def current_profiles(profiles: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
-    """One row per customer: the latest at or before `as_of` (default: now), in customer order."""
-    as_of = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
-    rows = profiles[profiles.event_timestamp <= as_of] if "event_timestamp" in profiles else profiles
-    rows = rows.sort_values("event_timestamp", kind="stable") if "event_timestamp" in rows else rows
+    """One row per customer: the latest (at or before `as_of` if given), in customer order.
+
+    The ledger holds no future change (`record_consent` refuses one), so the latest row is the
+    current one; a simulated world dated after today still has its profiles.
+    """
+    rows = profiles
+    if "event_timestamp" in rows:
+        rows = rows[rows.event_timestamp <= as_of] if as_of is not None else rows
+        rows = rows.sort_values("event_timestamp", kind="stable")
     return rows.drop_duplicates("customer_id", keep="last").sort_values("customer_id").reset_index(drop=True)
 
 
@@ -61,7 +66,7 @@ def record_consent(workdir: Workdir, store, customer_ids: list[str], granted: bo
 
 def _record(workdir: Workdir, store, customer_ids: list[str], granted: bool, as_of: pd.Timestamp) -> dict:
     table = pd.read_parquet(workdir.profiles)
-    latest = current_profiles(table, as_of=pd.Timestamp.max.tz_localize("UTC")).set_index("customer_id")
+    latest = current_profiles(table).set_index("customer_id")
     known = [c for c in dict.fromkeys(customer_ids) if c in latest.index]
     stale = latest.loc[known].event_timestamp >= as_of
     if stale.any():

@@ -195,10 +195,15 @@ def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(t
 def test_forget_removes_customers_everywhere_and_a_crash_midway_resumes(trained_world, tmp_path_factory):
     world = _copy(trained_world, tmp_path_factory, "forget")
     score(world, capacity=60)
-    victims = sorted(pd.read_parquet(world.outputs / "call_list.parquet").customer_id.tolist()[:2])
+    contacted = set(pd.read_parquet(world.campaign_log).customer_id)
+    listed = pd.read_parquet(world.outputs / "call_list.parquet").customer_id
+    victims = sorted(c for c in listed if c in contacted)[:2]
     events_before = read_events(world.events).to_pandas()
-    assert set(victims) <= set(events_before.customer_id)
-    assert all(online_has_customer(open_store(world), v) for v in victims)
+    # They are everywhere to begin with: events, profiles, campaign log, call list, online sequences and scores.
+    assert len(victims) == 2 and set(victims) <= set(events_before.customer_id)
+    assert set(victims) <= set(pd.read_parquet(world.profiles).customer_id)
+    assert all(online_has_customer(open_store(world), v, (view,)) for v in victims
+               for view in ("customer_event_sequence", "customer_profile", "lam_scores"))
 
     crash = subprocess.run([sys.executable, "-c", (
         "import sys; from lam_platform.erasure import forget; from lam_platform.workdir import Workdir; "
