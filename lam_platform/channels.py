@@ -59,6 +59,12 @@ class ChannelMapping:
     categorical: dict[str, str] = field(default_factory=dict)
     channel_from: str | None = None
 
+    def mapped_columns(self) -> list[str]:
+        """The source columns this mapping reads (the only ones a quarantined row keeps)."""
+        named = [self.event_id, self.who, self.when, self.what, self.how, self.channel_from,
+                 *self.numeric.values(), *self.categorical.values()]
+        return list(dict.fromkeys(c for c in named if c))
+
     def source_files(self, base: Path) -> list[Path]:
         found = sorted({Path(p) for pattern in self.files for p in glob.glob(str(base / pattern))})
         return [p for p in found if p.suffix.lower() in (".csv", ".parquet")]

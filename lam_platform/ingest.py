@@ -186,8 +186,10 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     events["content"] = _content_ids(events)
     # The source's id where it has one; else (no id column, or an empty cell) the content hash.
     events["event_id"] = ids.where(ids.notna(), events.content) if ids is not None else events.content
-    rejects = raw[~ok].copy()
-    if mapping.who in rejects.columns:  # the quarantine keeps the source row, with its id pseudonymized
+    # The quarantine keeps the mapped cells of the source row (unmapped columns may hold personal data the
+    # platform never takes in), with the customer id pseudonymized like accepted events.
+    rejects = raw[~ok][[c for c in mapping.mapped_columns() if c in raw.columns] + ["_line"]].copy()
+    if mapping.who in rejects.columns:
         rejects[mapping.who] = pseudonymizer.column(_text(rejects[mapping.who]))
     return _Batch(events, pd.DataFrame({
         "source_file": str(path), "source_line": rejects["_line"].astype("int64"), "channel": mapping.name,

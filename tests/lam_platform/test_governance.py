@@ -105,8 +105,9 @@ def test_no_raw_id_and_no_key_reach_any_store_output_log_or_metric(scored_world,
     # Ingestion, quarantine included, into a workdir of its own: raw ids in, pseudonyms stored.
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "a.csv").write_text("id,member,at,sku,kind,price\ne1,CUST-000007,2026-01-01T10:00:00Z,sku1,view,1\n"
-                               "e2,CUST-000008,yesterday,sku1,view,1\n")
+    (raw / "a.csv").write_text("id,member,at,sku,kind,price,email\n"  # email: a column no mapping reads
+                               "e1,CUST-000007,2026-01-01T10:00:00Z,sku1,view,1,CUST-000007@example.com\n"
+                               "e2,CUST-000008,yesterday,sku1,view,1,CUST-000008@example.com\n")
     ingested = Workdir.at(tmp_path / "ingested")
     report = ingest(_write_config(tmp_path), ingested, PSEUDONYMIZER, now=NOW)
     assert (report.accepted, report.quarantined) == (1, 1)
