@@ -23,7 +23,11 @@ import pandas as pd
 def lam(*args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "lam_platform.cli", *args, "--json"], check=True,
                          capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # The JSON object is the command's last line of its own; Ray may print a worker line after it at exit.
+    for line in reversed(out.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"`lam {args[0]}` printed no JSON result:\n{out.stdout[-2000:]}")
 
 
 def main() -> None:
