@@ -15,7 +15,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from collections.abc import Callable
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 STAGING_SUFFIX = ".lam-staging"
@@ -41,6 +44,22 @@ def replace_parquet(table: pa.Table, path: Path) -> None:
     staging = _staging(path)
     pq.write_table(table, staging)
     _sync_and_replace(staging, path)
+
+
+def drop_rows(path: Path, unwanted: Callable[[pa.Table], pa.Array], unlink_empty: bool = False) -> int:
+    """Rewrite the Parquet file `path` without the rows `unwanted(table)` marks; returns how many went.
+
+    Reads this file alone (no hive partition column is added). With `unlink_empty`, a file left with
+    no rows is deleted instead (an unlink is atomic too).
+    """
+    table = pq.ParquetFile(path).read()
+    drop = pc.fill_null(unwanted(table), False)
+    removed = pc.sum(drop).as_py() or 0
+    if removed and unlink_empty and removed == table.num_rows:
+        path.unlink()
+    elif removed:
+        replace_parquet(table.filter(pc.invert(drop)), path)
+    return removed
 
 
 def replace_text(text: str, path: Path) -> None:

@@ -45,6 +45,18 @@ def _pseudonymizer(ephemeral_ok: bool = False):
         return Pseudonymizer.ephemeral()
 
 
+def _aware_time(text: str | None, option: str):
+    """A time option as a zone-aware Timestamp (None stays None); a time without zone is refused."""
+    import pandas as pd
+
+    if text is None:
+        return None
+    value = pd.Timestamp(text)
+    if value.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no time zone; write e.g. 2026-06-04T10:00:00+00:00", param_hint=option)
+    return value
+
+
 def _job_config(config: Path | None) -> Path:
     from lam_platform.pipeline import DEFAULT_JOB_CONFIG
 
@@ -79,7 +91,7 @@ def simulate(workdir: str, customers: int, seed: int, raw_out: Path | None, as_j
     from lam_platform.pipeline import simulate_step
 
     wd = Workdir.at(workdir)
-    if raw_out and _inside(raw_out, wd.root):
+    if raw_out and wd.contains(raw_out):
         raise click.BadParameter("raw tables hold raw customer ids: write them outside the workdir",
                                  param_hint="--raw-out")
     pseudonymizer = _pseudonymizer()
@@ -93,9 +105,6 @@ def simulate(workdir: str, customers: int, seed: int, raw_out: Path | None, as_j
                                                  pseudonymizer.matcher(raw_customer_ids(customers)))
     _emit(result, as_json)
 
-
-def _inside(path: Path, root: Path) -> bool:
-    return Path(path).resolve().is_relative_to(root.resolve())
 
 
 @main.command()
@@ -425,14 +434,9 @@ def audit(workdir: str, since: str | None, which: str, as_json: bool) -> None:
 
     Both logs (WORKDIR/audit/*.jsonl) are append-only and hold no customer ids and no tokens.
     """
-    import pandas as pd
-
     from lam_platform.audit import read_audit
 
-    start = pd.Timestamp(since) if since else None
-    if start is not None and start.tzinfo is None:
-        raise click.BadParameter(f"{since!r} has no time zone; write e.g. 2026-11-21T00:00:00+00:00",
-                                 param_hint="--since")
+    start = _aware_time(since, "--since")
     wd = Workdir.at(workdir)
     entries = list(read_audit(wd.audit_log if which == "api" else wd.governance_log, start))
     if as_json:

@@ -18,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from lam_platform import metrics
+from lam_platform.atomic_files import governance_lock, replace_parquet
+from lam_platform.consent import read_profiles
 from lam_platform.features import online_features, open_store, schema_fingerprint
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, rank_call_list
 from lam_platform.simulator import load_ground_truth, load_world_config
 from lam_platform.training_data import consenting_customers, finetune_arrays, training_events
 from lam_platform.workdir import Workdir
-from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lightning_modules.datasets import write_training_shards
@@ -76,16 +78,15 @@ def read_outcomes(workdir: Workdir, path: Path, offers: list[str], methods: list
 
 def append_to_campaign_log(workdir: Workdir, rows: pd.DataFrame) -> int:
     """Add rows whose (campaign_id, customer_id) the log does not hold yet; returns how many were new."""
-    log = pd.read_parquet(workdir.campaign_log)
-    key = ["campaign_id", "customer_id"]
-    fresh = rows.merge(log[key], on=key, how="left", indicator=True)
-    fresh = fresh[fresh._merge == "left_only"].drop(columns="_merge")
-    if len(fresh):
-        combined = pd.concat([log, fresh.astype({c: log[c].dtype for c in fresh.columns if c in log})],
-                             ignore_index=True)
-        tmp = workdir.campaign_log.with_suffix(".parquet.tmp")
-        combined.to_parquet(tmp, index=False)
-        tmp.replace(workdir.campaign_log)  # whole file or none: a crash leaves the old log
+    with governance_lock(workdir.root):  # `lam forget` rewrites the same file
+        log = pd.read_parquet(workdir.campaign_log)
+        key = ["campaign_id", "customer_id"]
+        fresh = rows.merge(log[key], on=key, how="left", indicator=True)
+        fresh = fresh[fresh._merge == "left_only"].drop(columns="_merge")
+        if len(fresh):
+            combined = pd.concat([log, fresh.astype({c: log[c].dtype for c in fresh.columns if c in log})],
+                                 ignore_index=True)
+            replace_parquet(pa.Table.from_pandas(combined, preserve_index=False), workdir.campaign_log)
     return len(fresh)
 
 

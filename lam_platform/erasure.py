@@ -30,11 +30,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from lam_platform.atomic_files import governance_lock, remove_staging, replace_parquet, replace_text
+from lam_platform.atomic_files import drop_rows, governance_lock, remove_staging, replace_text
 from lam_platform.audit import append_entry
-from lam_platform.online_erasure import delete_online
+from lam_platform.online_erasure import delete_online, vacuum
 from lam_platform.privacy import check_pseudonyms
 from lam_platform.workdir import Workdir
 
@@ -95,7 +94,7 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
         training = _delete_training_sets(workdir)
         if store:
             online += delete_online(store, customers)
-            _vacuum(store)
+            vacuum(store)
     summary = {"request": request, "requested": journal["requested"], "status": "complete",
                "completed": pd.Timestamp.now(tz="UTC").isoformat(), "customers": len(customers),
                "rows_removed": rows, "online_rows_removed": online, "files_deleted": deleted,
@@ -163,16 +162,14 @@ def _scrub_files(workdir: Workdir, customers: list[str], budget: _CrashBudget) -
 
 
 def _scrub_parquet(path: Path, pattern: str) -> int:
-    table = pq.ParquetFile(path).read()  # this file alone: no hive partition column added
-    hit = None
-    for column, field in zip(table.columns, table.schema):
-        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-            match = pc.fill_null(pc.match_substring_regex(column, pattern), False)
-            hit = match if hit is None else pc.or_(hit, match)
-    removed = 0 if hit is None else pc.sum(hit).as_py() or 0
-    if removed:
-        replace_parquet(table.filter(pc.invert(hit)), path)
-    return removed
+    def holds_customer(table: pa.Table) -> pa.Array:
+        hit = pa.nulls(table.num_rows, pa.bool_())  # read as False by drop_rows
+        for column, field in zip(table.columns, table.schema):
+            if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                hit = pc.or_kleene(hit, pc.match_substring_regex(column, pattern))
+        return hit
+
+    return drop_rows(path, holds_customer)
 
 
 def _scrub_lines(path: Path, customers: list[str]) -> int:
@@ -192,15 +189,3 @@ def _delete_training_sets(workdir: Workdir) -> list[str]:
     for name in names:
         shutil.rmtree(workdir.training / name)
     return names
-
-
-def _vacuum(store) -> None:
-    """SQLite keeps deleted rows in free pages until VACUUM; Redis frees them on DEL."""
-    if store.config.online_store.type == "sqlite":
-        from lam_platform.online_erasure import _sqlite
-
-        conn = _sqlite(store)
-        try:
-            conn.execute("VACUUM")
-        finally:
-            conn.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from lam_platform.consent import read_profiles
 
 ATTRIBUTES = ("age_band", "gender")

@@ -122,29 +122,28 @@ def ensure_scores_source(workdir: Workdir) -> None:
 
 
 CURRENT_STATE_VIEWS = ("customer_profile",)  # consent is the current flag online, whatever the snapshot time
+SNAPSHOT_VIEWS = tuple(v for v in MATERIALIZED_VIEWS if v not in CURRENT_STATE_VIEWS)
+
+
+def _current_state_end(end: datetime) -> datetime:
+    """Profiles load up to now: a consent change recorded after `end` must stay in force online (the
+    SQLite store would otherwise overwrite it with an older row)."""
+    return max(pd.Timestamp(end), pd.Timestamp.now(tz="UTC")) + timedelta(seconds=1)
 
 
 def materialize(store, start: datetime, end: datetime) -> None:
-    """Load the latest row per customer with timestamp in [start, end] into the online store.
-
-    Profiles (with consent) are loaded up to now instead: a consent change recorded after `end`
-    must stay in force online (the SQLite store would otherwise overwrite it with an older row).
-    """
+    """Load the latest row per customer with timestamp in [start, end] (profiles: up to now) into the online store."""
     # Feast's materialize logs each view at INFO through its own handlers; keep the demo output readable.
     logging.getLogger("feast").setLevel(logging.WARNING)
-    snapshot_views = [v for v in MATERIALIZED_VIEWS if v not in CURRENT_STATE_VIEWS]
-    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=snapshot_views)
-    store.materialize(start_date=start, end_date=max(pd.Timestamp(end), pd.Timestamp.now(tz="UTC")) + timedelta(seconds=1),
-                      feature_views=list(CURRENT_STATE_VIEWS))
+    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
+    store.materialize(start_date=start, end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def materialize_incremental(store, end: datetime) -> None:
     """Load rows newer than the last materialization, up to `end` (profiles: up to now), into the online store."""
     logging.getLogger("feast").setLevel(logging.WARNING)
-    snapshot_views = [v for v in MATERIALIZED_VIEWS if v not in CURRENT_STATE_VIEWS]
-    store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=snapshot_views)
-    store.materialize_incremental(end_date=max(pd.Timestamp(end), pd.Timestamp.now(tz="UTC")) + timedelta(seconds=1),
-                                  feature_views=list(CURRENT_STATE_VIEWS))
+    store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
+    store.materialize_incremental(end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def online_features(store, customer_ids: list[str], batch_size: int = 500) -> pd.DataFrame:

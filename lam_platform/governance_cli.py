@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from lam_platform.cli import _emit, _pseudonymizer, json_option, main, workdir_option
+from lam_platform.cli import _aware_time, _emit, _pseudonymizer, json_option, main, workdir_option
 from lam_platform.workdir import Workdir
 
 ids_argument = click.argument("customer_ids", nargs=-1)
@@ -36,15 +36,11 @@ def _pseudonyms(customer_ids: tuple[str, ...], ids_file: Path | None, pseudonymo
     return _pseudonymizer().pseudonyms(ids)
 
 
-def _timestamp(text: str | None, option: str):
+def _time_or_now(text: str | None, option: str):
     import pandas as pd
 
-    if text is None:
-        return pd.Timestamp.now(tz="UTC")
-    value = pd.Timestamp(text)
-    if value.tzinfo is None:
-        raise click.BadParameter(f"{text!r} has no time zone; write e.g. 2026-06-04T10:00:00+00:00", param_hint=option)
-    return value
+    value = _aware_time(text, option)
+    return pd.Timestamp.now(tz="UTC") if value is None else value
 
 
 @main.command()
@@ -69,7 +65,7 @@ def consent(workdir: str, customer_ids: tuple[str, ...], withdraw: bool, as_of: 
     wd = Workdir.at(workdir)
     ids = _pseudonyms(customer_ids, ids_file, pseudonymous)
     try:
-        result = record_consent(wd, open_store(wd), ids, granted=not withdraw, as_of=_timestamp(as_of, "--as-of"))
+        result = record_consent(wd, open_store(wd), ids, granted=not withdraw, as_of=_time_or_now(as_of, "--as-of"))
     except ValueError as err:
         raise click.ClickException(str(err)) from err
     _emit(result, as_json)
@@ -120,7 +116,7 @@ def purge(workdir: str, retention_days: float, as_of: str | None, as_json: bool)
     from lam_platform.retention import purge_events
 
     try:
-        _emit(purge_events(Workdir.at(workdir), retention_days, _timestamp(as_of, "--as-of")), as_json)
+        _emit(purge_events(Workdir.at(workdir), retention_days, _time_or_now(as_of, "--as-of")), as_json)
     except ValueError as err:
         raise click.ClickException(str(err)) from err
 

@@ -55,6 +55,16 @@ def online_has_customer(store, customer_id: str, views: tuple[str, ...] = VIEWS_
     return bool(client.exists(key + store.config.project.encode()))
 
 
+def vacuum(store) -> None:
+    """SQLite keeps deleted rows in free pages until VACUUM (Redis frees them on DEL: nothing to do)."""
+    if store.config.online_store.type == "sqlite":
+        conn = _sqlite(store)
+        try:
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
+
+
 def _sqlite(store) -> sqlite3.Connection:
     path = Path(store.config.online_store.path)
     path = path if path.is_absolute() else Path(store.config.repo_path) / path

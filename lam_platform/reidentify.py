@@ -25,7 +25,7 @@ EXPORT_COLUMNS = ["rank", "customer_id", "phone", "customer_ref", "offer", "meth
 def export_call_list(workdir: Workdir, pseudonymizer: Pseudonymizer, customer_master: Path, out: Path,
                      call_list: Path | None = None) -> dict:
     """Write the re-identified call list to `out` (CSV); returns counts of what was left out and why."""
-    if Path(out).resolve().is_relative_to(workdir.root):
+    if workdir.contains(out):
         raise ValueError(f"{out} is inside the workdir {workdir.root}: a re-identified list must not be stored "
                          "with the platform's pseudonymous data")
     call_list = call_list or workdir.outputs / "call_list.parquet"

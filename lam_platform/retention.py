@@ -13,12 +13,11 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from lam_platform.atomic_files import governance_lock, remove_staging, replace_parquet
+from lam_platform.atomic_files import drop_rows, governance_lock, remove_staging
 from lam_platform.audit import append_entry
 from lam_platform.events import TIMESTAMP
-from lam_platform.features import SNAPSHOT_NAME, snapshot_times
+from lam_platform.features import snapshot_path, snapshot_times
 from lam_platform.workdir import Workdir
 
 
@@ -36,23 +35,17 @@ def purge_events(workdir: Workdir, retention_days: float, now: pd.Timestamp | No
         for path in sorted(workdir.events.rglob("*.parquet")) if workdir.events.exists() else []:
             if path.name.startswith("."):
                 continue
-            table = pq.ParquetFile(path).read()
-            old = pc.less(table.column("event_timestamp"), pa.scalar(cutoff, TIMESTAMP))
-            n_old = pc.sum(old).as_py() or 0
-            if n_old == table.num_rows:
-                path.unlink()
-            elif n_old:
-                replace_parquet(table.filter(pc.invert(old)), path)
+            n_old = drop_rows(path, lambda t: pc.less(t.column("event_timestamp"), pa.scalar(cutoff, TIMESTAMP)),
+                              unlink_empty=True)
             removed += n_old
             files += bool(n_old)
         for partition in workdir.events.glob("event_date=*") if workdir.events.exists() else []:
             if not any(partition.iterdir()):
                 partition.rmdir()
-        snapshots = [t for t in snapshot_times(workdir) if t < cutoff] if workdir.sequences.exists() else []
-        for folder in (workdir.sequences, workdir.aggregates):
-            for path in folder.glob("asof=*.parquet"):
-                if pd.to_datetime(path.stem, format=SNAPSHOT_NAME, utc=True) in snapshots:
-                    path.unlink()
+        snapshots = [t for t in snapshot_times(workdir) if t < cutoff]
+        for t in snapshots:
+            for folder in (workdir.sequences, workdir.aggregates):
+                snapshot_path(folder, t).unlink(missing_ok=True)
     result = {"cutoff": cutoff.isoformat(), "events_removed": removed, "files_changed": files,
               "snapshots_removed": len(snapshots)}
     append_entry(workdir.governance_log, {"time": pd.Timestamp.now(tz="UTC").isoformat(), "action": "purge",

@@ -130,7 +130,7 @@ def simulate(config: WorldConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     """
     rng = np.random.default_rng([config.seed, 0])
     profiles, responsiveness = _sample_profiles(config, rng)
-    profiles["customer_id"] = pseudonymizer.pseudonyms(raw_customer_ids(config.n_customers))
+    profiles["customer_id"] = pseudonymizer.pseudonyms(profiles.customer_id)  # what the platform is handed
     contacts = _plan_campaigns(config, profiles, rng)
     shutil.rmtree(workdir.events, ignore_errors=True)
     logs, episode_parts, n_events = [], [], 0

@@ -100,6 +100,10 @@ class Workdir:
     def outputs(self) -> Path:
         return self.root / "outputs"
 
+    def contains(self, path: str | Path) -> bool:
+        """Whether `path` lies inside this workdir (where only pseudonymous data may be written)."""
+        return Path(path).resolve().is_relative_to(self.root)
+
     def make(self) -> "Workdir":
         for folder in (self.data, self.world, self.training, self.artifacts, self.outputs):
             folder.mkdir(parents=True, exist_ok=True)
