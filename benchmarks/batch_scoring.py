@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from lam_platform.features import snapshot_path
-from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.scoring import CampaignScorer, next_contact_time
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
 from ray_jobs.score import PROFILE_COLUMNS, score_with_ray_data

@@ -25,10 +25,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from lam_platform import metrics
-from lam_platform.evaluation import first_held_out_events, rank_next_objects
+from lam_platform.simulation.evaluation import first_held_out_events, rank_next_objects
 from lam_platform.events import read_events
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.simulator import WorldConfig, load_world_config, simulate
+from lam_platform.simulation.world import WorldConfig, load_world_config, simulate
 from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
 from lam_platform.workdir import Workdir
 from lightning_modules.config import LAMConfig

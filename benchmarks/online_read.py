@@ -22,7 +22,7 @@ import yaml
 from lam_platform.features import LOCAL_PROFILE, PROJECT_ROOT, open_store
 from lam_platform.pipeline import materialize_step, simulate_step
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.simulator import raw_customer_ids
+from lam_platform.simulation.world import raw_customer_ids
 from lam_platform.streaming import redis_client
 from lam_platform.workdir import Workdir
 

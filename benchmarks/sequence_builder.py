@@ -22,7 +22,7 @@ import pyarrow as pa
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.sequences import build_sequences
-from lam_platform.simulator import WorldConfig, raw_customer_ids, simulate
+from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
 from lam_platform.workdir import Workdir
 
 LISTS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel",

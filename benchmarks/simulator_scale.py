@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.simulator import WorldConfig, simulate
+from lam_platform.simulation.world import WorldConfig, simulate
 from lam_platform.workdir import Workdir
 
 

@@ -4,17 +4,20 @@ Apply with `lam materialize` (or `feast -c <repo> apply` in a prepared workdir).
 relative to the repo folder; environments differ only in `feature_store.yaml`.
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
-from lam_platform.aggregates import aggregate_feature_names
-from lam_platform.channels import repo_channels
+from lam_platform.aggregates import AggregateSpec, aggregate_feature_names
 
-# The channels this repo serves: its channels.yaml (the channel config) if present, else the built-in list.
-SERVED_CHANNELS = repo_channels(Path(__file__).resolve().parent)
+# What this workdir's views carry: written by `lam materialize` from the event table and lam.yaml
+# (channels and actions of the aggregates, the declared profile fields).
+REPO_SCHEMA = json.loads((Path(__file__).resolve().parent / "repo_schema.json").read_text())
+AGGREGATES = AggregateSpec(tuple(REPO_SCHEMA["channels"]), tuple(REPO_SCHEMA["actions"]))
+PROFILE_TYPES = {"categorical": String, "numeric": Float64}
 
 # The customer: the "who" of every 4W1H event.
 customer = Entity(
@@ -50,30 +53,24 @@ lam_scores_push = PushSource(
     batch_source=FileSource(name="lam_scores_source", path="data/lam_scores.parquet", timestamp_field="event_timestamp"),
 )
 
-# Profile features: what the legacy segment rule uses, plus consent (never score without it).
+# Profile features: the fields lam.yaml declares, plus consent (unknown = no consent: never contacted).
 customer_profile = FeatureView(
     name="customer_profile",
     entities=[customer],
     ttl=timedelta(days=3650),
-    schema=[
-        Field(name="age_band", dtype=String),
-        Field(name="gender", dtype=String),
-        Field(name="plan", dtype=String),
-        Field(name="tenure_months", dtype=Int64),
-        Field(name="region", dtype=String),
-        Field(name="consent_marketing", dtype=Bool),
-    ],
+    schema=[*(Field(name=name, dtype=PROFILE_TYPES[kind]) for name, kind in REPO_SCHEMA["profile"].items()),
+            Field(name="consent_marketing", dtype=Bool)],
     source=customer_profile_source,
     online=True,
 )
 
-# Order-blind aggregates per channel and action: what the baselines use. Fields follow the channel list.
+# Order-blind aggregates per channel and action, and recency: what the baselines use.
 customer_event_aggregates = FeatureView(
     name="customer_event_aggregates",
     entities=[customer],
     ttl=timedelta(days=3650),
     schema=[Field(name=name, dtype=Int64 if kind == "count" else Float64)
-            for name, kind in aggregate_feature_names(SERVED_CHANNELS)],
+            for name, kind in aggregate_feature_names(AGGREGATES)],
     source=customer_event_aggregates_source,
     online=True,
 )

@@ -1,9 +1,9 @@
-"""Order-blind aggregates per customer: event counts per channel and action, and amount sums per
-channel, over the 7, 30 and 90 days strictly before t. They feed the `customer_event_aggregates`
-view and the baselines that ignore order.
+"""Order-blind aggregates per customer: event counts per channel and action, amount sums per
+channel, over the 7, 30 and 90 days strictly before t, and the days since the last event (recency).
+They feed the `customer_event_aggregates` view and the baselines that ignore order.
 
-Feature names are generated from the channel list of the feature repo's channels.yaml (the channel
-config), so a new channel adds its fields here and in the feature view without code.
+Feature names follow the channels and actions of the workdir's event table (recorded in the feature
+repo's repo_schema.json at materialization), so new data adds its fields without code.
 """
 
 from __future__ import annotations
@@ -11,25 +11,41 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from lam_platform.events import CHANNELS
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+
 from lam_platform.sequences import PointInTimeQuery
 
 WINDOWS_DAYS = (7, 30, 90)
-AGGREGATE_ACTIONS = ("view", "search", "purchase", "inquire", "complain", "call_outbound")
 US_PER_DAY = 86_400_000_000
+NO_EVENT_DAYS = 3650.0  # days_since_last_event of a customer with no event before t
 
 
-def aggregate_feature_names(channels: tuple[str, ...] = CHANNELS) -> list[tuple[str, str]]:
-    """(name, kind) of every aggregate feature; kind is "count" (Int64) or "sum" (Float64)."""
-    names = []
+@dataclass(frozen=True)
+class AggregateSpec:
+    """The channels and actions aggregates are counted for (the values the event table holds)."""
+
+    channels: tuple[str, ...]
+    actions: tuple[str, ...]
+
+    @classmethod
+    def of(cls, events: pa.Table) -> "AggregateSpec":
+        values = {c: tuple(sorted(v for v in pc.unique(events.column(c)).to_pylist() if v)) for c in ("channel", "action")}
+        return cls(values["channel"], values["action"])
+
+
+def aggregate_feature_names(spec: AggregateSpec) -> list[tuple[str, str]]:
+    """(name, kind) of every aggregate feature; kind is "count" (Int64) or "sum"/"days" (Float64)."""
+    names = [("days_since_last_event", "days")]
     for days in WINDOWS_DAYS:
-        names += [(f"{c}_events_{days}d", "count") for c in channels]
-        names += [(f"{a}_events_{days}d", "count") for a in AGGREGATE_ACTIONS]
-        names += [(f"{c}_amount_{days}d", "sum") for c in channels]
+        names += [(f"{c}_events_{days}d", "count") for c in spec.channels]
+        names += [(f"{a}_events_{days}d", "count") for a in spec.actions]
+        names += [(f"{c}_amount_{days}d", "sum") for c in spec.channels]
     return names
 
 
-def build_aggregates(events: pa.Table, customer_ids, as_of, channels: tuple[str, ...] = CHANNELS) -> pa.Table:
+def build_aggregates(events: pa.Table, customer_ids, as_of, spec: AggregateSpec) -> pa.Table:
     """Exact point-in-time aggregates for each (customer_ids[i], as_of[i]) over events strictly before it."""
     query = PointInTimeQuery.prepare(events, customer_ids, as_of)
     events, positions, query_us = query.events, query.positions, query.as_of_us
@@ -38,14 +54,19 @@ def build_aggregates(events: pa.Table, customer_ids, as_of, channels: tuple[str,
     action = events.column("action").to_numpy(zero_copy_only=False)
     amount = np.nan_to_num(events.column("amount").to_numpy(zero_copy_only=False).astype(np.float64))
     # Prefix sums over the sorted events: a window's total is prefix[end] - prefix[start].
-    indicators = {f"{c}_events": channel == c for c in channels}
-    indicators.update({f"{a}_events": action == a for a in AGGREGATE_ACTIONS})
-    indicators.update({f"{c}_amount": np.where(channel == c, amount, 0.0) for c in channels})
+    indicators = {f"{c}_events": channel == c for c in spec.channels}
+    indicators.update({f"{a}_events": action == a for a in spec.actions})
+    indicators.update({f"{c}_amount": np.where(channel == c, amount, 0.0) for c in spec.channels})
     prefix = {k: np.concatenate([[0], np.cumsum(v)]) for k, v in indicators.items()}
-    columns = {"customer_id": query.customer_ids, "event_timestamp": query.as_of}
+    has_event = end > positions.first_of_customer
+    last_us = positions.event_us[np.clip(end - 1, 0, max(len(positions.event_us) - 1, 0))] if len(positions.event_us) \
+        else np.zeros(len(end), np.int64)
+    recency = np.where(has_event, (query_us - last_us) / US_PER_DAY, NO_EVENT_DAYS)
+    columns = {"customer_id": query.customer_ids, "event_timestamp": query.as_of,
+               "days_since_last_event": pa.array(recency.astype(np.float64))}
     for days in WINDOWS_DAYS:
         start = positions.count_before(query_us - days * US_PER_DAY)
-        for name, kind in aggregate_feature_names(channels):
+        for name, kind in aggregate_feature_names(spec):
             if name.endswith(f"_{days}d"):
                 base = name[: -len(f"_{days}d")]
                 total = prefix[base][end] - prefix[base][start]

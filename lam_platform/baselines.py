@@ -1,4 +1,9 @@
-"""The order-blind baseline: gradient-boosted trees (LightGBM) on aggregate features.
+"""The order-blind baselines: gradient-boosted trees (LightGBM) on aggregate features.
+
+- `AggregateUpliftModel`: campaign response, as below.
+- `AggregateTargetModel`: an event-derived target (purchase within 30 days, churn), trained on the same
+  cut-off grid of examples as the LAM's target head, on the aggregates and profile at each cut-off.
+
 
 It learns from the same campaign log as the LAM's campaign head: each contact's 7/30/90-day
 aggregates (exact, point in time), its profile, the offer and method, and whether it was a
@@ -10,68 +15,113 @@ then 0 and its ranking falls back to P(order), which is still a strong baseline 
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lam_platform.aggregates import aggregate_feature_names, build_aggregates
+from lam_platform.aggregates import AggregateSpec, aggregate_feature_names, build_aggregates
 from lam_platform.events import TIMESTAMP
-from lam_platform.ground_truth import METHODS, OFFERS
-
-PROFILE_COLUMNS = ("age_band", "gender", "plan", "region")
+from lam_platform.platform_config import Catalogue
 
 
-def _design(aggregates: pd.DataFrame, profiles: pd.DataFrame, offers, methods, treatment) -> pd.DataFrame:
-    """One feature row per (customer state, campaign, treatment); categoricals as pandas categories."""
-    frame = aggregates[[name for name, _ in aggregate_feature_names()]].reset_index(drop=True).copy()
-    for column in PROFILE_COLUMNS:
-        frame[column] = pd.Categorical(profiles[column].to_numpy())
-    frame["tenure_months"] = profiles["tenure_months"].to_numpy()
-    frame["offer"] = pd.Categorical(np.asarray(offers), categories=OFFERS)
-    frame["method"] = pd.Categorical(np.asarray(methods), categories=METHODS)
-    frame["treatment"] = np.asarray(treatment)
+def _params(seed: int) -> dict:
+    return {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20,
+            "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "seed": seed,
+            "deterministic": True, "num_threads": 2, "verbose": -1}
+
+
+def _customer_design(aggregates: pd.DataFrame, profiles: pd.DataFrame, spec: AggregateSpec,
+                     categorical: list[str], numeric: list[str]) -> pd.DataFrame:
+    """Aggregates and declared profile fields, one row per customer state; categoricals as pandas categories."""
+    frame = aggregates[[name for name, _ in aggregate_feature_names(spec)]].reset_index(drop=True).copy()
+    for column in categorical:
+        frame[column] = pd.Categorical(profiles[column].astype(object).to_numpy())
+    for column in numeric:
+        frame[column] = pd.to_numeric(profiles[column], errors="coerce").to_numpy()
     return frame
+
+
+def _align(design: pd.DataFrame, categories: dict[str, list]) -> pd.DataFrame:
+    """Categoricals with the training categories (unseen values become missing)."""
+    for column, known in categories.items():
+        design[column] = pd.Categorical(design[column].astype(object), categories=known)
+    return design
 
 
 class AggregateUpliftModel:
     """LightGBM S-learner on aggregates + profile + campaign; uplift by toggling the treatment flag."""
 
-    def __init__(self, seed: int = 0, rounds: int = 300) -> None:
-        self.params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20,
-                       "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8, "seed": seed,
-                       "deterministic": True, "num_threads": 2, "verbose": -1}
+    def __init__(self, spec: AggregateSpec, catalogue: Catalogue, categorical: list[str], numeric: list[str],
+                 seed: int = 0, rounds: int = 300) -> None:
+        self.spec, self.catalogue, self.categorical, self.numeric = spec, catalogue, categorical, numeric
+        self.params = _params(seed)
         self.rounds = rounds
         self.booster = None
         self.categories: dict[str, list] = {}
 
+    def _design(self, aggregates: pd.DataFrame, profiles: pd.DataFrame, offers, methods, treatment) -> pd.DataFrame:
+        """One feature row per (customer state, campaign, treatment)."""
+        frame = _customer_design(aggregates, profiles, self.spec, self.categorical, self.numeric)
+        frame["offer"] = pd.Categorical(np.asarray(offers), categories=self.catalogue.offers)
+        frame["method"] = pd.Categorical(np.asarray(methods), categories=self.catalogue.methods)
+        frame["treatment"] = np.asarray(treatment)
+        return frame
+
     def fit(self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame) -> "AggregateUpliftModel":
         aggregates = build_aggregates(events, campaign_log.customer_id.tolist(),
-                                      pa.array(campaign_log.event_timestamp, TIMESTAMP)).to_pandas()
+                                      pa.array(campaign_log.event_timestamp, TIMESTAMP), self.spec).to_pandas()
         customer_profiles = profiles.set_index("customer_id").loc[campaign_log.customer_id].reset_index()
-        design = _design(aggregates, customer_profiles, campaign_log.offer, campaign_log.method, campaign_log.treatment)
+        design = self._design(aggregates, customer_profiles, campaign_log.offer, campaign_log.method,
+                              campaign_log.treatment)
         import lightgbm
 
-        self.categories = {c: list(design[c].cat.categories) for c in PROFILE_COLUMNS}
+        self.categories = {c: list(design[c].cat.categories) for c in self.categorical}
         data = lightgbm.Dataset(design, label=campaign_log.outcome.to_numpy(), categorical_feature="auto")
         self.booster = lightgbm.train(self.params, data, num_boost_round=self.rounds)
         return self
 
     def score(self, events: pa.Table, customers: list[str], profiles: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
         """P(order | called), P(order | not called) and uplift for every customer and candidate campaign."""
-        aggregates = build_aggregates(events, customers, pa.array([at] * len(customers), TIMESTAMP)).to_pandas()
+        aggregates = build_aggregates(events, customers, pa.array([at] * len(customers), TIMESTAMP),
+                                      self.spec).to_pandas()
         customer_profiles = profiles.set_index("customer_id").loc[customers].reset_index()
         frames = []
-        for offer, method in itertools.product(OFFERS, METHODS):
+        for offer, method in self.catalogue.campaigns:
             n = len(customers)
             p = {}
             for treated in (1, 0):
-                design = _design(aggregates, customer_profiles, [offer] * n, [method] * n, [treated] * n)
-                for column, categories in self.categories.items():
-                    design[column] = pd.Categorical(design[column].astype(object), categories=categories)
-                p[treated] = self.booster.predict(design)
+                design = self._design(aggregates, customer_profiles, [offer] * n, [method] * n, [treated] * n)
+                p[treated] = self.booster.predict(_align(design, self.categories))
             frames.append(pd.DataFrame({"customer_id": customers, "offer": offer, "method": method,
                                         "p_order_if_called": p[1], "p_order_if_not_called": p[0],
                                         "uplift": p[1] - p[0]}))
         return pd.concat(frames, ignore_index=True)
+
+
+class AggregateTargetModel:
+    """LightGBM on aggregates + profile at each cut-off -> P(target within its horizon)."""
+
+    def __init__(self, spec: AggregateSpec, categorical: list[str], numeric: list[str], seed: int = 0,
+                 rounds: int = 300) -> None:
+        self.spec, self.categorical, self.numeric = spec, categorical, numeric
+        self.params, self.rounds = _params(seed), rounds
+        self.booster = None
+        self.categories: dict[str, list] = {}
+
+    def _design(self, events: pa.Table, customers: list[str], times, profiles: pd.DataFrame) -> pd.DataFrame:
+        aggregates = build_aggregates(events, customers, pa.array(times, TIMESTAMP), self.spec).to_pandas()
+        return _customer_design(aggregates, profiles, self.spec, self.categorical, self.numeric)
+
+    def fit(self, events: pa.Table, examples: pd.DataFrame, profiles: pd.DataFrame) -> "AggregateTargetModel":
+        """examples: customer_id, event_timestamp (cut-off), label; profiles aligned with the examples' rows."""
+        import lightgbm
+
+        design = self._design(events, examples.customer_id.tolist(), examples.event_timestamp, profiles)
+        self.categories = {c: list(design[c].cat.categories) for c in self.categorical}
+        data = lightgbm.Dataset(design, label=examples.label.to_numpy(), categorical_feature="auto")
+        self.booster = lightgbm.train(self.params, data, num_boost_round=self.rounds)
+        return self
+
+    def predict(self, events: pa.Table, customers: list[str], at: pd.Timestamp, profiles: pd.DataFrame) -> np.ndarray:
+        design = self._design(events, customers, [at] * len(customers), profiles)
+        return self.booster.predict(_align(design, self.categories))

@@ -79,19 +79,39 @@ class ChannelConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "ChannelConfig":
+        """A standalone channel config file (the `events:` section of lam.yaml has the same shape)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"channel config {path} not found")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw.get("channels"), dict) or not raw["channels"]:
-            raise ChannelConfigError(f"{path}: needs a non-empty 'channels:' mapping")
-        channels = {name: _mapping(path, name, spec) for name, spec in raw["channels"].items()}
-        return cls(channels, path.resolve().parent, pd.Timedelta(raw.get("max_future", "1d")),
-                   int(raw.get("max_string_length", 256)))
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ChannelConfigError(f"{path}: not valid YAML: {err}") from err
+        return channel_config_from_dict(raw, path.resolve().parent, str(path))
 
 
-def _mapping(path: Path, name: str, spec: dict) -> ChannelMapping:
-    where = f"{path}: channel {name!r}"
+SECTION_KEYS = {"channels", "max_future", "max_string_length"}
+
+
+def channel_config_from_dict(raw: dict, base: Path, where: str) -> ChannelConfig:
+    """Parse a channel config mapping; `where` prefixes every error (the file and section)."""
+    if not isinstance(raw, dict):
+        raise ChannelConfigError(f"{where}: must be a mapping with a 'channels:' mapping")
+    unknown = set(raw) - SECTION_KEYS
+    if unknown:
+        raise ChannelConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(SECTION_KEYS)}")
+    if not isinstance(raw.get("channels"), dict) or not raw["channels"]:
+        raise ChannelConfigError(f"{where}: needs a non-empty 'channels:' mapping")
+    channels = {name: _mapping(where, name, spec) for name, spec in raw["channels"].items()}
+    try:
+        max_future = pd.Timedelta(raw.get("max_future", "1d"))
+    except ValueError as err:
+        raise ChannelConfigError(f"{where}: max_future {raw.get('max_future')!r} is not a duration (e.g. 1d)") from err
+    return ChannelConfig(channels, Path(base), max_future, int(raw.get("max_string_length", 256)))
+
+
+def _mapping(source: str, name: str, spec: dict) -> ChannelMapping:
+    where = f"{source}: channel {name!r}"
     if not isinstance(spec, dict):
         raise ChannelConfigError(f"{where} must be a mapping")
     unknown = set(spec) - ROLE_KEYS

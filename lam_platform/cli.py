@@ -21,6 +21,31 @@ workdir_option = click.option("--workdir", default="./lam-demo", show_default=Tr
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results last.")
 config_option = click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                              help="Ray job YAML (default: ray_jobs/configs/demo.yaml).")
+as_of_option = click.option("--as-of", default=None,
+                            help="The clock, with zone, e.g. 2010-10-01T00:00:00+00:00 (default: now).")
+
+
+def _clock(text: str | None):
+    """--as-of as a zone-aware UTC time (now if absent); a bad value is a usage error naming the option."""
+    from lam_platform.clock import ClockError, as_of
+
+    try:
+        return as_of(text)
+    except ClockError as err:
+        raise click.BadParameter(str(err), param_hint="--as-of") from None
+
+
+class LamGroup(click.Group):
+    """Turns the platform's user errors (bad lam.yaml, missing input, a refused step) into one line, exit 2."""
+
+    def invoke(self, ctx):
+        from lam_platform.platform_config import PlatformConfigError
+        from lam_platform.source_tables import SourceSchemaError
+
+        try:
+            return super().invoke(ctx)
+        except (PlatformConfigError, SourceSchemaError, FileNotFoundError) as err:
+            raise click.UsageError(str(err)) from None
 
 
 def _emit(result: dict, as_json: bool) -> None:
@@ -63,7 +88,7 @@ def _job_config(config: Path | None) -> Path:
     return config or DEFAULT_JOB_CONFIG
 
 
-@click.group()
+@click.group(cls=LamGroup)
 def main() -> None:
     """LAM platform: 4W1H events -> Feast -> Ray-trained Large Action Model -> online scores -> call list."""
     import feast  # noqa: F401  (its import installs warning filters of its own; ours must come after)
@@ -76,63 +101,76 @@ def main() -> None:
 @workdir_option
 @click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same world).")
-@click.option("--raw-out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write the events as raw per-channel tables, keyed by raw customer ids, and the CRM "
-                   "customer master here (input for `lam ingest` and `lam export-call-list`); outside WORKDIR.")
+@click.option("--sources", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the raw source tables go (raw ids: outside WORKDIR; default: WORKDIR-sources beside it).")
+@click.option("--force", is_flag=True, help="Replace a workdir that holds ingested data of its own.")
 @json_option
-def simulate(workdir: str, customers: int, seed: int, raw_out: Path | None, as_json: bool) -> None:
-    """Generate a synthetic 4W1H world.
+def simulate(workdir: str, customers: int, seed: int, sources: Path | None, force: bool, as_json: bool) -> None:
+    """Generate a synthetic 4W1H world as a source system.
 
-    Writes the date-partitioned event table, customer profiles (with consent) and the campaign log
-    under WORKDIR/feature_repo/data/, and the ground truth (latent wants) under WORKDIR/world/, all
-    keyed by pseudonyms (needs LAM_PSEUDONYM_KEY or LAM_PSEUDONYM_KEY_FILE).
-    With --raw-out, also the raw channel tables that infra/channels.example.yaml maps back to 4W1H.
+    Writes raw source tables keyed by raw customer ids (per-channel events, the customer master with
+    consent, the campaign contact log, the CRM table with phone numbers) under SOURCES, WORKDIR/lam.yaml
+    declaring them, and the ground truth (latent wants) under WORKDIR/world/, keyed by pseudonyms (needs
+    LAM_PSEUDONYM_KEY or LAM_PSEUDONYM_KEY_FILE). Then run `lam ingest` as with any team's data.
+    Refuses a workdir holding ingested data that did not come from the simulator, unless --force.
     """
-    from lam_platform.pipeline import simulate_step
+    from lam_platform.simulation.source import WorkdirInUse, default_sources, simulate_sources
+    from lam_platform.simulation.world import WorldConfig
 
     wd = Workdir.at(workdir)
-    if raw_out and wd.contains(raw_out):
+    sources = Path(sources).resolve() if sources else default_sources(wd)
+    if wd.contains(sources):
         raise click.BadParameter("raw tables hold raw customer ids: write them outside the workdir",
-                                 param_hint="--raw-out")
-    pseudonymizer = _pseudonymizer()
-    result = simulate_step(wd, customers, seed, pseudonymizer)
-    if raw_out:
-        from lam_platform.events import read_events
-        from lam_platform.raw_export import export_raw_channels
-        from lam_platform.simulator import raw_customer_ids
-
-        result["raw_rows"] = export_raw_channels(read_events(wd.events), raw_out,
-                                                 pseudonymizer.matcher(raw_customer_ids(customers)))
+                                 param_hint="--sources")
+    try:
+        result = simulate_sources(wd, WorldConfig(n_customers=customers, seed=seed), _pseudonymizer(), sources, force)
+    except WorkdirInUse as err:
+        raise click.UsageError(str(err)) from None
     _emit(result, as_json)
-
 
 
 @main.command()
 @workdir_option
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Channel config YAML (see infra/channels.example.yaml).")
+@click.option("--force", is_flag=True, help="Replace an existing lam.yaml with the template.")
+def init(workdir: str, force: bool) -> None:
+    """Write a commented WORKDIR/lam.yaml template: declare your event tables, customers and consent,
+    campaign log, catalogue, targets and call-list rules there, then run `lam ingest`."""
+    from lam_platform.platform_config import write_template
+
+    path = write_template(Workdir.at(workdir).root, force)
+    click.echo(f"  wrote {path}: edit it, then `lam ingest --workdir {workdir}`")
+
+
+@main.command()
+@workdir_option
+@click.option("--channels", "channel_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A standalone channel config for the events (default: the `events:` section of WORKDIR/lam.yaml).")
 @json_option
-def ingest(workdir: str, config_path: Path, as_json: bool) -> None:
-    """Map raw channel tables to 4W1H events, validate, and append them to the event table.
+def ingest(workdir: str, channel_path: Path | None, as_json: bool) -> None:
+    """Ingest the sources WORKDIR/lam.yaml declares: events, customers, campaign log.
 
-    Reads the CSV/Parquet files the config names; appends accepted rows to
-    WORKDIR/feature_repo/data/events/ and writes rejected rows, with reason and source file/line,
-    to WORKDIR/quarantine/. Idempotent: rows already ingested count as duplicates.
-    rows in = accepted + duplicates + quarantined.
+    Each table is validated row by row: accepted rows are appended (events to
+    WORKDIR/feature_repo/data/events/, customers to the profile ledger, contacts to the campaign log),
+    rejected rows go to WORKDIR/quarantine/ with reason and source file/line. Idempotent: rows already
+    ingested count as duplicates. Per table, rows in = accepted + duplicates + quarantined. Customer ids
+    are pseudonymized on the way in (needs LAM_PSEUDONYM_KEY).
     """
-    from lam_platform.channels import ChannelConfig
-    from lam_platform.ingest import ingest as run_ingest
-    from lam_platform.ingest import report_dict
+    from lam_platform.ingest_all import ingest_sources
 
-    report = run_ingest(ChannelConfig.load(config_path), Workdir.at(workdir), _pseudonymizer())
+    reports = ingest_sources(Workdir.at(workdir), _pseudonymizer(), channel_path)
     if not as_json:
-        click.echo(f"  rows in {report.rows_in}: accepted {report.accepted}, duplicates {report.duplicates}, "
-                   f"quarantined {report.quarantined}")
-        for reason, count in sorted(report.by_reason.items()):
-            click.echo(f"    {reason}: {count}")
-        for path, error in report.unreadable_files.items():
-            click.echo(f"  unreadable, nothing taken from it: {path}: {error}")
-    _emit(report_dict(report), as_json)
+        for table, report in reports.items():
+            if not isinstance(report, dict):
+                click.echo(f"  {table}: {report}")
+                continue
+            click.echo(f"  {table}: rows in {report['rows_in']}: accepted {report['accepted']}, duplicates "
+                       f"{report['duplicates']}, quarantined {report['quarantined']}")
+            for reason, count in sorted(report["by_reason"].items()):
+                click.echo(f"    {reason}: {count}")
+            for path, error in report.get("unreadable_files", {}).items():
+                click.echo(f"    unreadable, nothing taken from it: {path}: {error}")
+    if as_json:
+        click.echo(json.dumps(reports, default=str))
 
 
 @main.command()
@@ -141,26 +179,23 @@ def ingest(workdir: str, config_path: Path, as_json: bool) -> None:
               help="Events per customer in the sequence view (N; default 64, incremental runs keep the full run's).")
 @click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="feature_store.yaml to use (default: infra/feast/local.yaml, SQLite online store).")
-@click.option("--channels", "channel_config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Channel config whose channels the aggregate view is generated for.")
 @click.option("--incremental", is_flag=True, help="Refresh only customers with events since the last snapshot.")
-@click.option("--as-of", default=None, help="Snapshot time, with zone (default: the world's scoring time).")
+@as_of_option
 @json_option
-def materialize(workdir: str, max_len: int | None, profile: Path | None, channel_config: Path | None,
-                incremental: bool, as_of: str | None, as_json: bool) -> None:
+def materialize(workdir: str, max_len: int | None, profile: Path | None, incremental: bool, as_of: str | None,
+                as_json: bool) -> None:
     """Build sequence and aggregate snapshots, `feast apply` the feature repo, and materialize online.
 
-    Reads the event table and profiles; writes WORKDIR/feature_repo/ (definitions, feature_store.yaml,
-    snapshot sources under data/) and fills the online store with each customer's last N events and
-    7/30/90-day aggregates before the snapshot time.
+    Reads lam.yaml, the event table and profiles; writes WORKDIR/feature_repo/ (definitions,
+    feature_store.yaml, repo_schema.json, snapshot sources under data/) and fills the online store with
+    each customer's last N events, 7/30/90-day aggregates and profile (the fields lam.yaml declares) as
+    of the snapshot time.
     """
-    import pandas as pd
-
     from lam_platform.features import LOCAL_PROFILE
     from lam_platform.pipeline import materialize_step
 
-    _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE, incremental,
-                           pd.Timestamp(as_of) if as_of else None, channel_config), as_json)
+    _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE, incremental, _clock(as_of)),
+          as_json)
 
 
 @main.command()
@@ -198,17 +233,18 @@ def push(workdir: str, events_path: Path, as_json: bool) -> None:
 @main.command()
 @workdir_option
 @config_option
+@as_of_option
 @json_option
-def pretrain(workdir: str, config: Path | None, as_json: bool) -> None:
+def pretrain(workdir: str, config: Path | None, as_of: str | None, as_json: bool) -> None:
     """Pretrain the LAM's next-action head with Ray Train.
 
-    Reads the training-period event table of consenting customers; writes a new model artifact
-    WORKDIR/artifacts/lam-v<N>/ (backbone, heads/next_action.pt, tokenizer, model card) and Ray
-    results under WORKDIR/ray_results/.
+    Reads the events before --as-of of customers who may be trained on (consent per lam.yaml); writes a
+    new model artifact WORKDIR/artifacts/lam-v<N>/ (backbone, heads/next_action.pt, tokenizer, model
+    card) and Ray results under WORKDIR/ray_results/.
     """
     from lam_platform.pipeline import pretrain_step
 
-    _emit(pretrain_step(Workdir.at(workdir), _job_config(config)), as_json)
+    _emit(pretrain_step(Workdir.at(workdir), _job_config(config), _clock(as_of)), as_json)
 
 
 @main.command()
@@ -216,33 +252,46 @@ def pretrain(workdir: str, config: Path | None, as_json: bool) -> None:
 @config_option
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Artifact to fine-tune (default: the latest pretrained one under WORKDIR/artifacts).")
+@click.option("--target", default=None, help="An event-derived target of lam.yaml (default: the campaign-response head).")
+@as_of_option
 @json_option
-def finetune(workdir: str, config: Path | None, artifact: Path | None, as_json: bool) -> None:
-    """Fine-tune the campaign-response head with Ray Train.
+def finetune(workdir: str, config: Path | None, artifact: Path | None, target: str | None, as_of: str | None,
+             as_json: bool) -> None:
+    """Fine-tune a head with Ray Train: campaign response, or an event-derived target (--target NAME).
 
-    Reads the campaign log, profiles point-in-time from Feast and sequences before each contact;
-    writes heads/campaign_response.pt into the artifact.
+    Campaign response: the contacts before --as-of whose outcome is known then, with profiles point-in-time
+    from Feast and sequences before each contact. Target: labels from the cut-off grid, each mature at
+    --as-of. Writes heads/<head>.pt into the artifact.
     """
     from lam_platform.pipeline import finetune_step
 
-    _emit(finetune_step(Workdir.at(workdir), _job_config(config), artifact), as_json)
+    _emit(finetune_step(Workdir.at(workdir), _job_config(config), artifact, _clock(as_of), target), as_json)
 
 
 @main.command()
 @workdir_option
 @click.option("--capacity", type=int, default=None, help="Calls to place (default: 5% of customers).")
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Artifact to score with (default: the newest with a campaign-response head).")
+              help="Artifact to score with (default: the newest with the head scored).")
+@click.option("--target", default=None, help="Score this event-derived target of lam.yaml instead of campaigns.")
+@as_of_option
 @json_option
-def score(workdir: str, capacity: int | None, artifact: Path | None, as_json: bool) -> None:
-    """Score every consenting customer from the Feast online store and write the call list.
+def score(workdir: str, capacity: int | None, artifact: Path | None, target: str | None, as_of: str | None,
+          as_json: bool) -> None:
+    """Score customers from the Feast online store: the call list, or a target's probabilities.
 
-    Writes WORKDIR/outputs/call_list.parquet and .csv (ranked by uplift, one campaign per customer)
-    and WORKDIR/outputs/scores.parquet (every customer and campaign).
+    Campaigns: every customer the call-list rules of lam.yaml allow (consent, cool-down, already
+    converted); writes WORKDIR/outputs/call_list.parquet and .csv (ranked by uplift, one campaign per
+    customer) and WORKDIR/outputs/scores.parquet. --target NAME: writes WORKDIR/outputs/targets/NAME.parquet.
     """
     from lam_platform.scoring import score as score_customers
+    from lam_platform.scoring import score_target
 
-    _emit(score_customers(Workdir.at(workdir), capacity, artifact), as_json)
+    wd = Workdir.at(workdir)
+    if target is not None:
+        _emit(score_target(wd, target, _clock(as_of), artifact), as_json)
+    else:
+        _emit(score_customers(wd, _clock(as_of), capacity, artifact), as_json)
 
 
 @main.command()
@@ -254,7 +303,7 @@ def summary(workdir: str, seed: int, as_json: bool) -> None:
 
     Reads the call list and the simulator's ground truth; writes WORKDIR/outputs/summary.json.
     """
-    from lam_platform.evaluation import format_table
+    from lam_platform.simulation.evaluation import format_table
     from lam_platform.pipeline import summary_step
 
     table, result = summary_step(Workdir.at(workdir), seed)
@@ -290,56 +339,78 @@ def rollout(workdir: str, customers: tuple[str, ...], steps: int, temperature: f
 
 @main.command()
 @workdir_option
-@click.option("--capacity", type=int, default=None, help="Calls in each policy's list (default: 5% of customers).")
-@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Artifact to evaluate (default: the newest with a campaign-response head).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the held-out trial and the random policy.")
+@as_of_option
+@config_option
+@click.option("--target", "targets", multiple=True, help="Evaluate only this target of lam.yaml (repeatable).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the LightGBM baseline (and the simulator's trial).")
 @click.option("--exclude-seen", is_flag=True, help="Rank next objects without those already in the history.")
+@click.option("--capacity", type=int, default=None, help="Simulated worlds: calls in each policy's list.")
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Simulated worlds: the campaign-response artifact (default: the newest).")
 @json_option
-def evaluate(workdir: str, capacity: int | None, artifact: Path | None, seed: int, exclude_seen: bool,
-             as_json: bool) -> None:
-    """Evaluate the model on the held-out period: next action, campaign response, uplift, policy table.
+def evaluate(workdir: str, as_of: str | None, config: Path | None, targets: tuple[str, ...], seed: int,
+             exclude_seen: bool, capacity: int | None, artifact: Path | None, as_json: bool) -> None:
+    """Evaluate on what happened after --as-of T (no ground truth needed).
 
-    Next action: HR@k, NDCG@k of each customer's first held-out event, full ranking over all objects.
-    Campaign response: AUC, calibration, Qini and AUUC on a randomized held-out trial (LAM and LightGBM).
-    Policies: order rate of the top-K lists of random, legacy, LightGBM, LAM and the oracle.
-    Needs `lam score` first. Writes WORKDIR/outputs/evaluation/ (evaluation.json, index.html, PNG plots).
+    Per target of lam.yaml: AUC, precision in the top 10% and calibration of the LAM (the newest head
+    trained as of T or earlier) against LightGBM on aggregates and a recency rule, over every customer
+    with events before T; next-item HR@10 / NDCG@10 of each customer's first event after T. On a
+    simulated world without --as-of: the ground-truth evaluation (campaign response, uplift, policy
+    table; needs `lam score`). Writes WORKDIR/outputs/evaluation/. With --json the last line holds
+    {"as_of", "targets": [{"target", "as_of", "customers", "base_rate", "models": {"lam", ...}}], "next_item"}.
     """
-    import pandas as pd
-
-    from lam_platform.evaluation import format_table
-    from lam_platform.evaluation_report import evaluate as run_evaluation
+    from lam_platform.holdout_evaluation import evaluate_holdout
+    from lam_platform.targets import CutoffGrid
+    from ray_jobs.training import JobConfig
 
     wd = Workdir.at(workdir)
-    result = run_evaluation(wd, artifact, capacity, seed, exclude_seen)
-    details = json.loads(Path(result["evaluation"]).read_text())
-    click.echo(format_table(pd.DataFrame(details["policies"])))
-    _emit(result, as_json)
+    if as_of is None and wd.world_json.exists():
+        import pandas as pd
+
+        from lam_platform.simulation.evaluation import format_table
+        from lam_platform.simulation.evaluation_report import evaluate as run_evaluation
+
+        result = run_evaluation(wd, artifact, capacity, seed, exclude_seen)
+        details = json.loads(Path(result["evaluation"]).read_text())
+        click.echo(format_table(pd.DataFrame(details["policies"])))
+        _emit(result, as_json)
+        return
+    grid = CutoffGrid.from_dict(JobConfig.load(_job_config(config)).target)
+    result = evaluate_holdout(wd, _clock(as_of), grid, list(targets) or None, seed, exclude_seen)
+    for entry in result["targets"]:
+        click.echo(f"{entry['target']} at {entry['as_of']}: {entry['customers']} customers, base rate "
+                   f"{entry['base_rate']}")
+        for model, values in entry["models"].items():
+            click.echo(f"  {model:<20} " + "  ".join(f"{k} {v}" for k, v in values.items()))
+    if result["next_item"]:
+        n = result["next_item"]
+        click.echo(f"next item ({n['customers']} customers): LAM HR@10 {n['lam']['hr@10']:.4f} NDCG@10 "
+                   f"{n['lam']['ndcg@10']:.4f}; popularity HR@10 {n['popularity']['hr@10']:.4f}")
+    if as_json:
+        click.echo(json.dumps(result, default=str))
 
 
 @main.command()
 @workdir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, help="Port to bind.")
-@click.option("--as-of", default=None,
-              help="The service clock, with zone (default: a simulated world's scoring time; else the wall clock).")
+@click.option("--as-of", default=None, help="A fixed service clock, with zone (default: the wall clock).")
 @click.option("--max-customers", default=1000, show_default=True, help="Most customer ids in one request.")
 @click.option("--max-body-bytes", default=1_000_000, show_default=True, help="Largest request body.")
-@click.option("--cooldown-days", default=14.0, show_default=True, help="Call lists skip customers contacted this recently.")
-@click.option("--converted-within-days", default=30.0, show_default=True,
-              help="Call lists skip customers who ordered this recently.")
 @click.option("--poll-seconds", default=5.0, show_default=True, help="How often to look for a new model version.")
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Serve this version only (default: the newest, reloaded when a newer one appears).")
 def serve(workdir: str, host: str, port: int, as_of: str | None, max_customers: int, max_body_bytes: int,
-          cooldown_days: float, converted_within_days: float, poll_seconds: float, artifact: Path | None) -> None:
+          poll_seconds: float, artifact: Path | None) -> None:
     """Serve /v1/score and /v1/call-list over the Feast online store (FastAPI + uvicorn).
+
+    The call-list rules (consent, cool-down, already converted) and contact slots come from lam.yaml;
+    /v1/score returns campaign scores and the probability of each target head the model has.
 
     Bearer tokens come from LAM_API_TOKENS (a JSON list of {name, token, scopes}) or the file named by
     LAM_API_TOKENS_FILE; scopes are "score" and "call-list". /healthz, /readyz and /metrics (Prometheus)
     need no token; the OpenAPI spec is at /openapi.json.
     """
-    import pandas as pd
     import uvicorn
 
     from lam_platform.service.app import ServiceSettings, create_app
@@ -350,16 +421,9 @@ def serve(workdir: str, host: str, port: int, as_of: str | None, max_customers: 
     except TokenConfigError as error:
         raise click.UsageError(str(error)) from None
     wd = Workdir.at(workdir)
-    clock = pd.Timestamp(as_of) if as_of else None
-    if clock is None and wd.world_json.exists():
-        from lam_platform.simulator import load_world_config
-
-        clock = load_world_config(wd).scoring_time
-    if clock is not None and clock.tzinfo is None:
-        raise click.BadParameter(f"{as_of!r} has no time zone; write e.g. 2026-06-04T00:00:00+00:00", param_hint="--as-of")
-    settings = ServiceSettings(workdir=wd.root, max_customers=max_customers, max_body_bytes=max_body_bytes,
-                               cooldown_days=cooldown_days, converted_within_days=converted_within_days,
-                               poll_seconds=poll_seconds, clock=clock, model_path=artifact)
+    clock = _clock(as_of) if as_of else None
+    settings = ServiceSettings.from_workdir(wd, max_customers=max_customers, max_body_bytes=max_body_bytes,
+                                            poll_seconds=poll_seconds, clock=clock, model_path=artifact)
     uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info")
 
 
@@ -507,32 +571,39 @@ def benchmark_public(file_format: str, path: Path, config: Path | None, exclude_
 @config_option
 @json_option
 def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | None, as_json: bool) -> None:
-    """Run the whole platform: simulate, feast apply + materialize, pretrain, fine-tune, score, summary.
+    """Run the whole platform on the simulator: simulate, ingest, materialize, pretrain, fine-tune, score, summary.
 
+    The simulator writes raw source tables (beside WORKDIR, in WORKDIR-sources) and WORKDIR/lam.yaml; from
+    `lam ingest` on, every step is the one a team's own data takes, run --as-of the world's scoring time.
     Creates WORKDIR (default ./lam-demo) and everything the single steps write there.
     """
     from lam_platform import pipeline
-    from lam_platform.evaluation import format_table
+    from lam_platform.simulation.evaluation import format_table
     from lam_platform.scoring import score as score_customers
 
     wd = Workdir.at(workdir)
     job = _job_config(config)
     started = time.time()
+    pseudonymizer = _pseudonymizer(ephemeral_ok=True)  # one key for the simulator's sources and their ingestion
+    clock = {}
     steps = [
-        ("simulate", lambda: pipeline.simulate_step(wd, customers, seed, _pseudonymizer(ephemeral_ok=True))),
-        ("feast apply + materialize", lambda: pipeline.materialize_step(wd, max_len)),
-        ("pretrain (Ray Train)", lambda: pipeline.pretrain_step(wd, job)),
-        ("fine-tune (Ray Train)", lambda: pipeline.finetune_step(wd, job)),
-        ("score (Feast online store)", lambda: score_customers(wd)),
+        ("simulate (raw source tables + lam.yaml)", lambda: pipeline.simulate_step(wd, customers, seed, pseudonymizer)),
+        ("ingest (events, customers, campaign log)", lambda: pipeline.ingest_step(wd, pseudonymizer)),
+        ("feast apply + materialize", lambda: pipeline.materialize_step(
+            wd, max_len, as_of=clock.setdefault("as_of", pipeline.world_clock(wd)))),
+        ("pretrain (Ray Train)", lambda: pipeline.pretrain_step(wd, job, clock["as_of"])),
+        ("fine-tune (Ray Train)", lambda: pipeline.finetune_step(wd, job, as_of=clock["as_of"])),
+        ("score (Feast online store)", lambda: score_customers(wd, clock["as_of"])),
     ]
     results = {}
     for i, (title, step) in enumerate(steps, start=1):
-        click.secho(f"\n== [{i}/6] {title} ==", bold=True)
+        click.secho(f"\n== [{i}/{len(steps) + 1}] {title} ==", bold=True)
         t0 = time.time()
         results[title] = step()
         _emit(results[title], as_json=False)
         click.echo(f"  ({time.time() - t0:.1f}s)")
-    click.secho("\n== [6/6] summary: order rate of the top-K call list, held-out period ==", bold=True)
+    click.secho(f"\n== [{len(steps) + 1}/{len(steps) + 1}] summary: order rate of the top-K call list, held-out "
+                "period (simulator ground truth) ==", bold=True)
     table, result = pipeline.summary_step(wd)
     click.echo(format_table(table))
     wall = time.time() - started

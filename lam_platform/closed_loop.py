@@ -26,7 +26,7 @@ from lam_platform.atomic_files import governance_lock, replace_parquet
 from lam_platform.consent import read_profiles
 from lam_platform.features import online_features, open_store, schema_fingerprint
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, rank_call_list
-from lam_platform.simulator import load_ground_truth, load_world_config
+from lam_platform.simulation.world import load_ground_truth, load_world_config
 from lam_platform.training_data import consenting_customers, finetune_arrays, training_events
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict

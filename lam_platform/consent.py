@@ -38,6 +38,21 @@ def current_profiles(profiles: pd.DataFrame, as_of: pd.Timestamp | None = None) 
     return rows.drop_duplicates("customer_id", keep="last").sort_values("customer_id").reset_index(drop=True)
 
 
+def consented(flags: pd.Series) -> pd.Series:
+    """The one consent predicate: True only where consent is recorded as given; unknown (null) is no."""
+    return flags.astype("boolean").fillna(False).astype(bool)
+
+
+def consenting_customers(profiles: pd.DataFrame, mode: str = "ledger") -> list[str]:
+    """Customers who may be trained on now. `profiles` may be the whole ledger: each customer's current
+    row counts. ledger: marketing consent is required (DESIGN.md). analysis_only (an event log without a
+    customer table, declared in lam.yaml): every customer, for analysis; such a workdir never contacts."""
+    profiles = current_profiles(profiles)
+    if mode == "analysis_only":
+        return profiles.customer_id.tolist()
+    return profiles.customer_id[consented(profiles.consent_marketing).to_numpy()].tolist()
+
+
 def read_profiles(path: Path, columns: list[str] | None = None, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
     """The profile table's current rows (see `current_profiles`), optionally only some columns."""
     wanted = None if columns is None else sorted({*columns, "customer_id", "event_timestamp"})

@@ -80,7 +80,7 @@ def fairness_report(eligible: pd.DataFrame, selected: pd.DataFrame, settings: Fa
 def call_list_fairness(workdir, settings: FairnessSettings = FairnessSettings()) -> dict:
     """The report for the workdir's latest call list against the consenting base; on a simulated world the
     observed rate is the ground truth's P(order | called) at the scoring time."""
-    from lam_platform.simulator import load_ground_truth, load_world_config
+    from lam_platform.simulation.world import load_ground_truth, load_world_config
 
     path = workdir.outputs / "call_list.parquet"
     if not path.exists():

@@ -1,7 +1,9 @@
 """Feast glue: lay out the feature repo in a workdir, apply it, materialize, and read features.
 
 The definitions live in the top-level `feature_repo/` of this project; a workdir gets a copy with
-the `feature_store.yaml` of the chosen profile (`infra/feast/local.yaml` by default).
+the `feature_store.yaml` of the chosen profile (`infra/feast/local.yaml` by default) and a
+`repo_schema.json` that says which channels, actions and profile fields its views carry (from the
+event table and lam.yaml), so the same definitions serve simulated and real data.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lam_platform.aggregates import build_aggregates
-from lam_platform.channels import REPO_CHANNEL_CONFIG, ChannelConfig, repo_channels
+from lam_platform.aggregates import AggregateSpec, build_aggregates
 from lam_platform.events import TIMESTAMP
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
 from lam_platform.workdir import Workdir
@@ -30,7 +32,7 @@ from lam_platform.workdir import Workdir
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS = PROJECT_ROOT / "feature_repo"
 LOCAL_PROFILE = PROJECT_ROOT / "infra" / "feast" / "local.yaml"
-PROFILE_FEATURES = ("age_band", "gender", "plan", "tenure_months", "region", "consent_marketing")
+CONSENT_FEATURE = "consent_marketing"
 SEQUENCE_FEATURES = ("seq_len",) + tuple(LIST_COLUMNS)
 MATERIALIZED_VIEWS = ("customer_profile", "customer_event_sequence", "customer_event_aggregates")
 SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), ("best_offer", pa.string()),
@@ -38,8 +40,32 @@ SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), (
                  ("p_order_if_not_called", pa.float64()), ("uplift", pa.float64()), ("model_version", pa.string())]
 
 
-def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE, channel_config: Path | None = None) -> Path:
-    """Copy the feature definitions, the profile's feature_store.yaml and, if given, the channel config."""
+@dataclass(frozen=True)
+class RepoSchema:
+    """What the workdir's views carry: aggregate channels and actions, and the declared profile fields."""
+
+    channels: tuple[str, ...]
+    actions: tuple[str, ...]
+    profile: dict[str, str]  # field -> "categorical" | "numeric"
+
+    @property
+    def aggregates(self) -> AggregateSpec:
+        return AggregateSpec(self.channels, self.actions)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"channels": list(self.channels), "actions": list(self.actions),
+                                    "profile": self.profile}, indent=1))
+
+    @classmethod
+    def load(cls, workdir: Workdir) -> "RepoSchema":
+        if not workdir.repo_schema.exists():
+            raise FileNotFoundError(f"no feature repo in {workdir.root}: run `lam materialize --workdir {workdir.root}`")
+        raw = json.loads(workdir.repo_schema.read_text())
+        return cls(tuple(raw["channels"]), tuple(raw["actions"]), dict(raw["profile"]))
+
+
+def prepare_repo(workdir: Workdir, schema: RepoSchema, profile: Path = LOCAL_PROFILE) -> Path:
+    """Copy the feature definitions and the profile's feature_store.yaml, and write the repo schema."""
     if not (DEFINITIONS / "definitions.py").exists():
         raise FileNotFoundError(
             f"feature definitions not found at {DEFINITIONS}; install the project with `pip install -e .`"
@@ -51,9 +77,7 @@ def prepare_repo(workdir: Workdir, profile: Path = LOCAL_PROFILE, channel_config
     shutil.copy(DEFINITIONS / "definitions.py", workdir.feature_repo / "definitions.py")
     shutil.copy(DEFINITIONS / ".feastignore", workdir.feature_repo / ".feastignore")
     shutil.copy(profile, workdir.feature_repo / "feature_store.yaml")
-    if channel_config is not None:
-        ChannelConfig.load(channel_config)  # fail here, naming the problem, not inside feast apply
-        shutil.copy(channel_config, workdir.feature_repo / REPO_CHANNEL_CONFIG)
+    schema.save(workdir.repo_schema)
     return workdir.feature_repo
 
 
@@ -100,9 +124,9 @@ def snapshot_times(workdir: Workdir) -> list[pd.Timestamp]:
 def write_snapshots(workdir: Workdir, events: pa.Table, as_of: datetime, max_len: int, customers: list[str]) -> int:
     """Sequences and aggregates of `customers` as of `as_of`, one new file in each snapshot source."""
     times = pa.array([as_of] * len(customers), TIMESTAMP)
-    channels = repo_channels(workdir.feature_repo)
+    spec = RepoSchema.load(workdir).aggregates
     for folder, table in ((workdir.sequences, build_sequences(events, customers, times, max_len)),
-                          (workdir.aggregates, build_aggregates(events, customers, times, channels))):
+                          (workdir.aggregates, build_aggregates(events, customers, times, spec))):
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, snapshot_path(folder, as_of))
     return len(customers)
@@ -146,12 +170,20 @@ def materialize_incremental(store, end: datetime) -> None:
     store.materialize_incremental(end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
-def online_features(store, customer_ids: list[str], batch_size: int = 500) -> pd.DataFrame:
+def profile_features(store) -> list[str]:
+    """The profile view's feature names as registered (the declared profile fields and consent)."""
+    return [f.name for f in store.get_feature_view("customer_profile").features]
+
+
+def online_features(store, customer_ids: list[str], batch_size: int = 500,
+                    profile_names: list[str] | None = None) -> pd.DataFrame:
     """Current profile and sequence per customer from the online store, one row per id.
 
     Unknown customers come back as rows with `found` False and nulls, not as errors.
+    `profile_names`: the profile view's features (default: read from the registry).
     """
-    refs = [f"customer_profile:{f}" for f in PROFILE_FEATURES] + [
+    profile_names = profile_names if profile_names is not None else profile_features(store)
+    refs = [f"customer_profile:{f}" for f in profile_names] + [
         f"customer_event_sequence:{f}" for f in SEQUENCE_FEATURES
     ]
     frames = []
@@ -159,7 +191,7 @@ def online_features(store, customer_ids: list[str], batch_size: int = 500) -> pd
         rows = [{"customer_id": c} for c in customer_ids[lo : lo + batch_size]]
         frames.append(pd.DataFrame(store.get_online_features(features=refs, entity_rows=rows).to_dict()))
     if not frames:
-        return pd.DataFrame(columns=["customer_id", "found", *PROFILE_FEATURES, *SEQUENCE_FEATURES])
+        return pd.DataFrame(columns=["customer_id", "found", *profile_names, *SEQUENCE_FEATURES])
     frame = pd.concat(frames, ignore_index=True)
     frame.insert(1, "found", frame.seq_len.notna() | frame.consent_marketing.notna())
     return frame
@@ -178,7 +210,7 @@ def push_scores(store, scores: pd.DataFrame) -> None:
 
 def historical_profiles(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time profile features for each (customer_id, event_timestamp) row of `entity_df`."""
-    features = [f"customer_profile:{f}" for f in PROFILE_FEATURES]
+    features = [f"customer_profile:{f}" for f in profile_features(store)]
     return store.get_historical_features(entity_df=entity_df, features=features).to_df()
 
 

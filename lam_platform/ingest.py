@@ -74,7 +74,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     for mapping in config.channels.values():
         for path in mapping.source_files(config.base):
             try:
-                raw = _read_raw(path)
+                raw = read_raw(path)
             except Exception as err:  # an unreadable file: reported, nothing of it written
                 report.unreadable_files[str(path)] = f"{type(err).__name__}: {err}"
                 continue
@@ -100,7 +100,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     return report
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
+def read_raw(path: Path) -> pd.DataFrame:
     """A source table as text (CSV) or native types (Parquet), with 1-based source line numbers."""
     if path.suffix.lower() == ".csv":
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
@@ -111,7 +111,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _text(values: pd.Series) -> pd.Series:
+def text_cells(values: pd.Series) -> pd.Series:
     """Values as stripped strings, None where missing or empty."""
     if pd.api.types.is_float_dtype(values):  # Parquet numbers: repr keeps every digit
         text = values.map(repr, na_action="ignore")
@@ -139,22 +139,22 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
             return pd.Series(None, index=raw.index, dtype=object)
         return raw[name]
 
-    roles = {"customer_id": _text(column(mapping.who, "who")), "object": _text(column(mapping.what, "what"))}
-    roles["action"] = (_text(column(mapping.how, "how")) if mapping.how
+    roles = {"customer_id": text_cells(column(mapping.who, "who")), "object": text_cells(column(mapping.what, "what"))}
+    roles["action"] = (text_cells(column(mapping.how, "how")) if mapping.how
                        else pd.Series(mapping.how_value, index=raw.index, dtype=object))
     when = column(mapping.when, "when")
-    for name, values in (("customer_id", roles["customer_id"]), ("event_timestamp", _text(when)),
+    for name, values in (("customer_id", roles["customer_id"]), ("event_timestamp", text_cells(when)),
                          ("object", roles["object"]), ("action", roles["action"])):
         reject(values.isna(), "missing_required_field", f"{name} is empty")
 
-    timestamps, unparsable, naive = _parse_timestamps(when, mapping)
-    reject(unparsable, "unparsable_timestamp", "cannot parse " + _text(when).fillna("").astype(str))
+    timestamps, unparsable, naive = parse_timestamps(when, mapping)
+    reject(unparsable, "unparsable_timestamp", "cannot parse " + text_cells(when).fillna("").astype(str))
     reject(naive, "naive_timestamp", "timestamp has no zone and the channel config gives none")
     reject(timestamps > now + config.max_future, "future_timestamp",
            f"later than ingestion time + {config.max_future}")
 
     if mapping.channel_from:
-        channel = _text(column(mapping.channel_from, "channel"))
+        channel = text_cells(column(mapping.channel_from, "channel"))
         reject(channel.notna() & ~channel.isin(list(config.channels)), "unknown_channel",
                "channel " + channel.fillna("").astype(str) + " is not declared in the channel config")
         reject(channel.isna(), "missing_required_field", "channel is empty")
@@ -164,14 +164,14 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     numeric = {}
     for name in NUMERIC_FIELDS:
         source = mapping.numeric.get(name)
-        values = _text(column(source, name)) if source else pd.Series(None, index=raw.index, dtype=object)
-        parsed = _to_float(values)
+        values = text_cells(column(source, name)) if source else pd.Series(None, index=raw.index, dtype=object)
+        parsed = to_float(values)
         written_not_finite = values.fillna("").str.lower().isin(NOT_FINITE_TEXT) | np.isinf(parsed.fillna(0))
         reject(values.notna() & parsed.isna() & ~written_not_finite, "non_numeric",
                f"{source}: not a number: " + values.fillna("").astype(str))
         reject(written_not_finite, "not_finite", f"{source}: NaN or infinity (leave the cell empty for missing)")
         numeric[name] = parsed.where(values.notna() & ~written_not_finite)
-    categorical = {name: _text(column(mapping.categorical.get(name), name)) if mapping.categorical.get(name)
+    categorical = {name: text_cells(column(mapping.categorical.get(name), name)) if mapping.categorical.get(name)
                    else pd.Series(None, index=raw.index, dtype=object) for name in CATEGORICAL_ATTRIBUTES}
 
     for name, values in {**roles, **categorical, "channel": channel}.items():
@@ -182,7 +182,7 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     roles["customer_id"] = pseudonymizer.column(roles["customer_id"])  # validated raw; stored pseudonymous
     events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
     events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]
-    ids = _text(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
+    ids = text_cells(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
     events["content"] = _content_ids(events)
     # The source's id where it has one; else (no id column, or an empty cell) the content hash.
     events["event_id"] = ids.where(ids.notna(), events.content) if ids is not None else events.content
@@ -190,7 +190,7 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     # platform never takes in), with the customer id pseudonymized like accepted events.
     rejects = raw[~ok][[c for c in mapping.mapped_columns() if c in raw.columns] + ["_line"]].copy()
     if mapping.who in rejects.columns:
-        rejects[mapping.who] = pseudonymizer.column(_text(rejects[mapping.who]))
+        rejects[mapping.who] = pseudonymizer.column(text_cells(rejects[mapping.who]))
     return _Batch(events, pd.DataFrame({
         "source_file": str(path), "source_line": rejects["_line"].astype("int64"), "channel": mapping.name,
         "reason": reason[~ok], "detail": detail[~ok].astype(str),
@@ -201,7 +201,7 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
 NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 
 
-def _to_float(values: pd.Series) -> pd.Series:
+def to_float(values: pd.Series) -> pd.Series:
     """Numbers parsed exactly (Arrow's correctly rounded conversion; pandas' fast parser can be off
     by one ulp); NaN where the text is not a plain number."""
     if pd.api.types.is_numeric_dtype(values):
@@ -214,7 +214,7 @@ def _to_float(values: pd.Series) -> pd.Series:
     return result
 
 
-def _parse_timestamps(values: pd.Series, mapping: ChannelMapping) -> tuple[pd.Series, pd.Series, pd.Series]:
+def parse_timestamps(values: pd.Series, mapping: ChannelMapping) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(UTC timestamps, unparsable mask, naive-without-zone mask); failed rows hold NaT."""
     if pd.api.types.is_datetime64_any_dtype(values):  # Parquet timestamps
         parsed = values
@@ -223,7 +223,7 @@ def _parse_timestamps(values: pd.Series, mapping: ChannelMapping) -> tuple[pd.Se
                 return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]"), values.isna(), values.notna()
             parsed = parsed.dt.tz_localize(mapping.time_zone, ambiguous="NaT", nonexistent="NaT")
         return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), values.isna(), pd.Series(False, index=values.index)
-    text = _text(values).fillna("")
+    text = text_cells(values).fillna("")
     has_zone = text.str.contains(ZONE_SUFFIX, regex=True)
     result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
     fmt = mapping.timestamp_format or "ISO8601"

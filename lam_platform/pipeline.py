@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from lam_platform.evaluation import compare_policies
+from lam_platform.aggregates import AggregateSpec
+from lam_platform.clock import as_of as parse_as_of
+from lam_platform.simulation.evaluation import compare_policies
 from lam_platform.events import read_events
 from lam_platform.features import (
     LOCAL_PROFILE,
+    RepoSchema,
     apply_repo,
     customers_with_events,
     ensure_scores_source,
@@ -21,41 +24,59 @@ from lam_platform.features import (
     snapshot_times,
     write_snapshots,
 )
+from lam_platform.platform_config import PlatformConfig
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.streaming import sequence_length
-from lam_platform.simulator import WorldConfig, load_world_config, simulate
+from lam_platform.ingest_all import ingest_sources
+from lam_platform.simulation.source import default_sources, simulate_sources
+from lam_platform.simulation.world import WorldConfig, load_world_config
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
 
 DEFAULT_SEQUENCE_LENGTH = 64
+MATERIALIZE_LOOKBACK = pd.Timedelta(days=3650)  # the views' TTL: older rows are never served
 DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
 
 
-def simulate_step(workdir: Workdir, customers: int, seed: int, pseudonymizer: Pseudonymizer) -> dict:
-    workdir.make()
-    counts = simulate(WorldConfig(n_customers=customers, seed=seed), workdir, pseudonymizer)
-    return {**counts, "events_table": str(workdir.events), "profiles": str(workdir.profiles),
-            "campaign_log": str(workdir.campaign_log)}
+def simulate_step(workdir: Workdir, customers: int, seed: int, pseudonymizer: Pseudonymizer,
+                  sources: Path | None = None) -> dict:
+    """The simulator writes its raw source tables (outside the workdir) and lam.yaml; see simulation.source."""
+    return simulate_sources(workdir, WorldConfig(n_customers=customers, seed=seed), pseudonymizer,
+                            sources or default_sources(workdir))
+
+
+def ingest_step(workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict:
+    reports = ingest_sources(workdir, pseudonymizer)
+    return {table: ({k: r[k] for k in ("rows_in", "accepted", "duplicates", "quarantined", "balanced")}
+                    if isinstance(r, dict) else r) for table, r in reports.items()}
+
+
+def world_clock(workdir: Workdir) -> pd.Timestamp:
+    """A simulated world's scoring time: the --as-of every step of the demo runs at."""
+    return load_world_config(workdir).scoring_time
 
 
 def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path = LOCAL_PROFILE,
-                     incremental: bool = False, as_of: pd.Timestamp | None = None,
-                     channel_config: Path | None = None) -> dict:
+                     incremental: bool = False, as_of: pd.Timestamp | None = None) -> dict:
     """Write sequence and aggregate snapshots, `feast apply`, and materialize into the online store.
 
-    Full (default): every customer as of `as_of` (default: the scoring time), snapshots rebuilt,
-    N = `max_len` (default 64). Incremental: only customers with events since the last snapshot,
-    appended as a new snapshot with the N of the full run; then Feast's `materialize_incremental`
-    loads the rows it has not loaded yet.
+    Full (default): every customer as of `as_of` (default: now), snapshots rebuilt, N = `max_len`
+    (default 64); the views carry the channels and actions of the event table and the profile fields
+    of lam.yaml. Incremental: only customers with events since the last snapshot, appended as a new
+    snapshot with the N and views of the full run; then Feast's `materialize_incremental` loads the
+    rows it has not loaded yet.
     """
-    world = load_world_config(workdir)
-    as_of = pd.Timestamp(as_of if as_of is not None else world.scoring_time)
-    if as_of.tzinfo is None:
-        raise ValueError(f"--as-of must carry a time zone (e.g. {as_of.isoformat()}+00:00); got {as_of.isoformat()}")
-    prepare_repo(workdir, profile, channel_config)
+    platform = PlatformConfig.load(workdir.root)
+    as_of = parse_as_of(as_of)
+    if not workdir.events.exists() or not workdir.profiles.exists():
+        raise FileNotFoundError(f"no ingested data in {workdir.root}: run `lam ingest --workdir {workdir.root}` first")
+    events = read_events(workdir.events)
+    spec = AggregateSpec.of(events)
+    platform.check_actions(set(spec.actions))
+    schema = RepoSchema.load(workdir) if incremental else RepoSchema(spec.channels, spec.actions, platform.profile_fields)
+    prepare_repo(workdir, schema, profile)
     ensure_scores_source(workdir)
     previous = snapshot_times(workdir)
-    events = read_events(workdir.events)
     if incremental:
         if not previous:
             raise FileNotFoundError(f"no earlier snapshot in {workdir.sequences}: run a full `lam materialize` first")
@@ -78,24 +99,25 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
     if incremental:
         materialize_incremental(store, as_of)
     else:
-        materialize(store, world.world_start - pd.Timedelta(days=2), as_of)
+        materialize(store, as_of - MATERIALIZE_LOOKBACK, as_of)
     return {"feature_repo": str(workdir.feature_repo), "mode": "incremental" if incremental else "full",
             "customers_refreshed": rows, "max_len": max_len, "as_of": as_of.isoformat(),
             "online_store": store.config.online_store.type}
 
 
-def pretrain_step(workdir: Workdir, config: Path) -> dict:
+def pretrain_step(workdir: Workdir, config: Path, as_of: pd.Timestamp | None = None) -> dict:
     from ray_jobs import pretrain
     from ray_jobs.training import JobConfig
 
-    return pretrain.run(workdir, JobConfig.load(config))
+    return pretrain.run(workdir, JobConfig.load(config), parse_as_of(as_of))
 
 
-def finetune_step(workdir: Workdir, config: Path, artifact: Path | None = None) -> dict:
+def finetune_step(workdir: Workdir, config: Path, artifact: Path | None = None, as_of: pd.Timestamp | None = None,
+                  target: str | None = None) -> dict:
     from ray_jobs import finetune
     from ray_jobs.training import JobConfig
 
-    return finetune.run(workdir, JobConfig.load(config), artifact)
+    return finetune.run(workdir, JobConfig.load(config), parse_as_of(as_of), artifact, target)
 
 
 def summary_step(workdir: Workdir, seed: int = 0) -> tuple[pd.DataFrame, dict]:

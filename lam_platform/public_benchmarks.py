@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import torch
 
 from lam_platform import metrics
-from lam_platform.evaluation import popularity_ranks, rank_next_objects
+from lam_platform.simulation.evaluation import popularity_ranks, rank_next_objects
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP
 from lam_platform.sequences import build_sequences
 from lightning_modules.config import LAMConfig

@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lam_platform.evaluation import format_table
-from lam_platform.evaluation_report import _save, evaluate
+from lam_platform.simulation.evaluation import format_table
+from lam_platform.simulation.evaluation_report import _save, evaluate
 from lam_platform.fairness import call_list_fairness
 from lam_platform.features import online_features, open_store
 from lam_platform.workdir import Workdir

@@ -1,12 +1,13 @@
-"""Online scoring: sequences from the Feast online store -> LAM -> per-campaign uplift -> call list.
+"""Online scoring: sequences from the Feast online store -> LAM -> per-campaign uplift -> call list,
+or -> the probability of an event-derived target.
 
-Run: `lam score --workdir ./lam-demo` (after `lam finetune`). Writes outputs/call_list.{parquet,csv}
-(top-K by uplift, one best campaign per customer) and outputs/scores.parquet (every eligible customer).
+Run: `lam score --workdir ./lam-demo [--as-of T]` (after `lam finetune`). Writes outputs/call_list.{parquet,csv}
+(top-K by uplift, one best campaign per customer, the call-list rules of lam.yaml applied) and
+outputs/scores.parquet (every eligible customer). `lam score --target NAME` writes outputs/targets/NAME.parquet.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +18,15 @@ import pyarrow as pa
 import torch
 
 from lam_platform.explanations import DrivingEvent, driving_events, reason
+from lam_platform.consent import consented, consenting_customers, read_profiles
 from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
-from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
 from lam_platform.sequences import SEQUENCE_SCHEMA
-from lam_platform.simulator import load_world_config
 from lam_platform.workdir import Workdir
-from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version
 from lightning_modules.attribution import integrated_gradients
-from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
+from lightning_modules.batches import CampaignContext, CustomerContext, EventBatch, dataclass_from_arrays
 
-CONTACT_HOUR = 10  # call lists are worked from 10:00 (the simulator's campaigns call between 09:00 and 18:00)
 CALL_LIST_COLUMNS = ["rank", "customer_id", "offer", "method", "contact_time", "p_order_if_called",
                      "p_order_if_not_called", "uplift", "reason", "driving_events", "model_version", "scored_at"]
 
@@ -54,10 +53,11 @@ class CampaignScorer:
     """A loaded model (backbone + campaign-response head + tokenizer) that scores candidate campaigns."""
 
     artifact: ModelArtifact
+    backbone: torch.nn.Module | None = None  # share one loaded backbone between scorers of a version
 
     def __post_init__(self) -> None:
         self.tokenizer = self.artifact.tokenizer
-        self.backbone = self.artifact.load_backbone()
+        self.backbone = self.backbone or self.artifact.load_backbone()
         self.head = self.artifact.load_head("campaign_response")
 
     @torch.no_grad()
@@ -149,17 +149,46 @@ def _micros(times: list[pd.Timestamp]) -> np.ndarray:
     return np.array([pd.Timestamp(t).tz_convert("UTC").value // 1000 for t in times], dtype=np.int64)
 
 
-CONTACT_CHANNEL = "telemarketing"  # outbound contacts (calls, SMS) land in the stream on this channel
-CONVERSION_ACTION = "purchase"
+@dataclass
+class TargetScorer:
+    """A loaded model's target heads (lam.yaml `targets`): P(target within its horizon | customer at t)."""
+
+    artifact: ModelArtifact
+    names: list[str]
+    backbone: torch.nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.tokenizer = self.artifact.tokenizer
+        self.backbone = self.backbone or self.artifact.load_backbone()
+        self.heads = {name: self.artifact.load_head(name) for name in self.names}
+
+    @torch.no_grad()
+    def score_state(self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray,
+                    as_of: pd.Timestamp) -> dict[str, np.ndarray]:
+        """Each target's probability per row at `as_of`, from precomputed customer states."""
+        at_us = np.full(len(rows), _micros([as_of])[0], dtype=np.int64)
+        context = dataclass_from_arrays(CustomerContext, self.tokenizer.encode_customers(rows, at_us, last_event_us))
+        return {name: torch.sigmoid(head(state, context)).numpy() for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def score(self, rows: pd.DataFrame, as_of: pd.Timestamp, batch_size: int = 1024) -> pd.DataFrame:
+        frames = []
+        for lo in range(0, len(rows), batch_size):
+            chunk = rows.iloc[lo : lo + batch_size].reset_index(drop=True)
+            events, last_event_us = online_event_batch(self.tokenizer, chunk)
+            scores = self.score_state(chunk, self.backbone(events).state, last_event_us, as_of)
+            frames.append(pd.DataFrame({"customer_id": chunk.customer_id.to_numpy(), **scores}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["customer_id", *self.names])
 
 
-def call_exclusions(rows: pd.DataFrame, as_of: pd.Timestamp, cooldown_days: float,
-                    converted_within_days: float) -> pd.Series:
+def call_exclusions(rows: pd.DataFrame, as_of: pd.Timestamp, rules: CallListRules) -> pd.Series:
     """Why each online row may not be called at `as_of` (None = eligible), first reason that applies:
-    no_consent (also unknown customers: no profile, no consent), contacted_within_cooldown (an outbound
-    contact in the last `cooldown_days`), already_converted (a purchase in the last `converted_within_days`).
+    no_consent (unknown consent too: no profile, no consent), contacted_within_cooldown (an event on the
+    rules' contact channel in the last `cooldown_days`), already_converted (an event with the conversion
+    action in the last `converted_within_days`). The one rule set for the API and the batch list alike.
     """
-    consent = rows.consent_marketing.astype("boolean").fillna(False).astype(bool).to_numpy()
+    cooldown_days, converted_within_days = rules.cooldown_days, rules.converted_within_days
+    consent = consented(rows.consent_marketing).to_numpy()
     events = rows[["event_timestamps", "channels", "actions"]].copy()
     events["row"] = np.arange(len(rows))
     events = events[events.event_timestamps.map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > 0)]
@@ -169,9 +198,10 @@ def call_exclusions(rows: pd.DataFrame, as_of: pd.Timestamp, cooldown_days: floa
         flat = events.explode(["event_timestamps", "channels", "actions"])
         ts = pd.to_datetime(flat.event_timestamps, utc=True)
         before = ts <= as_of
-        hit = flat.row[before & (flat.channels == CONTACT_CHANNEL) & (ts > as_of - pd.Timedelta(days=cooldown_days))]
+        hit = flat.row[before & (flat.channels == rules.contact_channel)
+                       & (ts > as_of - pd.Timedelta(days=cooldown_days))]
         contacted[hit.to_numpy(dtype=np.int64)] = True
-        hit = flat.row[before & (flat.actions == CONVERSION_ACTION)
+        hit = flat.row[before & (flat.actions == rules.conversion_action)
                        & (ts > as_of - pd.Timedelta(days=converted_within_days))]
         converted[hit.to_numpy(dtype=np.int64)] = True
     reasons = np.full(len(rows), None, dtype=object)
@@ -188,27 +218,54 @@ def rank_call_list(scores: pd.DataFrame, capacity: int) -> pd.DataFrame:
     return best.assign(rank=np.arange(1, len(best) + 1))
 
 
-def next_contact_time(as_of: pd.Timestamp, hour: int = CONTACT_HOUR) -> pd.Timestamp:
+def next_contact_time(as_of: pd.Timestamp, hour: int) -> pd.Timestamp:
     """The first `hour`:00 at or after `as_of`: when a call list scored at `as_of` is worked."""
     start = as_of.normalize() + pd.Timedelta(hours=hour)
     return start if start >= as_of else start + pd.Timedelta(days=1)
 
 
-def score(workdir: Workdir, capacity: int | None = None, artifact_path: Path | None = None) -> dict:
-    """Score every consenting customer from the online store and write the call list."""
-    world = load_world_config(workdir)
-    as_of = world.scoring_time
+def score(workdir: Workdir, as_of: pd.Timestamp, capacity: int | None = None, artifact_path: Path | None = None
+          ) -> dict:
+    """Score every customer the call-list rules allow from the online store and write the call list."""
+    platform = PlatformConfig.load(workdir.root)
+    if not platform.contact_allowed:
+        raise PlatformConfigError(f"{workdir.config}: consent is `analysis_only`, so no call list is built; "
+                                  "score targets with `lam score --target NAME`, or declare a customers table "
+                                  "with consent")
+    catalogue = platform.require_catalogue()
     store = open_store(workdir)
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     artifact.check_schema(schema_fingerprint(store))
     customer_ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
     online = online_features(store, customer_ids)
-    eligible = online[online.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
-    capacity = capacity or max(1, round(0.05 * len(customer_ids)))
+    reasons = call_exclusions(online, as_of, platform.call_list)
+    eligible = online[reasons.isna().to_numpy()].reset_index(drop=True)
+    capacity = capacity or platform.call_list.calls_for(len(customer_ids))
     scorer = CampaignScorer(artifact)
-    scores = scorer.score(eligible, next_contact_time(as_of), list(itertools.product(OFFERS, METHODS)))
+    scores = scorer.score(eligible, next_contact_time(as_of, catalogue.contact_slots[0]), catalogue.campaigns)
     published = publish_scores(workdir, store, scores, as_of, artifact, capacity, scorer)
-    return {**published, "scored": len(eligible), "excluded_without_consent": len(online) - len(eligible)}
+    return {**published, "scored": len(eligible), "excluded": reasons.value_counts().to_dict()}
+
+
+def score_target(workdir: Workdir, target: str, as_of: pd.Timestamp, artifact_path: Path | None = None) -> dict:
+    """Score target `target` for every customer who may be trained on (consent per lam.yaml), from the online
+    store; writes outputs/targets/<target>.parquet (customer_id, probability, model_version, scored_at)."""
+    platform = PlatformConfig.load(workdir.root)
+    platform.target(target)
+    store = open_store(workdir)
+    artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, target))
+    artifact.check_schema(schema_fingerprint(store))
+    customers = consenting_customers(read_profiles(workdir.profiles), platform.consent_mode)
+    rows = online_features(store, customers)
+    rows = rows[rows.seq_len.fillna(0) > 0].reset_index(drop=True)  # no history, nothing to score
+    scores = TargetScorer(artifact, [target]).score(rows, as_of).rename(columns={target: "probability"})
+    scores = scores.assign(model_version=artifact.path.name, scored_at=as_of).sort_values(
+        "probability", ascending=False, kind="stable")
+    path = workdir.outputs / "targets" / f"{target}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(path, index=False)
+    return {"target": target, "scores": str(path), "scored": len(scores), "model_version": artifact.path.name,
+            "as_of": as_of.isoformat(), "mean_probability": round(float(scores.probability.mean()), 4) if len(scores) else None}
 
 
 def publish_scores(workdir: Workdir, store, scores: pd.DataFrame, as_of: pd.Timestamp, artifact: ModelArtifact,

@@ -6,6 +6,7 @@
 - fine-tuning: the campaign log is the entity frame. Profiles come from Feast's
   `get_historical_features` (as of each contact); sequences from the exact sequence builder
   (events strictly before the contact).
+- target heads: the cut-off grid of `lam_platform.targets` is the entity frame, the same way.
 Both are written as Parquet shards of tokenized arrays (lightning_modules.datasets) that the Ray
 Train workers stream through Ray Data.
 """
@@ -19,25 +20,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lam_platform.consent import consenting_customers
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import historical_profiles
-from lam_platform.ground_truth import METHODS, OFFERS
-from lam_platform.consent import current_profiles
+from lam_platform.platform_config import PlatformConfig
 from lam_platform.sequences import build_sequences
+from lam_platform.targets import CutoffGrid, Target, target_examples
 from lam_platform.workdir import Workdir
 from lightning_modules.datasets import write_training_shards
 from lightning_modules.tokenizer import EventTokenizer
 
 ONE_MICROSECOND = pd.Timedelta(microseconds=1)
-
-
-def consenting_customers(profiles: pd.DataFrame) -> list[str]:
-    """Customers who may be trained on and scored now: marketing consent is required (DESIGN.md).
-
-    `profiles` may be the whole consent ledger: only each customer's current row counts.
-    """
-    profiles = current_profiles(profiles)
-    return profiles.customer_id[profiles.consent_marketing.astype(bool)].tolist()
 
 
 def training_events(workdir: Workdir, until: pd.Timestamp, customers: list[str]) -> pa.Table:
@@ -48,10 +41,15 @@ def training_events(workdir: Workdir, until: pd.Timestamp, customers: list[str])
     return events.filter(keep)
 
 
-def fit_tokenizer(events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp, max_len: int) -> EventTokenizer:
-    customers = consenting_customers(profiles)
+def fit_tokenizer(events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp, max_len: int,
+                  platform: PlatformConfig) -> EventTokenizer:
+    """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares."""
+    customers = consenting_customers(profiles, platform.consent_mode)
     snapshot = build_sequences(events, customers, pa.array([until] * len(customers), TIMESTAMP), max_len=10**6)
-    return EventTokenizer.fit(snapshot, profiles, list(OFFERS), list(METHODS), max_len)
+    catalogue = platform.catalogue
+    return EventTokenizer.fit(snapshot, profiles, catalogue.offers if catalogue else [],
+                              catalogue.methods if catalogue else [], max_len,
+                              categorical_profile=platform.categorical_profile, numeric_profile=platform.numeric_profile)
 
 
 def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_customer: int, recent: int,
@@ -144,3 +142,27 @@ def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, toke
     arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer, eligible)
     write_training_shards(arrays, path)
     return counts
+
+
+def target_arrays(store, events: pa.Table, examples: pd.DataFrame, tokenizer: EventTokenizer) -> dict[str, np.ndarray]:
+    """Target examples (customer_id, event_timestamp = cut-off, label) tokenized: events strictly before each
+    cut-off, profiles from Feast as of it, the gap from the latest event to it, and the label."""
+    entity_df = examples[["customer_id", "event_timestamp"]].copy()
+    entity_df["row_id"] = np.arange(len(entity_df))
+    profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
+    sequences = build_sequences(events, pa.array(examples.customer_id, pa.string()),
+                                pa.array(examples.event_timestamp, TIMESTAMP), tokenizer.max_len)
+    arrays = tokenizer.encode_events(sequences)
+    at_us = pd.DatetimeIndex(examples.event_timestamp).as_unit("us").asi8
+    arrays.update(tokenizer.encode_customers(profiles, at_us, arrays.pop("last_event_us")))
+    arrays["label"] = examples.label.to_numpy(np.float32)
+    return arrays
+
+
+def build_target_set(store, events: pa.Table, customers: list[str], as_of: pd.Timestamp, target: Target,
+                     grid: CutoffGrid, tokenizer: EventTokenizer, path: Path) -> dict:
+    """The target's training set (mature labels only, see lam_platform.targets) as shards in `path`; its counts."""
+    examples = target_examples(events, customers, as_of, target, grid)
+    write_training_shards(target_arrays(store, events, examples, tokenizer), path)
+    return {"rows": len(examples), "positives": int(examples.label.sum()), "base_rate": round(float(examples.label.mean()), 4),
+            "cutoffs": sorted({t.isoformat() for t in examples.event_timestamp})}

@@ -17,6 +17,10 @@ class Workdir:
         return cls(Path(path).resolve())
 
     @property
+    def config(self) -> Path:
+        return self.root / "lam.yaml"  # the platform config (lam_platform.platform_config)
+
+    @property
     def feature_repo(self) -> Path:
         return self.root / "feature_repo"
 
@@ -51,6 +55,10 @@ class Workdir:
     @property
     def scores(self) -> Path:
         return self.data / "lam_scores.parquet"
+
+    @property
+    def repo_schema(self) -> Path:
+        return self.feature_repo / "repo_schema.json"  # channels, actions, profile fields the views are built for
 
     @property
     def quarantine(self) -> Path:

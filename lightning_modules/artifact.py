@@ -4,7 +4,7 @@
         model_card.json          config, feature views + schema fingerprint, data range, metrics, compute cost
         tokenizer.json           vocabularies and numeric scaling
         backbone.pt              backbone state dict (tensors only; loaded with weights_only=True)
-        heads/<head>.pt          one state dict per head: next_action, campaign_response, ...
+        heads/<head>.pt          one state dict per head: next_action, campaign_response, one per target ...
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import torch
 from torch import nn
 
 from lightning_modules.config import LAMConfig
-from lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
+from lightning_modules.heads import head_kind
+from lightning_modules.model import LAMBackbone
 from lightning_modules.tokenizer import EventTokenizer
-
-HEADS: dict[str, type[nn.Module]] = {"next_action": NextActionHead, "campaign_response": CampaignResponseHead}
 
 
 class SchemaMismatchError(RuntimeError):
@@ -54,7 +53,9 @@ def latest_version(artifacts: Path, head: str | None = None) -> Path:
     """The newest version (that holds `head`, if given)."""
     versions = versions_with_head(artifacts, head)
     if not versions:
-        need = "`lam pretrain` then `lam finetune`" if head == "campaign_response" else "`lam pretrain`"
+        need = "`lam pretrain`" if head in (None, "next_action") else \
+            ("`lam pretrain` then `lam finetune`" if head == "campaign_response" else
+             f"`lam pretrain` then `lam finetune --target {head}`")
         raise FileNotFoundError(f"no model artifact{f' with a {head} head' if head else ''} under {artifacts}: "
                                 f"run {need} first")
     return versions[-1]
@@ -91,13 +92,17 @@ class ModelArtifact:
     def tokenizer(self) -> EventTokenizer:
         return EventTokenizer.load(self.path / "tokenizer.json")
 
-    def add_head(self, name: str, state: dict, info: dict) -> None:
-        """Save a head's weights next to the backbone and record its metrics and cost in the card."""
-        if name not in HEADS:
-            raise ValueError(f"unknown head {name!r}; known heads: {sorted(HEADS)}")
+    def add_head(self, name: str, state: dict, info: dict, kind: str | None = None) -> None:
+        """Save a head's weights next to the backbone and record its kind, metrics and cost in the card.
+
+        kind: the registered head kind (lightning_modules.heads); default: the head's name (next_action,
+        campaign_response). Target heads are named after their target, of kind "target".
+        """
+        kind = kind or name
+        head_kind(kind)
         torch.save(state, self.path / "heads" / f"{name}.pt")
         card = self.card
-        card["heads"][name] = info
+        card["heads"][name] = {**info, "kind": kind}
         self.write_card(card)
 
     def derive(self, path: Path, backbone: dict) -> "ModelArtifact":
@@ -137,6 +142,6 @@ class ModelArtifact:
         file = self.path / "heads" / f"{name}.pt"
         if not file.exists():
             raise FileNotFoundError(f"model {self.path.name} has no {name!r} head yet (heads: {sorted(self.card['heads'])})")
-        head = HEADS[name](self.config)
+        head = head_kind(self.card["heads"].get(name, {}).get("kind", name)).head(self.config)
         head.load_state_dict(torch.load(file, weights_only=True))
         return head.eval()

@@ -31,13 +31,27 @@ class NextActionTargets:
 
 @dataclass
 class CampaignContext:
-    profile: Tensor  # (B, 4) int64: age_band, gender, plan, region ids; 0 = unknown
-    tenure_years: Tensor  # (B,) float32
+    profile: Tensor  # (B, P) int64: one id per declared categorical profile field; 0 = unknown
+    profile_numeric: Tensor  # (B, Q) float32: declared numeric profile fields, scaled; 0 = unknown
     offer: Tensor  # (B,) int64
     method: Tensor  # (B,) int64
     log_hours_since_last_event: Tensor  # (B,) float32: at contact time; the gap to the prediction time
     contact_hour: Tensor  # (B,) int64
     contact_weekday: Tensor  # (B,) int64
+
+
+@dataclass
+class CustomerContext:
+    """What a target head sees besides the backbone's state, at the prediction time t."""
+
+    profile: Tensor  # (B, P) int64, as in CampaignContext
+    profile_numeric: Tensor  # (B, Q) float32, as in CampaignContext
+    log_hours_since_last_event: Tensor  # (B,) float32: log1p(hours from the latest event to t)
+
+
+@dataclass
+class TargetLabels:
+    label: Tensor  # (B,) float32: 1 when the target happened within its horizon after t
 
 
 @dataclass

@@ -12,7 +12,8 @@ class LAMConfig:
     n_objects: int = 64
     n_actions: int = 16
     n_numeric: int = 2  # amount, duration_s
-    profile_vocab_sizes: tuple[int, ...] = (6, 4, 5, 6)  # age_band, gender, plan, region
+    profile_vocab_sizes: tuple[int, ...] = (6, 4, 5, 6)  # one per declared categorical profile field
+    n_profile_numeric: int = 1  # declared numeric profile fields
     n_offers: int = 5
     n_methods: int = 4
     # Backbone.

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.batches import CampaignContext, EventBatch
+from lightning_modules.batches import CampaignContext, CustomerContext, EventBatch
 from lightning_modules.config import LAMConfig
 
 
@@ -209,15 +209,36 @@ class CampaignResponseHead(nn.Module):
         self.method = nn.Embedding(config.n_methods, d)
         self.hour = nn.Embedding(24, d)
         self.weekday = nn.Embedding(7, d)
-        self.numeric = nn.Linear(2, d)  # tenure, log hours since the last event
+        self.numeric = nn.Linear(1 + config.n_profile_numeric, d)  # log hours since the last event, profile numbers
         self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 2))
 
     def forward(self, state: Tensor, context: CampaignContext) -> CampaignResponseOutput:
         customer = state + sum(emb(context.profile[:, i]) for i, emb in enumerate(self.profile))
-        numeric = torch.stack([context.tenure_years, context.log_hours_since_last_event], dim=-1)
+        numeric = torch.cat([context.log_hours_since_last_event.unsqueeze(-1), context.profile_numeric], dim=-1)
         campaign = (self.offer(context.offer) + self.method(context.method) + self.hour(context.contact_hour)
                     + self.weekday(context.contact_weekday) + self.numeric(numeric))
         base, effect = self.mlp(torch.cat([customer, campaign], dim=-1)).unbind(-1)  # (B,), (B,)
         # Contacted = the customer's baseline odds plus the contact's effect: every row, contacted or control,
         # trains the baseline, so the few controls (10% of the log) need not learn it alone.
         return CampaignResponseOutput(logit_contacted=base + effect, logit_not_contacted=base)
+
+
+class TargetHead(nn.Module):
+    """Event-derived target head: customer state + profile + time since the last event -> log-odds that the
+    target (an action within H days, or no event within H days) happens after the prediction time.
+
+    The backbone's state is the customer after the latest event; how long ago that was at the prediction time
+    is the head's input, so the same state scored a week later reads as a week less active.
+    """
+
+    def __init__(self, config: LAMConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.profile = nn.ModuleList(nn.Embedding(n, d, padding_idx=0) for n in config.profile_vocab_sizes)
+        self.numeric = nn.Linear(1 + config.n_profile_numeric, d)
+        self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
+
+    def forward(self, state: Tensor, context: CustomerContext) -> Tensor:
+        customer = state + sum(emb(context.profile[:, i]) for i, emb in enumerate(self.profile))
+        numeric = torch.cat([context.log_hours_since_last_event.unsqueeze(-1), context.profile_numeric], dim=-1)
+        return self.mlp(torch.cat([customer, self.numeric(numeric)], dim=-1)).squeeze(-1)  # (B,) log-odds

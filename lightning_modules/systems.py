@@ -14,8 +14,10 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from lightning_modules.batches import (
     CampaignContext,
     CampaignLabels,
+    CustomerContext,
     EventBatch,
     NextActionTargets,
+    TargetLabels,
     dataclass_from_arrays,
 )
 from lightning_modules.config import LAMConfig
@@ -25,6 +27,7 @@ from lightning_modules.model import (
     LAMBackbone,
     NextActionHead,
     NextActionOutput,
+    TargetHead,
 )
 
 
@@ -99,6 +102,35 @@ class CampaignResponseSystem(pl.LightningModule):
         # Inverse-propensity weights undo the logged policy's selection (who it contacted, which arm).
         per_row = F.binary_cross_entropy_with_logits(logit, labels.outcome, reduction="none")
         loss = (per_row * labels.weight).sum() / labels.weight.sum().clamp(min=1e-6)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=logit.shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+
+
+class TargetSystem(pl.LightningModule):
+    """Fine-tuning on an event-derived target (e.g. purchase within 30 days): P(target | customer at t)."""
+
+    def __init__(self, config: LAMConfig, learning_rate: float = 3e-3, weight_decay: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = LAMBackbone(config)
+        self.target = TargetHead(config)
+
+    def forward(self, events: EventBatch, context: CustomerContext) -> torch.Tensor:
+        return self.target(self.backbone(events).state, context)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "val")
+
+    def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
+        logit = self(dataclass_from_arrays(EventBatch, batch), dataclass_from_arrays(CustomerContext, batch))
+        loss = F.binary_cross_entropy_with_logits(logit, dataclass_from_arrays(TargetLabels, batch).label)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=logit.shape[0])
         return loss
 

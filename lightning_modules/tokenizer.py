@@ -7,7 +7,7 @@ fitted on the training period and saved as JSON next to the weights.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 PAD, OOV = 0, 1
 CATEGORICAL_LISTS = ("channels", "objects", "actions")
 NUMERIC_LISTS = ("amounts", "durations_s")
-PROFILE_FIELDS = ("age_band", "gender", "plan", "region")
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
 
@@ -33,15 +32,18 @@ def _vocabulary(values: pa.Array, min_count: int) -> list[str]:
 class EventTokenizer:
     vocabularies: dict[str, list[str]]  # list column -> tokens; token i has id i + 2
     numeric_scaling: dict[str, tuple[float, float]]  # list column -> (median, scale) of log1p(value)
-    profile_vocabularies: dict[str, list[str]]
+    profile_vocabularies: dict[str, list[str]]  # categorical profile field -> tokens (declared order)
     offers: list[str]
     methods: list[str]
     max_len: int
+    profile_scaling: dict[str, tuple[float, float]] = field(default_factory=dict)  # numeric field -> (median, scale)
 
     @classmethod
     def fit(cls, sequences: pa.Table, profiles: pd.DataFrame, offers: list[str], methods: list[str],
-            max_len: int, min_count: int = 5) -> "EventTokenizer":
-        """Fit on training-period sequences (list columns as in the `customer_event_sequence` view)."""
+            max_len: int, min_count: int = 5, categorical_profile: list[str] = (),
+            numeric_profile: list[str] = ()) -> "EventTokenizer":
+        """Fit on training-period sequences (list columns as in the `customer_event_sequence` view) and the
+        declared profile fields (none for a workdir without a customer table)."""
         vocabularies = {c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count) for c in CATEGORICAL_LISTS}
         scaling = {}
         for column in NUMERIC_LISTS:
@@ -52,8 +54,13 @@ class EventTokenizer:
                 continue
             q25, q50, q75 = np.percentile(logged, [25, 50, 75])  # robust to heavy-tailed amounts
             scaling[column] = (float(q50), float(max(q75 - q25, 1e-3)))
-        profile_vocabularies = {f: sorted(profiles[f].dropna().astype(str).unique().tolist()) for f in PROFILE_FIELDS}
-        return cls(vocabularies, scaling, profile_vocabularies, sorted(offers), sorted(methods), max_len)
+        profile_vocabularies = {f: sorted(profiles[f].dropna().astype(str).unique().tolist()) for f in categorical_profile}
+        profile_scaling = {}
+        for name in numeric_profile:
+            values = pd.to_numeric(profiles[name], errors="coerce").dropna().to_numpy(dtype=np.float64)
+            q25, q50, q75 = np.percentile(values, [25, 50, 75]) if len(values) else (0.0, 0.0, 1.0)
+            profile_scaling[name] = (float(q50), float(max(q75 - q25, 1e-3)))
+        return cls(vocabularies, scaling, profile_vocabularies, sorted(offers), sorted(methods), max_len, profile_scaling)
 
     # -- sizes for LAMConfig -------------------------------------------------------------------
     def config_sizes(self) -> dict:
@@ -62,7 +69,8 @@ class EventTokenizer:
             "n_objects": len(self.vocabularies["objects"]) + 2,
             "n_actions": len(self.vocabularies["actions"]) + 2,
             "n_numeric": len(NUMERIC_LISTS),
-            "profile_vocab_sizes": tuple(len(self.profile_vocabularies[f]) + 2 for f in PROFILE_FIELDS),
+            "profile_vocab_sizes": tuple(len(tokens) + 2 for tokens in self.profile_vocabularies.values()),
+            "n_profile_numeric": len(self.profile_scaling),
             "n_offers": len(self.offers),
             "n_methods": len(self.methods),
             "max_len": self.max_len,
@@ -118,11 +126,17 @@ class EventTokenizer:
         return {**self.encode_profiles(profiles), **self.encode_contacts(offers, methods, contact_us, last_event_us)}
 
     def encode_profiles(self, profiles: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The profile part of CampaignContext: profile ids and tenure, one row per profile row."""
+        """The profile part of CampaignContext, one row per profile row: categorical ids (0 = missing) and
+        numeric fields scaled by their training median and IQR (0 = missing)."""
+        n = len(profiles)
+        ids = [self._profile_ids(f, profiles[f]) for f in self.profile_vocabularies]
+        numeric = []
+        for name, (center, scale) in self.profile_scaling.items():
+            values = pd.to_numeric(profiles[name], errors="coerce").to_numpy(dtype=np.float64)
+            numeric.append(np.nan_to_num((values - center) / scale))
         return {
-            "profile": np.stack([self._profile_ids(f, profiles[f]) for f in PROFILE_FIELDS], axis=-1),
-            "tenure_years": (pd.to_numeric(profiles["tenure_months"], errors="coerce").fillna(0).to_numpy() / 12.0)
-            .astype(np.float32),
+            "profile": np.stack(ids, axis=-1) if ids else np.zeros((n, 0), np.int64),
+            "profile_numeric": (np.stack(numeric, axis=-1) if numeric else np.zeros((n, 0))).astype(np.float32),
         }
 
     def encode_contacts(self, offers, methods, contact_us: np.ndarray, last_event_us: np.ndarray) -> dict[str, np.ndarray]:
@@ -132,14 +146,20 @@ class EventTokenizer:
         (customer, campaign, time) pairs costs no per-pair pandas work.
         """
         contact_us = np.asarray(contact_us, dtype=np.int64)
-        hours_since = np.where(last_event_us > np.iinfo(np.int64).min, (contact_us - last_event_us) / US_PER_HOUR, 24 * 365)
         return {
             "offer": self._lookup(self.offers, offers, "offer"),
             "method": self._lookup(self.methods, methods, "method"),
-            "log_hours_since_last_event": np.log1p(np.clip(hours_since, 0, None)).astype(np.float32),
+            "log_hours_since_last_event": _log_hours_since(contact_us, last_event_us),
             "contact_hour": ((contact_us // US_PER_HOUR) % 24).astype(np.int64),
             "contact_weekday": ((contact_us // US_PER_DAY + 3) % 7).astype(np.int64),
         }
+
+    def encode_customers(self, profiles: pd.DataFrame, at_us: np.ndarray, last_event_us: np.ndarray
+                         ) -> dict[str, np.ndarray]:
+        """Arrays for CustomerContext (target heads): profile ids and numbers, and the gap from each row's
+        latest event to its prediction time `at_us` (microseconds since the epoch, UTC)."""
+        return {**self.encode_profiles(profiles),
+                "log_hours_since_last_event": _log_hours_since(np.asarray(at_us, np.int64), last_event_us)}
 
     def encode_tokens(self, column: str, values) -> np.ndarray:
         """Tokens of a categorical list column (a flat sequence of strings) -> ids; unseen -> 1 (OOV)."""
@@ -185,7 +205,14 @@ class EventTokenizer:
     def load(cls, path: Path) -> "EventTokenizer":
         values = json.loads(path.read_text())
         values["numeric_scaling"] = {k: tuple(v) for k, v in values["numeric_scaling"].items()}
+        values["profile_scaling"] = {k: tuple(v) for k, v in values.get("profile_scaling", {}).items()}
         return cls(**values)
+
+
+def _log_hours_since(at_us: np.ndarray, last_event_us: np.ndarray) -> np.ndarray:
+    """log1p(hours from the latest event to `at_us`); a year for a row without events."""
+    hours = np.where(last_event_us > np.iinfo(np.int64).min, (at_us - last_event_us) / US_PER_HOUR, 24 * 365)
+    return np.log1p(np.clip(hours, 0, None)).astype(np.float32)
 
 
 def _last_per_row(ts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

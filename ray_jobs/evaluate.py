@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lam_platform.evaluation_report import evaluate
+from lam_platform.simulation.evaluation_report import evaluate
 from lam_platform.workdir import Workdir
 
 

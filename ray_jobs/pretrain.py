@@ -1,8 +1,9 @@
 """Pretrain the LAM (backbone + next-action head) with Ray Train and save a new model artifact.
 
-Run:  python -m ray_jobs.pretrain --config ray_jobs/configs/demo.yaml --workdir ./lam-demo
+Run:  python -m ray_jobs.pretrain --config ray_jobs/configs/demo.yaml --workdir ./lam-demo [--as-of T]
 On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.pretrain --config ... --workdir <shared path>
-Reads the event table and profiles of the training period; writes <workdir>/artifacts/lam-v<N>/.
+Reads lam.yaml, the event table and profiles; trains on events strictly before the as-of time (default
+now); writes <workdir>/artifacts/lam-v<N>/.
 """
 
 from __future__ import annotations
@@ -10,25 +11,30 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
 
+from lam_platform.clock import as_of as parse_as_of
+from lam_platform.consent import consenting_customers, read_profiles
 from lam_platform.features import MODEL_VIEWS, open_store, schema_fingerprint
-from lam_platform.simulator import load_world_config
-from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
+from lam_platform.platform_config import PlatformConfig
+from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
 from lam_platform.workdir import Workdir
-from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
 from lightning_modules.config import LAMConfig
 from ray_jobs.training import JobConfig, fit_with_ray
 
 
-def run(workdir: Workdir, job: JobConfig) -> dict:
+def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     """Build the pretraining set, fit with Ray, export the artifact; returns what the CLI prints."""
-    world = load_world_config(workdir)
-    until = world.scoring_time  # the training period ends where the held-out period starts
+    platform = PlatformConfig.load(workdir.root)
+    until = as_of  # training sees events strictly before the as-of time
     fingerprint = schema_fingerprint(open_store(workdir))
     profiles = read_profiles(workdir.profiles)
-    events = training_events(workdir, until, consenting_customers(profiles))
-    tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64))
+    events = training_events(workdir, until, consenting_customers(profiles, platform.consent_mode))
+    if events.num_rows == 0:
+        raise ValueError(f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
+                         "and the consent settings in lam.yaml")
+    tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64), platform)
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
     workdir.training.mkdir(parents=True, exist_ok=True)
     data = workdir.training / "pretrain"
@@ -43,15 +49,17 @@ def run(workdir: Workdir, job: JobConfig) -> dict:
     })
     artifact.add_head("next_action", parts["next_action"],
                       {"examples": examples, "metrics": fit.metrics, "compute": fit.compute, "history": fit.history})
-    return {"artifact": str(artifact.path), "examples": examples, "metrics": fit.metrics, "compute": fit.compute}
+    return {"artifact": str(artifact.path), "examples": examples, "as_of": until.isoformat(), "metrics": fit.metrics,
+            "compute": fit.compute}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="job YAML, e.g. ray_jobs/configs/demo.yaml")
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
+    parser.add_argument("--as-of", default=None, help="training cut-off, with zone (default: now)")
     args = parser.parse_args(argv)
-    print(json.dumps(run(Workdir.at(args.workdir), JobConfig.load(args.config)), default=str))
+    print(json.dumps(run(Workdir.at(args.workdir), JobConfig.load(args.config), parse_as_of(args.as_of)), default=str))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from lam_platform.features import open_store, schema_fingerprint, snapshot_path
-from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.scoring import CampaignScorer, next_contact_time, publish_scores
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version

@@ -17,7 +17,7 @@ import yaml
 
 from lightning_modules.config import LAMConfig
 
-SECTIONS = ("model", "pretrain", "finetune", "update", "scaling", "seed")
+SECTIONS = ("model", "pretrain", "finetune", "update", "target", "scaling", "seed")
 DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
 
 
@@ -31,6 +31,7 @@ class JobConfig:
     scaling: dict = field(default_factory=lambda: {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1})
     seed: int = 7
     update: dict | None = None  # closed-loop head updates (`lam close-loop`); default: the finetune settings
+    target: dict | None = None  # cut-off grid of target heads (snapshots, every); see lam_platform.targets
 
     def __post_init__(self) -> None:
         if self.update is None:
@@ -54,13 +55,14 @@ def train_func(config: dict) -> None:
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
 
-    from lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
+    from lightning_modules.heads import head_kind
+    from lightning_modules.systems import BackboneFinetuning
     from ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, TrainingHistory, record_resume, resume_path
 
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)
-    system_cls = {"next_action": NextActionSystem, "campaign_response": CampaignResponseSystem}[config["head"]]
-    system = system_cls(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
+    kind = head_kind(config["head"])
+    system = kind.system(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
     callbacks: list = [TrainingHistory(), RayTrainReportCallback(), StepCheckpoint(config["checkpoint_every_n_steps"])]
     if config.get("kill_worker_at_step"):
         callbacks.append(KillWorkerOnce(config["kill_worker_at_step"], Path(config["drill_marker"])))
@@ -68,7 +70,7 @@ def train_func(config: dict) -> None:
         system.backbone.load_state_dict(torch.load(config["backbone_weights"], weights_only=True))
         callbacks.append(BackboneFinetuning(**config["backbone"]))
     if config.get("head_weights"):  # continue from a trained head (closed-loop updates)
-        getattr(system, config["head"]).load_state_dict(torch.load(config["head_weights"], weights_only=True))
+        getattr(system, kind.attribute).load_state_dict(torch.load(config["head_weights"], weights_only=True))
     trainer = pl.Trainer(
         max_epochs=config["epochs"],
         accelerator="gpu" if config["use_gpu"] else "cpu",

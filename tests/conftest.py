@@ -10,7 +10,7 @@ import pytest
 
 from lam_platform.pipeline import materialize_step, simulate_step
 from lam_platform.privacy import KEY_ENV, KEY_FILE_ENV, Pseudonymizer
-from lam_platform.simulator import raw_customer_ids
+from lam_platform.simulation.world import raw_customer_ids
 from lam_platform.workdir import Workdir
 
 TEST_PSEUDONYM_KEY = "lam-tests-only-pseudonym-key-4b1d"  # a test key: real keys live in a secret, never in git

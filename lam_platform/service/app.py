@@ -26,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from lam_platform.audit import REFUSALS, AuditLog
 from lam_platform.fairness import FairnessSettings, call_list_fairness
 from lam_platform.features import online_features, open_store
+from lam_platform.consent import consented
+from lam_platform.platform_config import CallListRules, PlatformConfig
 from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
 from lam_platform.service import schemas
 from lam_platform.service.auth import ApiToken, Authenticator
@@ -42,16 +44,25 @@ class ServiceSettings:
     workdir: Path
     max_customers: int = 1000  # per request
     max_body_bytes: int = 1_000_000
-    cooldown_days: float = 14.0
-    converted_within_days: float = 30.0
-    time_slots: tuple[int, ...] = DEFAULT_TIME_SLOTS
+    rules: CallListRules = CallListRules()  # lam.yaml `call_list`: the same rules as the batch list
+    time_slots: tuple[int, ...] = DEFAULT_TIME_SLOTS  # lam.yaml `catalogue.contact_slots`
+    contact_allowed: bool = True  # False in analysis-only workdirs: no call lists, target scores only
+    analysis_only: bool = False  # targets may be scored for every customer (lam.yaml `consent: analysis_only`)
     poll_seconds: float = 5.0  # how often to look for a new model version
-    clock: pd.Timestamp | None = None  # a fixed "now" (a simulated world's scoring time); None = wall clock
+    clock: pd.Timestamp | None = None  # a fixed "now" (`lam serve --as-of`); None = wall clock
     model_path: Path | None = None  # pin one version; None = the newest servable version, reloaded as it changes
     explain_steps: int = 32
 
     def now(self) -> pd.Timestamp:
         return self.clock if self.clock is not None else pd.Timestamp.now(tz="UTC")
+
+    @classmethod
+    def from_workdir(cls, workdir: Workdir, **overrides) -> "ServiceSettings":
+        """Settings whose rules, contact slots and consent mode come from the workdir's lam.yaml."""
+        platform = PlatformConfig.load(workdir.root)
+        slots = tuple(platform.catalogue.contact_slots) if platform.catalogue else DEFAULT_TIME_SLOTS
+        return cls(workdir=workdir.root, rules=platform.call_list, time_slots=slots,
+                   contact_allowed=platform.contact_allowed, analysis_only=not platform.contact_allowed, **overrides)
 
 
 class StoreUnavailable(RuntimeError):
@@ -227,34 +238,39 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
         model = current_model()
         campaigns, times, as_of = _options(body, model, settings)
+        targets = _targets(body, model)
         ids = list(dict.fromkeys(body.customer_ids))  # each customer once, in the order asked
         rows = reader.read(ids)
         answers = {}
-        consent = rows.consent_marketing.astype("boolean")
-        excluded = (consent == False).fillna(False).to_numpy(bool)  # noqa: E712 -- unknown consent is not a refusal
+        # Unknown consent is no consent; an analysis-only workdir scores targets for everyone, contacts no one.
+        excluded = np.zeros(len(rows), bool) if settings.analysis_only else ~consented(rows.consent_marketing).to_numpy()
         history = rows.event_timestamps.map(lambda v: v is not None and len(v) > 0).to_numpy(bool)
         for customer_id in rows.customer_id[excluded]:
             answers[customer_id] = schemas.CustomerScore(customer_id=customer_id, status="excluded", cold_start=False,
                                                          excluded_reason="no_consent")
         cold = rows.customer_id[~excluded & ~history].tolist()
         if cold:
-            prior_answer = prior.campaigns(campaigns, times[0]) if prior is not None else []
+            prior_answer = prior.campaigns(campaigns, times[0]) if prior is not None and campaigns else []
             for customer_id in cold:
                 answers[customer_id] = _customer(customer_id, "cold_start", prior_answer, None, None)
         known = rows[~excluded & history].reset_index(drop=True)
         if len(known):
             state, next_state, last_event_us = model.states(known)
-            grid = model.campaigns.score_grid(known, state, last_event_us, campaigns, times)
+            ranked = [[] for _ in range(len(known))]
+            if campaigns:
+                grid = model.campaigns.score_grid(known, state, last_event_us, campaigns, times)
+                ranked = _best_slots(grid, campaigns, times)
             actions = model.next_actions(len(known), next_state, body.top_actions)
-            ranked = _best_slots(grid, campaigns, times)
+            probabilities = model.targets.score_state(known, state, last_event_us, as_of) if targets else {}
             explanations = None
-            if body.explain:
+            if body.explain and campaigns:
                 best = pd.DataFrame([r[0] for r in ranked])  # each customer's best campaign, aligned with known
                 explanations = model.explain(known, best.rename(columns={"time_slot": "contact_time"}), as_of,
                                              settings.explain_steps)
             for i, customer_id in enumerate(known.customer_id):
                 answers[customer_id] = _customer(customer_id, "scored", ranked[i], actions[i],
                                                  explanations[i] if explanations else None)
+                answers[customer_id].targets = {t: round(float(probabilities[t][i]), 6) for t in targets}
         for answer in answers.values():
             metrics.customers.labels(answer.status).inc()
         return schemas.ScoreResponse(model_version=model.version, as_of=as_of,
@@ -269,11 +285,16 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         else:
             ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
         request.state.customers = len(ids)
+        if not settings.contact_allowed:
+            raise HTTPException(409, "this workdir's lam.yaml says `consent: analysis_only`: no call list is built")
         model = current_model()
+        if model.campaigns is None:
+            raise HTTPException(503, f"model {model.version} has no campaign_response head: run `lam finetune`")
         campaigns, times, as_of = _options(body, model, settings)
         rows = reader.read(ids)
-        reasons = call_exclusions(rows, as_of, _or(body.cooldown_days, settings.cooldown_days),
-                                  _or(body.converted_within_days, settings.converted_within_days))
+        rules = settings.rules.model_copy(update={k: v for k, v in (("cooldown_days", body.cooldown_days), (
+            "converted_within_days", body.converted_within_days)) if v is not None})
+        reasons = call_exclusions(rows, as_of, rules)
         eligible = rows[reasons.isna().to_numpy()].reset_index(drop=True)
         ranked = pd.DataFrame()
         if len(eligible):
@@ -315,10 +336,6 @@ KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/v1/fairness", "/healthz", "/ready
 ERROR_KINDS = {**REFUSALS, 500: "internal"}
 
 
-def _or(value, default):
-    return default if value is None else value
-
-
 def _check_count(field_name: str, n: int, limit: int) -> None:
     if n > limit:
         raise HTTPException(422, [{"loc": ["body", field_name], "type": "too_long",
@@ -326,9 +343,15 @@ def _check_count(field_name: str, n: int, limit: int) -> None:
 
 
 def _options(body: schemas.ScoringOptions, model: ServingModel, settings: ServiceSettings):
-    """Candidate campaigns and contact times of a request, validated against what the model knows."""
+    """Candidate campaigns and contact times of a request, validated against what the model knows (no
+    campaigns for a version without a campaign-response head)."""
     known_offers, known_methods = model.tokenizer.offers, model.tokenizer.methods
-    if body.campaigns is None:
+    if model.campaigns is None:
+        if body.campaigns is not None:
+            raise HTTPException(422, [{"loc": ["body", "campaigns"], "type": "no_campaign_head",
+                                       "msg": f"model {model.version} has no campaign_response head"}])
+        campaigns = []
+    elif body.campaigns is None:
         campaigns = list(itertools.product(known_offers, known_methods))
     else:
         campaigns = []
@@ -351,6 +374,17 @@ def _options(body: schemas.ScoringOptions, model: ServingModel, settings: Servic
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
     times = sorted({next_contact_time(as_of, hour) for hour in slots})
     return campaigns, times, as_of
+
+
+def _targets(body: schemas.ScoreRequest, model: ServingModel) -> list[str]:
+    """The target heads a request asks for (default: every one the model has), validated."""
+    if body.targets is None:
+        return model.target_names
+    for i, name in enumerate(body.targets):
+        if name not in model.target_names:
+            raise HTTPException(422, [{"loc": ["body", "targets", i], "type": "unknown_value",
+                                       "msg": f"unknown target {name!r}; model {model.version} has {model.target_names}"}])
+    return list(dict.fromkeys(body.targets))
 
 
 def _best_slots(grid: dict, campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> list[list[dict]]:

@@ -1,8 +1,8 @@
 """The model behind the service: one loaded version, a population prior for unknown customers, hot reload.
 
 A `ServingModel` is immutable once loaded. `ModelWatcher` polls the artifacts folder and, when a newer
-complete version (one with a campaign-response head) appears, loads it beside the old one and then
-swaps one reference: a request holds the model it started with, so none fails during the switch.
+complete version (one with a campaign-response or a target head) appears, loads it beside the old one
+and then swaps one reference: a request holds the model it started with, so none fails during the switch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from lam_platform.explanations import DrivingEvent
-from lam_platform.scoring import CampaignScorer
+from lam_platform.scoring import CampaignScorer, TargetScorer, online_event_batch
 from lightning_modules.artifact import ModelArtifact, versions_with_head
 
 log = logging.getLogger(__name__)
@@ -69,27 +69,36 @@ class PopulationPrior:
 
 
 class ServingModel:
-    """A model version loaded for serving: campaign scores, next actions and explanations."""
+    """A model version loaded for serving: campaign scores (if it has the head), target probabilities (its
+    target heads), next actions and explanations."""
 
     def __init__(self, artifact: ModelArtifact) -> None:
         self.version = artifact.path.name
-        self.campaigns = CampaignScorer(artifact)
-        self.tokenizer = self.campaigns.tokenizer
+        heads = artifact.card["heads"]
+        self.tokenizer = artifact.tokenizer
+        self.backbone = artifact.load_backbone()
+        self.campaigns = CampaignScorer(artifact, self.backbone) if "campaign_response" in heads else None
+        target_names = sorted(n for n, info in heads.items() if info.get("kind") == "target")
+        self.targets = TargetScorer(artifact, target_names, self.backbone) if target_names else None
         # The next-action head lives in the version this one was derived from when fine-tuning retrained
         # the backbone; it needs that version's backbone.
         base = artifact.with_head("next_action")
         self.next_action_head = base.load_head("next_action") if "next_action" in base.card["heads"] else None
-        self.next_action_backbone = self.campaigns.backbone if base.path == artifact.path else (
+        self.next_action_backbone = self.backbone if base.path == artifact.path else (
             base.load_backbone() if self.next_action_head is not None else None)
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.targets.names if self.targets else []
 
     @torch.no_grad()
     def states(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Customer states for the campaign head and for the next-action head (tokenized once), last event times."""
-        events, last_event_us = self.campaigns.event_batch(rows)
-        state = self.campaigns.backbone(events).state
+        """Customer states for this version's heads and for the next-action head (tokenized once), last event times."""
+        events, last_event_us = online_event_batch(self.tokenizer, rows)
+        state = self.backbone(events).state
         if self.next_action_head is None:
             return state, None, last_event_us
-        same = self.next_action_backbone is self.campaigns.backbone
+        same = self.next_action_backbone is self.backbone
         return state, state if same else self.next_action_backbone(events).state, last_event_us
 
     @torch.no_grad()
@@ -122,8 +131,11 @@ class ServingModel:
 
 
 def servable_versions(artifacts: Path) -> list[Path]:
-    """Versions with a campaign-response head, oldest first (a version being written has no head yet)."""
-    return versions_with_head(artifacts, "campaign_response")
+    """Versions with a campaign-response or a target head, oldest first (a version being written has no
+    head yet)."""
+    versions = versions_with_head(artifacts)
+    return [v for v in versions if any(info.get("kind") in ("campaign_response", "target")
+                                       for info in ModelArtifact(v).card["heads"].values())]
 
 
 class ModelWatcher:
@@ -145,7 +157,7 @@ class ModelWatcher:
             else:
                 versions = servable_versions(self.artifacts)
                 if not versions:
-                    self.last_error = f"no model with a campaign_response head under {self.artifacts}"
+                    self.last_error = f"no model with a campaign_response or target head under {self.artifacts}"
                     return False
                 target = versions[-1]
             if self.current is not None and self.current.version == target.name:

@@ -26,6 +26,8 @@ class ScoreRequest(ScoringOptions):
     customer_ids: list[str] = Field(min_length=1, description="pseudonymous customer ids")
     top_actions: int = Field(3, ge=1, le=20, description="how many next-action candidates per field")
     explain: bool = Field(False, description="add the past events that drove the best campaign's uplift")
+    targets: list[str] | None = Field(None, description="event-derived targets to score (lam.yaml `targets`); "
+                                      "default: every target head the model has")
 
 
 class CallListRequest(ScoringOptions):
@@ -80,6 +82,8 @@ class CustomerScore(BaseModel):
     next_actions: NextActions | None = None
     campaigns: list[CampaignScore] = []
     best_campaign: CampaignScore | None = None
+    targets: dict[str, float] = Field(default_factory=dict,
+                                      description="probability of each event-derived target within its horizon")
     explanation: Explanation | None = None
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from lam_platform.baselines import AggregateUpliftModel
-from lam_platform.ground_truth import METHODS, OFFERS
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.ground_truth import METHODS, OFFERS
+from lam_platform.simulation.world import load_world_config
 from lam_platform.training_data import consenting_customers, training_events
 
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from lam_platform.fairness import FairnessSettings, fairness_report
-from lam_platform.policies import legacy_priority, random_policy
-from lam_platform.simulator import load_ground_truth, load_world_config
+from lam_platform.simulation.policies import legacy_priority, random_policy
+from lam_platform.simulation.world import load_ground_truth, load_world_config
 
 
 def _eligible(world) -> pd.DataFrame:

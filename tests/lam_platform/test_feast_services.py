@@ -10,7 +10,7 @@ import yaml
 
 from lam_platform.events import TIMESTAMP
 from lam_platform.features import PROJECT_ROOT, online_features, open_store, schema_fingerprint
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lam_platform.streaming import push_events
 from tests.conftest import PSEUDONYMIZER, with_raw_ids
 from tests.lam_platform.test_streaming import _assert_parity, _cut_world

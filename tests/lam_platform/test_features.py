@@ -5,7 +5,7 @@ import pytest
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import historical_profiles, online_features, open_store, schema_fingerprint
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from tests.conftest import TINY_MAX_LEN
 
 

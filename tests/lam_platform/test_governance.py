@@ -23,14 +23,14 @@ from lam_platform.features import historical_profiles, online_features, open_sto
 from lam_platform.ingest import ingest
 from lam_platform.online_erasure import online_has_customer
 from lam_platform.pipeline import materialize_step, simulate_step
-from lam_platform.policies import legacy_priority
-from lam_platform.raw_export import write_customer_master
+from lam_platform.simulation.policies import legacy_priority
+from lam_platform.simulation.raw_export import write_customer_master
 from lam_platform.reidentify import export_call_list
 from lam_platform.retention import purge_events
 from lam_platform.scoring import score
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
-from lam_platform.simulator import load_world_config, raw_customer_ids
+from lam_platform.simulation.world import load_world_config, raw_customer_ids
 from lam_platform.training_data import consenting_customers, finetune_frame, training_events
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER, TEST_PSEUDONYM_KEY, TINY_CUSTOMERS, TINY_MAX_LEN

@@ -14,8 +14,8 @@ from lam_platform.events import read_events
 from lam_platform.features import PROJECT_ROOT
 from lam_platform.ingest import ingest
 from lam_platform.pipeline import simulate_step
-from lam_platform.raw_export import export_raw_channels
-from lam_platform.simulator import raw_customer_ids
+from lam_platform.simulation.raw_export import export_raw_channels
+from lam_platform.simulation.world import raw_customer_ids
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER
 

@@ -6,7 +6,7 @@ from lam_platform.channels import ChannelConfig
 from lam_platform.features import PROJECT_ROOT, open_store
 from lam_platform.ingest import ingest
 from lam_platform.pipeline import materialize_step, simulate_step
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER, pseudonym
 

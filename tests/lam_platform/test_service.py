@@ -17,7 +17,7 @@ from lam_platform.scoring import CampaignScorer, next_contact_time
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import TokenConfigError, load_tokens, parse_tokens
 from lam_platform.service.model import PRIOR_STRENGTH
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lightning_modules.artifact import ModelArtifact
 
 SCORER = "scorer-token-0123456789"

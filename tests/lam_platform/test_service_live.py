@@ -17,7 +17,7 @@ from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
 from lam_platform.service.model import servable_versions
 from lam_platform.service.server import serve_in_thread
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lam_platform.workdir import Workdir
 from tests.conftest import TINY_MAX_LEN
 from tests.services import restartable_redis

@@ -10,7 +10,7 @@ from schemathesis.checks import not_a_server_error
 
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 
 TOKEN = "schema-test-token-0123456789"
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 
 from lam_platform.events import read_events
-from lam_platform.ground_truth import OFFERS
-from lam_platform.policies import legacy_segment_policy
-from lam_platform.simulator import WorldConfig, load_ground_truth, load_world_config, simulate
+from lam_platform.simulation.ground_truth import OFFERS
+from lam_platform.simulation.policies import legacy_segment_policy
+from lam_platform.simulation.world import WorldConfig, load_ground_truth, load_world_config, simulate
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER
 

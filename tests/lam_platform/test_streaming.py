@@ -11,7 +11,7 @@ from lam_platform.events import TIMESTAMP, read_events, write_events
 from lam_platform.features import LOCAL_PROFILE, online_features, open_store
 from lam_platform.pipeline import materialize_step, simulate_step
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
-from lam_platform.simulator import load_world_config, raw_customer_ids
+from lam_platform.simulation.world import load_world_config, raw_customer_ids
 from lam_platform.streaming import push_events
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER, pseudonym, with_raw_ids

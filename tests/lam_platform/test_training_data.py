@@ -22,7 +22,7 @@ def test_no_training_row_sees_its_own_future(tiny_world):
 
 
 def test_customers_without_consent_never_reach_training(tiny_world):
-    from lam_platform.simulator import load_world_config
+    from lam_platform.simulation.world import load_world_config
     from lam_platform.training_data import consenting_customers, training_events
 
     profiles = pd.read_parquet(tiny_world.profiles)
@@ -38,7 +38,7 @@ def test_logged_propensities_are_calibrated_horvitz_thompson(tmp_path):
     """Summing 1/propensity over a wave's contacted rows estimates the eligible population (HT identity)."""
     import numpy as np
 
-    from lam_platform.simulator import WorldConfig, simulate
+    from lam_platform.simulation.world import WorldConfig, simulate
     from lam_platform.workdir import Workdir
 
     workdir = Workdir.at(tmp_path / "w").make()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lam_platform.simulator import load_world_config
+from lam_platform.simulation.world import load_world_config
 from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
 from lightning_modules.config import LAMConfig
 from ray_jobs.training import JobConfig, fit_with_ray

@@ -84,3 +84,30 @@ def write_customer_master(raw_ids: list[str], path: Path) -> None:
 def _split(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     size = -(-len(frame) // parts) if len(frame) else 0
     return [frame.iloc[i : i + size] for i in range(0, len(frame), size)] if size else [frame]
+
+
+TIME_STYLE_MAPPING = {"tokyo_naive": {"timestamp_format": "%Y-%m-%d %H:%M:%S.%f", "time_zone": "Asia/Tokyo"}}
+FIXED_ACTIONS = {"billing": "bill"}  # channels whose source has no action column
+
+
+def channel_section(folder: str) -> dict:
+    """The `events:` section of lam.yaml that maps the raw channel tables under `folder` back to 4W1H."""
+    channels = {}
+    for channel, (fmt, columns, style) in RAW_LAYOUT.items():
+        by_field = {event: raw for raw, event in columns.items()}
+        spec = {"files": [f"{folder}/{channel}/*.{fmt}"], "who": by_field["customer_id"],
+                "when": by_field["event_timestamp"], "what": by_field["object"], **TIME_STYLE_MAPPING.get(style, {})}
+        if "event_id" in by_field:
+            spec["event_id"] = by_field["event_id"]
+        if "action" in by_field:
+            spec["how"] = by_field["action"]
+        else:
+            spec["how_value"] = FIXED_ACTIONS[channel]
+        numeric = {f: by_field[f] for f in ("amount", "duration_s") if f in by_field}
+        categorical = {f: by_field[f] for f in ("payment_method",) if f in by_field}
+        if numeric:
+            spec["numeric"] = numeric
+        if categorical:
+            spec["categorical"] = categorical
+        channels[channel] = spec
+    return {"max_future": "1d", "max_string_length": 256, "channels": channels}

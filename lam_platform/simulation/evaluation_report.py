@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lam_platform.evaluation import (
+from lam_platform.simulation.evaluation import (
     campaign_evaluation,
     compare_policies,
     format_table,

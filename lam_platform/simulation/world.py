@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP, write_events, write_table
-from lam_platform.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
+from lam_platform.simulation.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.policies import (
+from lam_platform.simulation.policies import (
     legacy_segment_policy,
     legacy_selection_probability,
     random_policy,

@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import torch
 
 from lam_platform import metrics
-from lam_platform.events import TIMESTAMP, read_events
-from lam_platform.ground_truth import METHODS, OFFERS, GroundTruth
-from lam_platform.policies import legacy_segment_policy, random_policy
-from lam_platform.sequences import build_sequences
-from lam_platform.simulator import load_ground_truth, load_world_config
+from lam_platform.consent import consenting_customers, read_profiles
+from lam_platform.events import read_events
+from lam_platform.features import RepoSchema, online_features, open_store
+from lam_platform.holdout_evaluation import next_item_evaluation
+from lam_platform.platform_config import PlatformConfig
+from lam_platform.simulation.ground_truth import METHODS, OFFERS, GroundTruth
+from lam_platform.simulation.policies import legacy_segment_policy, random_policy
+from lam_platform.simulation.world import load_ground_truth, load_world_config
 from lam_platform.workdir import Workdir
-from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact
-from lightning_modules.batches import EventBatch, dataclass_from_arrays
 
 # Not a policy anyone can run: the oracle without responsiveness (who answers calls is latent and shows in no
 # event), i.e. the best any model of behaviour alone could do. It says how much of the oracle is reachable.
@@ -37,16 +35,29 @@ CEILING = "informed_ceiling"
 def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
     """The order-blind baseline (LightGBM on aggregates, same campaign log): every customer x campaign."""
     from lam_platform.baselines import AggregateUpliftModel
-    from lam_platform.training_data import consenting_customers, training_events
+    from lam_platform.training_data import training_events
 
     world = load_world_config(workdir)
+    platform = PlatformConfig.load(workdir.root)
     profiles = read_profiles(workdir.profiles)
     eligible = consenting_customers(profiles)
     events = training_events(workdir, world.scoring_time, eligible)
     log = pd.read_parquet(workdir.campaign_log)
     log = log[(log.event_timestamp < world.scoring_time) & log.customer_id.isin(eligible)].reset_index(drop=True)
-    model = AggregateUpliftModel(seed).fit(events, log, profiles)
-    return model.score(events, eligible, profiles, world.scoring_time)
+    model = AggregateUpliftModel(RepoSchema.load(workdir).aggregates, platform.require_catalogue(),
+                                 platform.categorical_profile, platform.numeric_profile, seed)
+    return model.fit(events, log, profiles).score(events, eligible, profiles, world.scoring_time)
+
+
+def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
+    """Customers the call-list rules of lam.yaml allow at `as_of` (the pool every policy draws from, as the
+    LAM's list does), read from the online store like `lam score`."""
+    from lam_platform.scoring import call_exclusions
+
+    ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+    rows = online_features(open_store(workdir), ids)
+    reasons = call_exclusions(rows, as_of, PlatformConfig.load(workdir.root).call_list)
+    return rows.customer_id[reasons.isna().to_numpy()].tolist()
 
 
 def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0,
@@ -59,11 +70,13 @@ def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0,
 
     world = load_world_config(workdir)
     truth = load_ground_truth(workdir)
+    eligible = np.array(callable_customers(workdir, world.scoring_time), dtype=object)
     profiles = read_profiles(workdir.profiles)
+    profiles = profiles[profiles.customer_id.isin(eligible)].reset_index(drop=True)
     capacity = len(call_list)
     rng = np.random.default_rng(seed)
-    eligible = profiles.customer_id[profiles.consent_marketing].to_numpy()
     gbt = gbt if gbt is not None else gbt_scores(workdir, seed)
+    gbt = gbt[gbt.customer_id.isin(eligible)]
     lists = {
         "random": random_policy(profiles, capacity, rng),
         "legacy_segment": legacy_segment_policy(profiles, capacity, world.train_days, rng),
@@ -101,72 +114,12 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def first_held_out_events(events: pa.Table, customers: list[str], start: pd.Timestamp) -> pd.DataFrame:
-    """Each customer's first event at or after `start` (customer_id, event_timestamp, channel, object, action)."""
-    later = events.filter(pc.and_(pc.greater_equal(events.column("event_timestamp"), pa.scalar(start, TIMESTAMP)),
-                                  pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string()))))
-    frame = later.select(["customer_id", "event_timestamp", "channel", "object", "action"]).to_pandas()
-    return frame.drop_duplicates("customer_id").reset_index(drop=True)  # events are sorted by customer, time
-
-
-@torch.no_grad()
-def rank_next_objects(backbone, head, tokenizer, events: pa.Table, targets: pd.DataFrame, exclude_seen: bool = False,
-                      batch_size: int = 512) -> np.ndarray:
-    """0-based rank of each target object among all objects, given the customer's events strictly before `as_of`.
-
-    targets: customer_id, as_of, object. Full ranking over every object in the vocabulary; pad and the
-    out-of-vocabulary bucket are not items, so a target the tokenizer never saw counts as ranked last
-    (a miss at every k). exclude_seen drops objects already in the input history from the ranking.
-    """
-    device = next(backbone.parameters()).device
-    n_items = len(tokenizer.vocabularies["objects"])
-    sequences = build_sequences(events, pa.array(targets.customer_id, pa.string()),
-                                pa.array(targets.as_of, TIMESTAMP), tokenizer.max_len)
-    target_ids = tokenizer.encode_tokens("objects", targets.object)
-    ranks = []
-    for lo in range(0, len(targets), batch_size):
-        arrays = tokenizer.encode_events(sequences.slice(lo, batch_size))
-        arrays.pop("last_event_us")
-        batch = dataclass_from_arrays(EventBatch, {k: torch.as_tensor(v).to(device) for k, v in arrays.items()})
-        scores = head.object_logits(backbone(batch).state).float().cpu().numpy()
-        exclude = np.zeros(scores.shape, bool)
-        if exclude_seen:
-            np.put_along_axis(exclude, arrays["categorical"][..., 1], True, axis=1)
-        exclude[:, :2] = True  # pad and out-of-vocabulary are not items
-        t = target_ids[lo : lo + batch_size]
-        ranks.append(np.where(t >= 2, metrics.target_ranks(scores, t, exclude), n_items))
-    return np.concatenate(ranks)
-
-
-def popularity_ranks(training_objects: pd.Series, targets: pd.Series, tokenizer) -> np.ndarray:
-    """Ranks of the targets under 'most frequent objects in training first': the floor any model must beat."""
-    ids = tokenizer.encode_tokens("objects", training_objects)
-    counts = np.bincount(ids, minlength=len(tokenizer.vocabularies["objects"]) + 2).astype(float)
-    counts[:2] = -np.inf
-    target = tokenizer.encode_tokens("objects", targets)
-    return np.where(target >= 2, (counts[None, :] > counts[target][:, None]).sum(1), len(counts) - 2)
-
-
 def next_action_evaluation(workdir: Workdir, artifact: ModelArtifact, exclude_seen: bool = False,
                            ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict:
-    """HR@k / NDCG@k of each consenting customer's first held-out object, full ranking, vs popularity."""
-    from lam_platform.training_data import consenting_customers
-
+    """HR@k / NDCG@k of each consenting customer's first held-out object (after the world's scoring time)."""
     world = load_world_config(workdir)
-    events = read_events(workdir.events)
-    targets = first_held_out_events(events, consenting_customers(read_profiles(workdir.profiles)),
-                                    world.scoring_time).assign(as_of=world.scoring_time)
-    pretrained = artifact.with_head("next_action")  # a fine-tuned backbone keeps no next-action head
-    tokenizer = artifact.tokenizer  # read from disk once (the property parses tokenizer.json on each access)
-    ranks = rank_next_objects(pretrained.load_backbone(), pretrained.load_head("next_action"), tokenizer,
-                              events, targets, exclude_seen)
-    training = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(world.scoring_time, TIMESTAMP)))
-    popular = popularity_ranks(training.column("object").to_pandas(), targets.object, tokenizer)
-    return {"model_version": pretrained.path.name, "customers": len(targets),
-            "items": len(tokenizer.vocabularies["objects"]),
-            "exclude_seen": exclude_seen, "unseen_targets": int((tokenizer.encode_tokens(
-                "objects", targets.object) < 2).sum()),
-            "lam": metrics.ranking_metrics(ranks, ks), "popularity": metrics.ranking_metrics(popular, ks)}
+    customers = consenting_customers(read_profiles(workdir.profiles))
+    return next_item_evaluation(artifact, read_events(workdir.events), customers, world.scoring_time, exclude_seen, ks)
 
 
 def randomized_trial(workdir: Workdir, customers: np.ndarray, seed: int = 0) -> pd.DataFrame:

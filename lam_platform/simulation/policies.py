@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lam_platform.ground_truth import METHODS, OFFERS
+from lam_platform.simulation.ground_truth import METHODS, OFFERS
 
 MID_AGE_BANDS = ("30-44", "45-59")
 LEGACY_NOISE = 0.3  # uniform tie-breaking noise added to the segment score
