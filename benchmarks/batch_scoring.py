@@ -3,14 +3,14 @@
 Run (after `lam demo --workdir ./lam-demo`):
     python benchmarks/batch_scoring.py --workdir ./lam-demo [--repeats 3] [--copies 20]
 
-Every run scores every consenting customer for every campaign from the sequence snapshot at the scoring
-time. Reports customers/s (median of the repeats) and the ratio to the single-process loop.
+Every run scores every customer the call-list rules of lam.yaml allow (consent, cool-down, already
+converted) for every campaign of its catalogue, from the sequence snapshot at the world's scoring time.
+Reports customers/s (median of the repeats) and the ratio to the single-process loop.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import tempfile
 import time
@@ -19,21 +19,24 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from lam_platform.consent import read_profiles
+from lam_platform.demo import world_clock
 from lam_platform.features import snapshot_path
-from lam_platform.simulation.ground_truth import METHODS, OFFERS
-from lam_platform.scoring import CampaignScorer, next_contact_time
-from lam_platform.simulation.world import load_world_config
+from lam_platform.platform_config import PlatformConfig
+from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
-from ray_jobs.score import PROFILE_COLUMNS, score_with_ray_data
+from ray_jobs.score import score_with_ray_data
 from ray_jobs.training import ensure_ray
 
 
-def single_process(sequences, artifact, profiles, contact_time) -> int:
-    rows = pd.read_parquet(sequences).join(pd.read_parquet(profiles, columns=PROFILE_COLUMNS).set_index("customer_id"),
-                                           on="customer_id")
-    rows = rows[rows.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
-    scores = CampaignScorer(artifact).score(rows, contact_time, list(itertools.product(OFFERS, METHODS)), 512)
+def single_process(sequences, artifact, profiles, as_of, platform: PlatformConfig) -> int:
+    catalogue = platform.require_catalogue()
+    rows = pd.read_parquet(sequences).join(
+        read_profiles(profiles).drop(columns="event_timestamp").set_index("customer_id"), on="customer_id")
+    rows = rows[call_exclusions(rows, as_of, platform.call_list).isna().to_numpy()].reset_index(drop=True)
+    contact_time = next_contact_time(as_of, catalogue.contact_slots[0])
+    scores = CampaignScorer(artifact).score(rows, contact_time, catalogue.campaigns, 512)
     return scores.customer_id.nunique()
 
 
@@ -57,27 +60,27 @@ def main() -> None:
                         help="score the base this many times over (ids suffixed), to see throughput past start-up")
     args = parser.parse_args()
     workdir = Workdir.at(args.workdir)
-    world = load_world_config(workdir)
-    sequences = snapshot_path(workdir.sequences, world.scoring_time)
+    as_of = world_clock(workdir)
+    platform = PlatformConfig.load(workdir.root)
+    sequences = snapshot_path(workdir.sequences, as_of)
     profiles = workdir.profiles
     scratch = tempfile.TemporaryDirectory()
     if args.copies > 1:
         sequences, profiles = _replicate(sequences, profiles, args.copies, Path(scratch.name))
     artifact = ModelArtifact(latest_version(workdir.artifacts, "campaign_response"))
-    contact = next_contact_time(world.scoring_time)
     ensure_ray(2)
     rates: dict[str, list[float]] = {"single process (1 thread)": [], "ray data, 1 actor": [], "ray data, 2 actors": []}
     for _ in range(args.repeats):
         torch.set_num_threads(1)
         started = time.perf_counter()
-        n = single_process(sequences, artifact, profiles, contact)
+        n = single_process(sequences, artifact, profiles, as_of, platform)
         rates["single process (1 thread)"].append(n / (time.perf_counter() - started))
         for actors in (1, 2):
             started = time.perf_counter()
-            n = score_with_ray_data(sequences, artifact, profiles, contact, actors, 512).customer_id.nunique()
+            n = score_with_ray_data(sequences, artifact, profiles, as_of, platform, actors, 512).customer_id.nunique()
             rates[f"ray data, {actors} actor{'s' if actors > 1 else ''}"].append(n / (time.perf_counter() - started))
     base = statistics.median(rates["single process (1 thread)"])
-    print(f"{n} consenting customers x {len(OFFERS) * len(METHODS)} campaigns, median of {args.repeats}")
+    print(f"{n} eligible customers x {len(platform.require_catalogue().campaigns)} campaigns, median of {args.repeats}")
     for name, values in rates.items():
         print(f"  {name:<28}{statistics.median(values):>9.0f} customers/s   {statistics.median(values) / base:.2f}x")
 

@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from lam_platform.training_shards import ShardDataset
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
-from lightning_modules.datasets import ShardDataset
 from lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
 from ray_jobs.training import JobConfig
 

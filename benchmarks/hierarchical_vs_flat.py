@@ -25,14 +25,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from lam_platform import metrics
-from lam_platform.simulation.evaluation import first_held_out_events, rank_next_objects
+from lam_platform.consent import consenting_customers, read_profiles
+from lam_platform.demo import simulate_step, world_clock
 from lam_platform.events import read_events
+from lam_platform.holdout_evaluation import first_events_after, rank_next_objects
+from lam_platform.pipeline import ingest_step
+from lam_platform.platform_config import PlatformConfig
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.simulation.world import WorldConfig, load_world_config, simulate
-from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
+from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
+from lam_platform.training_shards import ShardDataset
 from lam_platform.workdir import Workdir
 from lightning_modules.config import LAMConfig
-from lightning_modules.datasets import ShardDataset
 from lightning_modules.systems import NextActionSystem
 
 
@@ -81,22 +84,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--samples", type=int, default=6, help="target events sampled per customer")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workdir", default=None, help="reuse a simulated world here (default: a temp folder)")
+    parser.add_argument("--workdir", default=None,
+                        help="reuse a simulated, ingested world here, e.g. `lam demo`'s (default: a temp folder)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Workdir.at(args.workdir or Path(tmp) / "world").make()
-        if not workdir.world_json.exists():
-            simulate(WorldConfig(n_customers=args.customers, seed=args.seed), workdir, Pseudonymizer.ephemeral())
-        world = load_world_config(workdir)
-        profiles = pd.read_parquet(workdir.profiles)
-        customers = consenting_customers(profiles)
-        events = training_events(workdir, world.scoring_time, customers)
+        workdir = Workdir.at(args.workdir or Path(tmp) / "world")
+        if not workdir.events.exists():  # simulate (raw sources + lam.yaml) and ingest, as `lam demo` does
+            pseudonymizer = Pseudonymizer.ephemeral()
+            simulate_step(workdir, args.customers, args.seed, pseudonymizer)
+            ingest_step(workdir, pseudonymizer)
+        as_of = world_clock(workdir)
+        platform = PlatformConfig.load(workdir.root)
+        profiles = read_profiles(workdir.profiles)
+        customers = consenting_customers(profiles, platform.consent_mode)
+        events = training_events(workdir, as_of, customers)
         all_events = read_events(workdir.events)
         long = 8 * args.short
-        tokenizer = fit_tokenizer(events, profiles, world.scoring_time, long)
-        targets = first_held_out_events(all_events, customers, world.scoring_time).assign(as_of=world.scoring_time)
+        tokenizer = fit_tokenizer(events, profiles, as_of, long, platform)
+        targets = first_events_after(all_events, customers, as_of).assign(as_of=as_of)
         rows = []
         for h in (True, False):
             for n in (args.short, long):

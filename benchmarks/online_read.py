@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from lam_platform.demo import simulate_step, world_clock
 from lam_platform.features import LOCAL_PROFILE, PROJECT_ROOT, open_store
-from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.pipeline import ingest_step, materialize_step
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulation.world import raw_customer_ids
 from lam_platform.streaming import redis_client
@@ -98,7 +99,8 @@ def main() -> None:
         for name, profile in (("sqlite", LOCAL_PROFILE), ("redis", production_profile(Path(tmp)))):
             workdir = Workdir.at(Path(tmp) / name)
             simulate_step(workdir, customers=args.customers, seed=1, pseudonymizer=pseudonymizer)
-            materialize_step(workdir, max_len=args.max_len, profile=profile)
+            ingest_step(workdir, pseudonymizer)
+            materialize_step(workdir, max_len=args.max_len, profile=profile, as_of=world_clock(workdir))
             stores[name] = open_store(workdir)
         try:
             print(f"\nsequences of N={args.max_len} events, {args.customers:,} customers")

@@ -2,8 +2,9 @@
 
 Run:  python benchmarks/policy_comparison.py --seeds 7 8 9 [--config ray_jobs/configs/demo.yaml] [--customers 3000]
 
-For each seed: a fresh world (`lam demo --seed S`: simulate, materialize, pretrain and fine-tune with Ray,
-score from the Feast online store), then `lam evaluate`. Prints each world's table and the medians of the
+For each seed: a fresh world (`lam demo --seed S`: simulate the raw sources, ingest, materialize, pretrain
+and fine-tune with Ray, score from the Feast online store, all at the world's clock), then `lam evaluate`
+(the ground-truth evaluation of a simulated world). Prints each world's table and the medians of the
 ratios the issue sets goals for: LAM >= 2.0x legacy, >= 1.25x LightGBM, >= 85% of the oracle.
 """
 

@@ -6,7 +6,8 @@ Run (after `lam demo --workdir ./lam-demo`):
     LAM_REDIS=127.0.0.1:6379,db=0 \\
     LAM_REGISTRY_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable' \\
     python benchmarks/serving_latency.py --workdir ./lam-demo --seconds 60
-The service runs as `lam serve` in a process of its own on 127.0.0.1; the clients are threads here.
+The service runs as `lam serve --as-of T` (T: the world's scoring time, the demo's clock) in a process of its
+own on 127.0.0.1; the clients are threads here.
 Without LAM_REDIS only SQLite is measured. Redis keys go under a project of their own, removed at the end.
 """
 
@@ -31,6 +32,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_read import production_profile  # noqa: E402
 
+from lam_platform.consent import consenting_customers, read_profiles  # noqa: E402
+from lam_platform.demo import world_clock  # noqa: E402
 from lam_platform.features import online_features, open_store  # noqa: E402
 from lam_platform.pipeline import materialize_step  # noqa: E402
 from lam_platform.workdir import Workdir  # noqa: E402
@@ -44,11 +47,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(workdir: Path, port: int) -> subprocess.Popen:
+def start_service(workdir: Path, port: int, as_of: pd.Timestamp) -> subprocess.Popen:
     env = {**os.environ, "LAM_API_TOKENS": json.dumps([{"name": "bench", "token": TOKEN, "scopes": ["score"]}])}
     lam = Path(sys.executable).parent / "lam"
     process = subprocess.Popen([str(lam), "serve", "--workdir", str(workdir), "--port", str(port),
-                                "--poll-seconds", "3600"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--as-of", as_of.isoformat(), "--poll-seconds", "3600"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while True:
         try:
@@ -114,8 +118,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     source = Workdir.at(args.workdir)
-    profiles = pd.read_parquet(source.profiles)
-    ids = profiles.customer_id[profiles.consent_marketing].tolist()
+    as_of = world_clock(source)
+    ids = consenting_customers(read_profiles(source.profiles))
     stores = ["sqlite"] + (["redis"] if os.environ.get("LAM_REDIS") and os.environ.get("LAM_REGISTRY_URL") else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,9 +127,9 @@ def main() -> None:
             workdir = Workdir.at(Path(tmp) / name)
             shutil.copytree(source.root, workdir.root, ignore=shutil.ignore_patterns("ray_results", "training"))
             if name == "redis":
-                materialize_step(workdir, profile=production_profile(Path(tmp)))
+                materialize_step(workdir, profile=production_profile(Path(tmp)), as_of=as_of)
             port = free_port()
-            service = start_service(workdir.root, port)
+            service = start_service(workdir.root, port, as_of)
             try:
                 for batch in (1, 100):
                     feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)

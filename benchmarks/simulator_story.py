@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lam_platform.events import CHANNELS, read_events  # noqa: E402
+from lam_platform.privacy import Pseudonymizer  # noqa: E402
 from lam_platform.simulation.ground_truth import WANTS  # noqa: E402
-from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulation.world import WorldConfig, simulate  # noqa: E402
 from lam_platform.workdir import Workdir  # noqa: E402
 

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from lam_platform.training_shards import read_training_shards
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
-from lightning_modules.datasets import read_training_shards
 from ray_jobs.training import JobConfig, fit_with_ray
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"

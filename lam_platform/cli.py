@@ -82,6 +82,17 @@ def _aware_time(text: str | None, option: str):
     return value
 
 
+def _ground_truth_observer(wd: Workdir):
+    """On a simulated world: each listed row's true P(order | called) at the scoring time; else None."""
+    if not wd.world_json.exists():
+        return None
+    from lam_platform.simulation.world import load_ground_truth, load_world_config
+
+    truth, world = load_ground_truth(wd), load_world_config(wd)
+    return lambda rows: truth.order_probability(rows.customer_id.to_numpy(), rows.offer.to_numpy(),
+                                                rows.method.to_numpy(), world.scoring_time)[0]
+
+
 def _job_config(config: Path | None) -> Path:
     from lam_platform.pipeline import DEFAULT_JOB_CONFIG
 
@@ -304,7 +315,7 @@ def summary(workdir: str, seed: int, as_json: bool) -> None:
     Reads the call list and the simulator's ground truth; writes WORKDIR/outputs/summary.json.
     """
     from lam_platform.simulation.evaluation import format_table
-    from lam_platform.pipeline import summary_step
+    from lam_platform.demo import summary_step
 
     table, result = summary_step(Workdir.at(workdir), seed)
     click.echo(format_table(table))
@@ -382,6 +393,8 @@ def evaluate(workdir: str, as_of: str | None, config: Path | None, targets: tupl
                    f"{entry['base_rate']}")
         for model, values in entry["models"].items():
             click.echo(f"  {model:<20} " + "  ".join(f"{k} {v}" for k, v in values.items()))
+    for entry in result["skipped"]:
+        click.echo(f"{entry['target']}: not evaluated: {entry['reason']}")
     if result["next_item"]:
         n = result["next_item"]
         click.echo(f"next item ({n['customers']} customers): LAM HR@10 {n['lam']['hr@10']:.4f} NDCG@10 "
@@ -437,9 +450,23 @@ def report(workdir: str, examples: int, seed: int, as_json: bool) -> None:
 
     Runs `lam evaluate` first (after `lam score`); the page and its PNG plots need no server.
     """
-    from lam_platform.report import build_report
+    import pandas as pd
 
-    _emit(build_report(Workdir.at(workdir), examples, seed), as_json)
+    from lam_platform.fairness import call_list_fairness
+    from lam_platform.report import build_report
+    from lam_platform.simulation.evaluation import format_table
+    from lam_platform.simulation.evaluation_report import evaluate as run_evaluation
+
+    wd = Workdir.at(workdir)
+    if not wd.world_json.exists():
+        raise click.UsageError(f"{wd.root} is not a simulated world: `lam report` renders the simulator's "
+                               "ground-truth evaluation; on your own data run `lam evaluate --as-of T`")
+    if not (wd.outputs / "call_list.parquet").exists():
+        raise click.UsageError(f"no call list in {wd.outputs}: run `lam score --workdir {wd.root}` first")
+    evaluation = run_evaluation(wd, seed=seed)
+    policies = pd.DataFrame(json.loads(Path(evaluation["evaluation"]).read_text())["policies"])
+    fairness = call_list_fairness(wd, observed=_ground_truth_observer(wd))
+    _emit(build_report(wd, evaluation, fairness, format_table(policies), examples), as_json)
 
 
 @main.command("close-loop")
@@ -476,7 +503,7 @@ def simulate_loop(workdir: str, rounds: int, capacity: int, holdout: float, seed
 
     Writes WORKDIR/outputs/closed_loop/rounds.json (order rate per round), shown by `lam report`.
     """
-    from lam_platform.closed_loop import simulate_rounds
+    from lam_platform.simulation.loop import simulate_rounds
     from ray_jobs.training import JobConfig
 
     table = simulate_rounds(Workdir.at(workdir), JobConfig.load(_job_config(config)), rounds, capacity, holdout,
@@ -526,7 +553,9 @@ def fairness(workdir: str, calibration_margin: float, as_json: bool) -> None:
     calibration flags (JSON with --json). Run after `lam score`."""
     from lam_platform.fairness import FairnessSettings, call_list_fairness
 
-    report = call_list_fairness(Workdir.at(workdir), FairnessSettings(calibration_margin=calibration_margin))
+    wd = Workdir.at(workdir)
+    report = call_list_fairness(wd, FairnessSettings(calibration_margin=calibration_margin),
+                                observed=_ground_truth_observer(wd))
     if as_json:
         click.echo(json.dumps(report, default=str))
         return
@@ -577,6 +606,7 @@ def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | N
     `lam ingest` on, every step is the one a team's own data takes, run --as-of the world's scoring time.
     Creates WORKDIR (default ./lam-demo) and everything the single steps write there.
     """
+    from lam_platform import demo as demo_steps
     from lam_platform import pipeline
     from lam_platform.simulation.evaluation import format_table
     from lam_platform.scoring import score as score_customers
@@ -587,10 +617,10 @@ def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | N
     pseudonymizer = _pseudonymizer(ephemeral_ok=True)  # one key for the simulator's sources and their ingestion
     clock = {}
     steps = [
-        ("simulate (raw source tables + lam.yaml)", lambda: pipeline.simulate_step(wd, customers, seed, pseudonymizer)),
+        ("simulate (raw source tables + lam.yaml)", lambda: demo_steps.simulate_step(wd, customers, seed, pseudonymizer)),
         ("ingest (events, customers, campaign log)", lambda: pipeline.ingest_step(wd, pseudonymizer)),
         ("feast apply + materialize", lambda: pipeline.materialize_step(
-            wd, max_len, as_of=clock.setdefault("as_of", pipeline.world_clock(wd)))),
+            wd, max_len, as_of=clock.setdefault("as_of", demo_steps.world_clock(wd)))),
         ("pretrain (Ray Train)", lambda: pipeline.pretrain_step(wd, job, clock["as_of"])),
         ("fine-tune (Ray Train)", lambda: pipeline.finetune_step(wd, job, as_of=clock["as_of"])),
         ("score (Feast online store)", lambda: score_customers(wd, clock["as_of"])),
@@ -604,7 +634,7 @@ def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | N
         click.echo(f"  ({time.time() - t0:.1f}s)")
     click.secho(f"\n== [{len(steps) + 1}/{len(steps) + 1}] summary: order rate of the top-K call list, held-out "
                 "period (simulator ground truth) ==", bold=True)
-    table, result = pipeline.summary_step(wd)
+    table, result = demo_steps.summary_step(wd)
     click.echo(format_table(table))
     wall = time.time() - started
     click.echo(f"\ndone in {wall:.0f}s; call list: {results['score (Feast online store)']['call_list_csv']}")

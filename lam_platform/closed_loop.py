@@ -7,31 +7,28 @@ good ones are kept), appends them to the campaign log, fine-tunes the campaign h
 on the new outcomes as a Ray job (backbone frozen), and saves a new model version whose card records
 the head's metrics on those outcomes before and after. The next `lam score` / `lam serve` call list uses it.
 
-`simulate_rounds` runs call -> outcome -> update on the simulator, outcomes drawn from its ground truth.
+`lam_platform.simulation.loop` runs call -> outcome -> update on the simulator, outcomes from its ground truth.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from lam_platform import metrics
-from lam_platform.atomic_files import governance_lock, replace_parquet
-from lam_platform.consent import read_profiles
-from lam_platform.features import online_features, open_store, schema_fingerprint
-from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, rank_call_list
-from lam_platform.simulation.world import load_ground_truth, load_world_config
-from lam_platform.training_data import consenting_customers, finetune_arrays, training_events
+from lam_platform.atomic_files import governance_lock
+from lam_platform.consent import consenting_customers, read_profiles
+from lam_platform.features import open_store, schema_fingerprint
+from lam_platform.source_tables import CAMPAIGN_COLUMNS, _row_ids, read_campaign_log, write_campaign_log
+from lam_platform.training_data import finetune_arrays, training_events
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
+from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict, versions_with_head
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
-from lightning_modules.datasets import write_training_shards
+from lam_platform.training_shards import write_training_shards
 from ray_jobs.training import JobConfig, fit_with_ray
 
 REQUIRED = {"customer_id": "string", "event_timestamp": "timestamp", "campaign_id": "string", "offer": "string",
@@ -79,14 +76,16 @@ def read_outcomes(workdir: Workdir, path: Path, offers: list[str], methods: list
 def append_to_campaign_log(workdir: Workdir, rows: pd.DataFrame) -> int:
     """Add rows whose (campaign_id, customer_id) the log does not hold yet; returns how many were new."""
     with governance_lock(workdir.root):  # `lam forget` rewrites the same file
-        log = pd.read_parquet(workdir.campaign_log)
+        log = read_campaign_log(workdir)
         key = ["campaign_id", "customer_id"]
         fresh = rows.merge(log[key], on=key, how="left", indicator=True)
         fresh = fresh[fresh._merge == "left_only"].drop(columns="_merge")
         if len(fresh):
-            combined = pd.concat([log, fresh.astype({c: log[c].dtype for c in fresh.columns if c in log})],
-                                 ignore_index=True)
-            replace_parquet(pa.Table.from_pandas(combined, preserve_index=False), workdir.campaign_log)
+            fresh = fresh.assign(**{c: None for c in CAMPAIGN_COLUMNS if c not in fresh})
+            fresh["contact_id"] = _row_ids(fresh).to_numpy()
+            fresh = fresh[CAMPAIGN_COLUMNS].astype({"outcome": "float64", "outcome_value": "float64",
+                                                             "propensity": "float64"})
+            write_campaign_log(pd.concat([log[CAMPAIGN_COLUMNS], fresh], ignore_index=True), workdir)
     return len(fresh)
 
 
@@ -145,9 +144,7 @@ def _digest(rows: pd.DataFrame) -> str:
 
 def close_loop(workdir: Workdir, outcomes: Path, job: JobConfig) -> dict:
     """Ingest one outcome file and update the campaign head from the newest servable version."""
-    from lam_platform.service.model import servable_versions
-
-    versions = servable_versions(workdir.artifacts)
+    versions = versions_with_head(workdir.artifacts, "campaign_response")
     if not versions:
         raise FileNotFoundError(f"no fine-tuned model under {workdir.artifacts}: run `lam finetune` first")
     artifact = ModelArtifact(versions[-1])
@@ -157,56 +154,3 @@ def close_loop(workdir: Workdir, outcomes: Path, job: JobConfig) -> dict:
     new = append_to_campaign_log(workdir, rows)
     result = update_campaign_head(workdir, rows, job, artifact)
     return {"ingested": len(rows), "quarantined": quarantined, "new_in_log": new, **result}
-
-
-def simulate_rounds(workdir: Workdir, job: JobConfig, rounds: int = 3, capacity: int = 50, holdout: float = 0.2,
-                    days_between: int = 7, seed: int = 0) -> pd.DataFrame:
-    """Call -> outcome -> update, `rounds` times, on the simulator; returns and saves the order rate per round.
-
-    Each round scores the consenting customers not called in an earlier round with the newest version,
-    calls the top `capacity` (a random `holdout` share of them is held out as controls), draws outcomes
-    from the ground truth at the contact time, and closes the loop on them.
-    """
-    rng = np.random.default_rng(seed)
-    world = load_world_config(workdir)
-    truth = load_ground_truth(workdir)
-    store = open_store(workdir)
-    profiles = read_profiles(workdir.profiles)
-    called: set[str] = set()
-    rows = []
-    from lam_platform.service.model import servable_versions
-
-    for r in range(1, rounds + 1):
-        as_of = world.scoring_time + pd.Timedelta(days=days_between * (r - 1))
-        contact = next_contact_time(as_of)
-        version = servable_versions(workdir.artifacts)[-1]
-        scorer = CampaignScorer(ModelArtifact(version))
-        online = online_features(store, profiles.customer_id.tolist())
-        eligible = online[call_exclusions(online, as_of, 0, 0).isna().to_numpy() & ~online.customer_id.isin(called)]
-        scores = scorer.score(eligible.reset_index(drop=True), contact,
-                              [(o, m) for o in scorer.tokenizer.offers for m in scorer.tokenizer.methods])
-        listed = rank_call_list(scores, capacity)
-        treated = rng.random(len(listed)) >= holdout
-        p_called, p_not = truth.order_probability(listed.customer_id.to_numpy(), listed.offer.to_numpy(),
-                                                  listed.method.to_numpy(), contact)
-        p = np.where(treated, p_called, p_not)
-        outcomes = pd.DataFrame({
-            "customer_id": listed.customer_id, "event_timestamp": contact, "campaign_id": f"loop-{r}",
-            "offer": listed.offer, "method": listed.method, "treatment": treated.astype(int),
-            "outcome": (rng.random(len(listed)) < p).astype(int), "policy": "lam",
-            "propensity": np.where(treated, 1 - holdout, holdout)})
-        path = workdir.outputs / "closed_loop" / f"round-{r}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        outcomes.to_parquet(path, index=False)
-        update = close_loop(workdir, path, job)
-        called |= set(listed.customer_id)
-        rows.append({"round": r, "model_version": version.name, "called": int(treated.sum()),
-                     "held_out": int((~treated).sum()),
-                     "order_rate_called": float(outcomes.outcome[treated].mean()) if treated.any() else float("nan"),
-                     "expected_order_rate_called": float(p_called[treated].mean()) if treated.any() else float("nan"),
-                     "expected_uplift_called": float((p_called - p_not)[treated].mean()) if treated.any() else float("nan"),
-                     "updated_to": Path(update["artifact"]).name,
-                     "auc_before": update["before"]["auc"], "auc_after_in_sample": update["after_in_sample"]["auc"]})
-    table = pd.DataFrame(rows)
-    (workdir.outputs / "closed_loop" / "rounds.json").write_text(json.dumps(rows, indent=2))
-    return table

@@ -3,7 +3,7 @@
 Run: `lam fairness --workdir ./lam-demo` (after `lam score`): JSON with, per attribute and group, the
 eligible and selected counts, the selection rate and its ratio to the best group's (flagged below 0.8,
 the four-fifths rule), the mean predicted P(order | called) of the selected, their observed order rate
-where it is known (on the simulator: the ground truth's P(order | called), an expectation, not a draw),
+where the caller knows it (on the simulator: the ground truth's P(order | called), an expectation),
 and the calibration gap predicted - observed (flagged when it differs from the whole list's gap by more
 than `calibration_margin`). Groups with fewer than `min_selected` selected customers are reported but
 not flagged for calibration, and groups with fewer than `min_eligible` eligible ones not flagged at all:
@@ -12,12 +12,13 @@ their rates are noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lam_platform.consent import read_profiles
+from lam_platform.consent import consented, read_profiles
 
 ATTRIBUTES = ("age_band", "gender")
 FOUR_FIFTHS = 0.8
@@ -77,21 +78,18 @@ def fairness_report(eligible: pd.DataFrame, selected: pd.DataFrame, settings: Fa
             "attributes": attributes, "flags": flags}
 
 
-def call_list_fairness(workdir, settings: FairnessSettings = FairnessSettings()) -> dict:
-    """The report for the workdir's latest call list against the consenting base; on a simulated world the
-    observed rate is the ground truth's P(order | called) at the scoring time."""
-    from lam_platform.simulation.world import load_ground_truth, load_world_config
-
+def call_list_fairness(workdir, settings: FairnessSettings = FairnessSettings(),
+                       observed: Callable[[pd.DataFrame], np.ndarray] | None = None) -> dict:
+    """The report for the workdir's latest call list against the consenting base. `observed`, where the
+    caller knows it, gives each listed row's order rate (on the simulator: the ground truth's
+    P(order | called) at the scoring time, passed in by the commands that run on a simulated world)."""
     path = workdir.outputs / "call_list.parquet"
     if not path.exists():
         raise FileNotFoundError(f"no call list at {path}: run `lam score --workdir {workdir.root}` first")
     call_list = pd.read_parquet(path)
     profiles = read_profiles(workdir.profiles)
-    eligible = profiles[profiles.consent_marketing.astype(bool)]
+    eligible = profiles[consented(profiles.consent_marketing).to_numpy()]
     selected = pd.DataFrame({"customer_id": call_list.customer_id, "predicted": call_list.p_order_if_called})
-    if workdir.world_json.exists():
-        truth, world = load_ground_truth(workdir), load_world_config(workdir)
-        observed, _ = truth.order_probability(call_list.customer_id.to_numpy(), call_list.offer.to_numpy(),
-                                              call_list.method.to_numpy(), world.scoring_time)
-        selected["observed"] = np.asarray(observed, dtype=float)
+    if observed is not None:
+        selected["observed"] = np.asarray(observed(call_list), dtype=float)
     return {"call_list": str(path), **fairness_report(eligible, selected, settings)}

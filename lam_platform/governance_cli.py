@@ -125,7 +125,7 @@ def purge(workdir: str, retention_days: float, as_of: str | None, as_json: bool)
 @workdir_option
 @click.option("--customers", "customer_master", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The CRM customer master CSV (customer_id = raw id, phone), e.g. RAW_OUT/crm/customers.csv.")
+              help="The CRM customer master CSV (customer_id = raw id, phone), e.g. SOURCES/crm/customers.csv.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the re-identified CSV (outside WORKDIR).")
 @click.option("--call-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,

@@ -180,20 +180,28 @@ def next_item_evaluation(artifact: ModelArtifact, events: pa.Table, customers: l
 
 def evaluate_holdout(workdir: Workdir, as_of: pd.Timestamp, grid: CutoffGrid, targets: list[str] | None = None,
                      seed: int = 0, exclude_seen: bool = False) -> dict:
-    """Every target of lam.yaml (or those named) and the next item at `as_of`; writes
+    """Every target of lam.yaml (or those named) and the next item at `as_of`; a target with no head trained
+    as of `as_of`, or whose labels are not mature in the event table, is skipped with its reason (an error
+    when named). Writes
     WORKDIR/outputs/evaluation/holdout-<as_of>.json and returns the summary."""
     platform = PlatformConfig.load(workdir.root)
-    names = targets if targets is not None else list(platform.targets)
     events = read_events(workdir.events)
     ledger = pd.read_parquet(workdir.profiles)
     customers = consenting_customers(ledger, platform.consent_mode)
     events = events.filter(pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())))
-    results = [evaluate_target(workdir, platform, name, as_of, events, ledger, customers, grid, seed) for name in names]
+    results, skipped = [], []
+    for name in targets if targets is not None else list(platform.targets):
+        try:
+            results.append(evaluate_target(workdir, platform, name, as_of, events, ledger, customers, grid, seed))
+        except (FileNotFoundError, ValueError) as reason:
+            if targets is not None:  # asked for by name: say why it cannot be evaluated
+                raise
+            skipped.append({"target": name, "reason": str(reason)})  # no head trained as of T, or labels not mature
     pretrained = [ModelArtifact(p) for p in versions_with_head(workdir.artifacts, "next_action")
                   if pd.Timestamp(ModelArtifact(p).card.get("data_range", {}).get("events_before", "2262-01-01T00:00:00+00:00"))
                   <= as_of]
     next_item = next_item_evaluation(pretrained[-1], events, customers, as_of, exclude_seen) if pretrained else None
-    summary = {"as_of": as_of.isoformat(), "targets": results, "next_item": next_item}
+    summary = {"as_of": as_of.isoformat(), "targets": results, "skipped": skipped, "next_item": next_item}
     folder = workdir.outputs / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"holdout-{as_of.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -4,7 +4,7 @@ Every row read ends in exactly one place: accepted into the event table, counted
 an event already there (same id, same content: a re-ingested file), or quarantined with a reason
 and its source file and line. rows in = accepted + duplicates + quarantined, always.
 
-Run: `LAM_PSEUDONYM_KEY=... lam ingest --config channels.yaml --workdir ./lam-demo`
+Run: `LAM_PSEUDONYM_KEY=... lam ingest --workdir ./lam-demo` (the `events:` section of its lam.yaml)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The platform's steps, each reading and writing the standard workdir layout; the CLI and `lam demo` call these."""
+"""The platform's steps on any workdir (simulated or a team's own data), each reading and writing the standard
+layout; the CLI, `lam demo` (lam_platform.demo) and the tests call these."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pandas as pd
 
 from lam_platform.aggregates import AggregateSpec
 from lam_platform.clock import as_of as parse_as_of
-from lam_platform.simulation.evaluation import compare_policies
 from lam_platform.events import read_events
 from lam_platform.features import (
     LOCAL_PROFILE,
@@ -28,8 +28,6 @@ from lam_platform.platform_config import PlatformConfig
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.streaming import sequence_length
 from lam_platform.ingest_all import ingest_sources
-from lam_platform.simulation.source import default_sources, simulate_sources
-from lam_platform.simulation.world import WorldConfig, load_world_config
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
 
@@ -38,22 +36,10 @@ MATERIALIZE_LOOKBACK = pd.Timedelta(days=3650)  # the views' TTL: older rows are
 DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
 
 
-def simulate_step(workdir: Workdir, customers: int, seed: int, pseudonymizer: Pseudonymizer,
-                  sources: Path | None = None) -> dict:
-    """The simulator writes its raw source tables (outside the workdir) and lam.yaml; see simulation.source."""
-    return simulate_sources(workdir, WorldConfig(n_customers=customers, seed=seed), pseudonymizer,
-                            sources or default_sources(workdir))
-
-
 def ingest_step(workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict:
     reports = ingest_sources(workdir, pseudonymizer)
     return {table: ({k: r[k] for k in ("rows_in", "accepted", "duplicates", "quarantined", "balanced")}
                     if isinstance(r, dict) else r) for table, r in reports.items()}
-
-
-def world_clock(workdir: Workdir) -> pd.Timestamp:
-    """A simulated world's scoring time: the --as-of every step of the demo runs at."""
-    return load_world_config(workdir).scoring_time
 
 
 def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path = LOCAL_PROFILE,
@@ -118,16 +104,3 @@ def finetune_step(workdir: Workdir, config: Path, artifact: Path | None = None, 
     from ray_jobs.training import JobConfig
 
     return finetune.run(workdir, JobConfig.load(config), parse_as_of(as_of), artifact, target)
-
-
-def summary_step(workdir: Workdir, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Compare the call list with random, legacy, LightGBM and oracle lists; write outputs/summary.json."""
-    call_list_path = workdir.outputs / "call_list.parquet"
-    if not call_list_path.exists():
-        raise FileNotFoundError(f"no call list at {call_list_path}: run `lam score --workdir {workdir.root}` first")
-    table = compare_policies(workdir, pd.read_parquet(call_list_path), seed)
-    order_rates = dict(zip(table.policy, table.order_rate.round(4)))
-    summary = {"order_rate": order_rates, "capacity": int(table.called.iloc[0]),
-               "lam_vs_legacy": round(float(table.set_index("policy").vs_legacy["lam"]), 3)}
-    (workdir.outputs / "summary.json").write_text(json.dumps({**summary, "table": table.to_dict("records")}, indent=2))
-    return table, summary

@@ -134,6 +134,7 @@ class Campaigns(SourceFiles):
     policy: str | None = None
     propensity: str | None = None  # the logged chance of this row's assignment, where the source has it
     outcome: OutcomeColumn | ActionWithin
+    outcome_value: str | None = None  # the order's value, where the source has it
 
     @property
     def outcome_horizon(self) -> pd.Timedelta | None:

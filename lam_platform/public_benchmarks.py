@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import torch
 
 from lam_platform import metrics
-from lam_platform.simulation.evaluation import popularity_ranks, rank_next_objects
+from lam_platform.holdout_evaluation import popularity_ranks, rank_next_objects
 from lam_platform.events import EVENT_SCHEMA, TIMESTAMP
 from lam_platform.sequences import build_sequences
 from lightning_modules.config import LAMConfig
@@ -114,7 +114,7 @@ def run_leave_one_out(events: pa.Table, model: dict, train: dict, seed: int = 7,
     from torch.utils.data import DataLoader
 
     from lam_platform.training_data import build_pretrain_set
-    from lightning_modules.datasets import ShardDataset
+    from lam_platform.training_shards import ShardDataset
 
     split = leave_one_out(events)
     max_len = int(model.get("max_len", 50))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lam_platform.consent import read_profiles
+from lam_platform.consent import consented, read_profiles
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.workdir import Workdir
 
@@ -38,7 +38,7 @@ def export_call_list(workdir: Workdir, pseudonymizer: Pseudonymizer, customer_ma
         raise ValueError(f"customer master {customer_master} lacks columns {sorted(missing)}")
     master["customer_ref"] = pseudonymizer.column(master.customer_id)
     consenting = read_profiles(workdir.profiles, columns=["customer_id", "consent_marketing"])
-    consenting = set(consenting.customer_id[consenting.consent_marketing.astype(bool)])
+    consenting = set(consenting.customer_id[consented(consenting.consent_marketing).to_numpy()])
     allowed = calls.customer_id.isin(consenting)
     joined = calls[allowed].rename(columns={"customer_id": "customer_ref"}).merge(
         master[["customer_id", "phone", "customer_ref"]], on="customer_ref", how="inner")

@@ -18,18 +18,17 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lam_platform.simulation.evaluation import format_table
-from lam_platform.simulation.evaluation_report import _save, evaluate
-from lam_platform.fairness import call_list_fairness
 from lam_platform.features import online_features, open_store
+from lam_platform.plots import save_figure as _save
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
 
 EVALUATION_PLOTS = ("policies.png", "gain.png", "qini.png", "calibration.png", "next_action.png")
 
 
-def build_report(workdir: Workdir, examples: int = 3, seed: int = 0) -> dict:
-    """Evaluate the latest model, draw every plot, and write the page; returns the page's path."""
+def build_report(workdir: Workdir, evaluation: dict, fairness: dict, policy_table: str, examples: int = 3) -> dict:
+    """Draw every plot and write the page from an evaluation (`lam evaluate`'s result: its JSON and plots in
+    outputs/evaluation/) and a fairness report; returns the page's path."""
     call_list_path = workdir.outputs / "call_list.parquet"
     if not call_list_path.exists():
         raise FileNotFoundError(f"no call list at {call_list_path}: run `lam score --workdir {workdir.root}` first")
@@ -38,7 +37,6 @@ def build_report(workdir: Workdir, examples: int = 3, seed: int = 0) -> dict:
     matplotlib.use("Agg")
     folder = workdir.outputs / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    evaluation = evaluate(workdir, seed=seed)
     for name in EVALUATION_PLOTS:
         shutil.copy(workdir.outputs / "evaluation" / name, folder / name)
     result = json.loads(Path(evaluation["evaluation"]).read_text())
@@ -47,11 +45,10 @@ def build_report(workdir: Workdir, examples: int = 3, seed: int = 0) -> dict:
     curves = _training_curves(artifact, folder)
     call_list = pd.read_parquet(call_list_path)
     timelines = _timelines(workdir, call_list.head(examples), folder)
-    fairness = call_list_fairness(workdir)
     (folder / "fairness.json").write_text(json.dumps(fairness, indent=2, default=str))
     rounds_file = workdir.outputs / "closed_loop" / "rounds.json"
     loop = json.loads(rounds_file.read_text()) if rounds_file.exists() else None
-    page = _page(artifact.path.name, overview, curves, result, call_list, timelines, loop, fairness)
+    page = _page(artifact.path.name, overview, curves, result, policy_table, call_list, timelines, loop, fairness)
     (folder / "index.html").write_text(page)
     return {"page": str(folder / "index.html"), "model_version": artifact.path.name,
             "images": sorted(p.name for p in folder.glob("*.png"))}
@@ -166,10 +163,9 @@ def _loop_section(rounds: list[dict] | None) -> str:
             f"<pre>{html.escape(table.to_string(index=False, float_format=lambda v: f'{v:.3f}'))}</pre>")
 
 
-def _page(version: str, overview: dict, curves: list[str], result: dict, call_list: pd.DataFrame,
+def _page(version: str, overview: dict, curves: list[str], result: dict, policy_table: str, call_list: pd.DataFrame,
           timelines: list[dict], loop: list[dict] | None, fairness: dict) -> str:
     e = html.escape
-    policies = pd.DataFrame(result["policies"])
     campaign = result["campaign_response"]["lam"]
     training = "".join(f'<img src="{name}" alt="training curve {e(name)}">' for name in curves) or \
         "<p>No per-epoch history in this model's card (trained before histories were recorded).</p>"
@@ -196,7 +192,7 @@ the online sequence view, median {overview['median_length']:.0f} events each.</p
 <img src="gain.png" alt="gain curves"> <img src="qini.png" alt="Qini curves">
 <img src="calibration.png" alt="calibration"> <img src="next_action.png" alt="next action hit rates">
 <h2>Policy comparison (top {result['capacity']})</h2>
-<pre>{e(format_table(policies))}</pre><img src="policies.png" alt="policy order rates">
+<pre>{e(policy_table)}</pre><img src="policies.png" alt="policy order rates">
 {_loop_section(loop)}
 {_fairness_section(fairness)}
 <h2>Call list: the first {len(timelines)} of {len(call_list)} customers, and why</h2>

@@ -40,7 +40,7 @@ from lam_platform.workdir import Workdir
 TRUE_TEXT = {"1", "true", "t", "yes", "y"}
 FALSE_TEXT = {"0", "false", "f", "no", "n"}
 CAMPAIGN_COLUMNS = ["contact_id", "customer_id", "event_timestamp", "campaign_id", "offer", "method", "treatment",
-                    "policy", "outcome", "propensity"]
+                    "policy", "outcome", "outcome_value", "propensity"]
 QUARANTINE_SCHEMA = pa.schema([("source_file", pa.string()), ("source_line", pa.int64()), ("table", pa.string()),
                                ("reason", pa.string()), ("detail", pa.string()), ("raw", pa.string()),
                                ("ingest_run", pa.string())])
@@ -263,6 +263,8 @@ def ingest_campaigns(spec: Campaigns, catalogue: Catalogue, base: Path, workdir:
         treatment = rows.boolean(spec.treatment, "campaigns.treatment", required=True)
         propensity = (rows.number(spec.propensity, "campaigns.propensity") if spec.propensity
                       else pd.Series(np.nan, index=raw.index))
+        value = (rows.number(spec.outcome_value, "campaigns.outcome_value") if spec.outcome_value
+                 else pd.Series(np.nan, index=raw.index))
         rows.reject(propensity.notna() & ~((propensity > 0) & (propensity <= 1)), "propensity_out_of_range",
                     "propensity must be in (0, 1]")
         outcome = (rows.boolean(spec.outcome.column, "campaigns.outcome.column", required=True)
@@ -274,10 +276,12 @@ def ingest_campaigns(spec: Campaigns, catalogue: Catalogue, base: Path, workdir:
                               "campaign_id": optional["campaign_id"][ok].fillna("unnamed"), "offer": offer[ok],
                               "method": method[ok], "treatment": treatment[ok].astype("int64"),
                               "policy": optional["policy"][ok].fillna("unknown"),
-                              "outcome": outcome[ok].astype("Float64"), "propensity": propensity[ok]})
+                              "outcome": outcome[ok].astype("Float64"), "outcome_value": value[ok],
+                              "propensity": propensity[ok]})
         frames.append(frame)
         mapped = [spec.who, spec.contacted_at, spec.offer, spec.method, spec.treatment, spec.propensity or "",
-                  spec.campaign_id or "", spec.policy or "", getattr(spec.outcome, "column", "")]
+                  spec.campaign_id or "", spec.policy or "", spec.outcome_value or "",
+                  getattr(spec.outcome, "column", "")]
         rejects.append(rows.rejects(mapped, spec.who, pseudonymizer))
     new = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAMPAIGN_COLUMNS[1:])
     new["contact_id"] = _row_ids(new)

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lam_platform.events import check_event_table, existing_events, write_events
-from lam_platform.features import SEQUENCE_FEATURES
+from lam_platform.features import SEQUENCE_FEATURES, RepoSchema
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.sequences import LIST_COLUMNS
 from lam_platform.workdir import Workdir
@@ -79,7 +79,8 @@ def sequence_length(workdir: Workdir) -> int:
 def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudonymizer) -> dict[str, int]:
     """Append `events` (keyed by raw customer ids, pseudonymized here) offline and online; returns how
     many were new and how many were already there."""
-    events = check_event_table(events)
+    channels = RepoSchema.load(workdir).channels  # the channels the workdir's views were built for
+    events = check_event_table(events, channels)
     pseudonyms = pseudonymizer.column(events.column("customer_id").to_pandas())
     events = events.set_column(events.schema.get_field_index("customer_id"), events.schema.field("customer_id"),
                                pa.array(pseudonyms, pa.string()))
@@ -89,7 +90,7 @@ def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudo
         new = _drop_known_offline(workdir, events)
         rows = []
         if new.num_rows:
-            write_events(new, workdir.events, append=True)
+            write_events(new, workdir.events, append=True, channels=channels)
             customers = sorted(set(new.column("customer_id").to_pylist()))  # only these change
             current = _online_sequences(store, customers)
             merged = (_merge(current[c], group, max_len) for c, group in new.to_pandas().groupby("customer_id"))

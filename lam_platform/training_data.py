@@ -7,7 +7,7 @@
   `get_historical_features` (as of each contact); sequences from the exact sequence builder
   (events strictly before the contact).
 - target heads: the cut-off grid of `lam_platform.targets` is the entity frame, the same way.
-Both are written as Parquet shards of tokenized arrays (lightning_modules.datasets) that the Ray
+Both are written as Parquet shards of tokenized arrays (lam_platform.training_shards) that the Ray
 Train workers stream through Ray Data.
 """
 
@@ -20,14 +20,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.consent import consenting_customers
+from lam_platform.consent import consented, consenting_customers
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import historical_profiles
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.sequences import build_sequences
 from lam_platform.targets import CutoffGrid, Target, target_examples
 from lam_platform.workdir import Workdir
-from lightning_modules.datasets import write_training_shards
+from lam_platform.training_shards import write_training_shards
 from lightning_modules.tokenizer import EventTokenizer
 
 ONE_MICROSECOND = pd.Timedelta(microseconds=1)
@@ -85,7 +85,7 @@ def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len:
     entity_df = campaign_log[["customer_id", "event_timestamp"]].copy()
     entity_df["row_id"] = np.arange(len(entity_df))
     profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
-    without_consent = ~profiles.consent_marketing.fillna(False).astype(bool).to_numpy()
+    without_consent = ~consented(profiles.consent_marketing).to_numpy()
     without_consent |= ~campaign_log.customer_id.isin(eligible).to_numpy()
     log = campaign_log.reset_index(drop=True)[~without_consent].reset_index(drop=True)
     profiles = profiles[~without_consent].reset_index(drop=True)

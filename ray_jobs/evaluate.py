@@ -1,30 +1,34 @@
-"""Evaluate a model on the held-out period (next action, campaign response, uplift, policy table).
+"""Evaluate models at --as-of T on what happened after T (the same as `lam evaluate --as-of T`).
 
-Run:  python -m ray_jobs.evaluate --workdir ./lam-demo [--capacity 150] [--seed 0]
-On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.evaluate --workdir <shared path>
-The same as `lam evaluate`: needs scores (`lam score` or `python -m ray_jobs.score`) and writes
-outputs/evaluation/ (evaluation.json, index.html and its PNG plots).
+Run:  python -m ray_jobs.evaluate --workdir ./lam-demo --as-of T [--config ray_jobs/configs/demo.yaml]
+On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.evaluate --workdir <shared path> --as-of T
+Per target of lam.yaml: the LAM against LightGBM on aggregates and a recency rule; next-item HR/NDCG.
+Writes outputs/evaluation/holdout-<T>.json and prints it as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from lam_platform.simulation.evaluation_report import evaluate
+from lam_platform.clock import as_of as parse_as_of
+from lam_platform.holdout_evaluation import evaluate_holdout
+from lam_platform.targets import CutoffGrid
 from lam_platform.workdir import Workdir
+from ray_jobs.training import JobConfig
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
-    parser.add_argument("--capacity", type=int, default=None, help="calls per policy list (default 5%% of customers)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out trial and the random policy")
-    parser.add_argument("--artifact", type=Path, default=None, help="artifact folder (default: the latest)")
+    parser.add_argument("--as-of", required=True, help="evaluation time T, with zone")
+    parser.add_argument("--config", default=None, help="job YAML whose `target` grid the baseline trains on")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the LightGBM baseline")
     parser.add_argument("--exclude-seen", action="store_true", help="rank next objects without seen ones")
     args = parser.parse_args(argv)
-    print(json.dumps(evaluate(Workdir.at(args.workdir), args.artifact, args.capacity, args.seed, args.exclude_seen)))
+    grid = CutoffGrid.from_dict(JobConfig.load(args.config).target if args.config else None)
+    print(json.dumps(evaluate_holdout(Workdir.at(args.workdir), parse_as_of(args.as_of), grid, None, args.seed,
+                                      args.exclude_seen), default=str))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
-from lam_platform.features import open_store, schema_fingerprint
+from lam_platform.features import RepoSchema, open_store, schema_fingerprint
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.source_tables import campaign_outcomes, read_campaign_log
 from lam_platform.targets import CutoffGrid
@@ -34,6 +34,7 @@ def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: Pa
         target: str | None = None) -> dict:
     """Build the point-in-time training set, fit the head with Ray, save it into the artifact."""
     platform = PlatformConfig.load(workdir.root)
+    platform.check_actions(set(RepoSchema.load(workdir).actions))  # a target naming no event's action stops here
     # Default: the latest pretrained version (a version with a fine-tuned backbone points back to it).
     artifact = ModelArtifact(artifact_path) if artifact_path else \
         ModelArtifact(latest_version(workdir.artifacts)).with_head("next_action")

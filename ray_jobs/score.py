@@ -1,72 +1,75 @@
 """Batch-score the whole base with Ray Data: a pool of model actors over the offline sequence table.
 
-Run:  python -m ray_jobs.score --workdir ./lam-demo [--actors 2] [--batch-size 512] [--capacity 150]
-On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.score --workdir <shared path>
-Reads the sequence snapshot materialized at the scoring time (`lam materialize`) and the profiles;
-every consenting customer is scored for every campaign by `map_batches` over an actor pool (each actor
-loads the artifact once). Writes outputs/call_list.{parquet,csv} and scores.parquet and pushes each
+Run:  python -m ray_jobs.score --workdir ./lam-demo --as-of T [--actors 2] [--batch-size 512] [--capacity 150]
+On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.score --workdir <shared path> --as-of T
+Reads lam.yaml, the sequence snapshot materialized at T (`lam materialize --as-of T`) and the profiles;
+every customer the call-list rules allow is scored for every campaign of the catalogue by `map_batches`
+over an actor pool (each actor loads the artifact once). Writes outputs/call_list.{parquet,csv} and scores.parquet and pushes each
 customer's best campaign into the `lam_scores` feature view, as `lam score` does from the online store.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from lam_platform.features import open_store, schema_fingerprint, snapshot_path
-from lam_platform.simulation.ground_truth import METHODS, OFFERS
-from lam_platform.scoring import CampaignScorer, next_contact_time, publish_scores
-from lam_platform.simulation.world import load_world_config
-from lam_platform.workdir import Workdir
+from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import read_profiles
+from lam_platform.features import open_store, schema_fingerprint, snapshot_path
+from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
+from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, publish_scores
+from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
 from ray_jobs.training import ensure_ray
-
-PROFILE_COLUMNS = ["customer_id", "consent_marketing", "age_band", "gender", "plan", "region", "tenure_months"]
 
 
 class CampaignScoringActor:
     """One model replica: loads the artifact and the profiles once, then scores batches of sequences."""
 
-    def __init__(self, artifact_path: str, profiles_path: str, contact_time: pd.Timestamp) -> None:
+    def __init__(self, artifact_path: str, profiles_path: str, contact_time: pd.Timestamp, as_of: pd.Timestamp,
+                 campaigns: list[tuple[str, str]], rules: dict) -> None:
         import torch
 
         torch.set_num_threads(1)  # one core per actor: the pool size sets the parallelism
         self.scorer = CampaignScorer(ModelArtifact(Path(artifact_path)))
-        self.profiles = read_profiles(profiles_path, columns=PROFILE_COLUMNS).set_index("customer_id")
-        self.contact_time = contact_time
-        self.campaigns = list(itertools.product(OFFERS, METHODS))
+        self.profiles = read_profiles(profiles_path).drop(columns="event_timestamp").set_index("customer_id")
+        self.contact_time, self.as_of, self.campaigns = contact_time, as_of, campaigns
+        self.rules = CallListRules(**rules)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = batch.join(self.profiles, on="customer_id")
-        rows = rows[rows.consent_marketing.fillna(False).astype(bool)].reset_index(drop=True)
+        # The call-list rules of `lam score` and the API: consent, cool-down, already converted.
+        rows = rows[call_exclusions(rows, self.as_of, self.rules).isna().to_numpy()].reset_index(drop=True)
         if rows.empty:
             return pd.DataFrame(columns=["customer_id", "offer", "method", "p_order_if_called",
                                          "p_order_if_not_called", "uplift"])
         return self.scorer.score(rows, self.contact_time, self.campaigns)
 
 
-def score_with_ray_data(sequences: Path, artifact: ModelArtifact, profiles: Path, contact_time: pd.Timestamp,
-                        actors: int, batch_size: int) -> pd.DataFrame:
-    """Every consenting customer x campaign, scored by `actors` model replicas."""
+def score_with_ray_data(sequences: Path, artifact: ModelArtifact, profiles: Path, as_of: pd.Timestamp,
+                        platform: PlatformConfig, actors: int, batch_size: int) -> pd.DataFrame:
+    """Every customer the call-list rules allow x every campaign, scored by `actors` model replicas."""
     import ray.data
 
+    catalogue = platform.require_catalogue()
+    contact_time = next_contact_time(as_of, catalogue.contact_slots[0])
     dataset = ray.data.read_parquet(str(sequences), ray_remote_args={"num_cpus": 0})
     scored = dataset.map_batches(
-        CampaignScoringActor, fn_constructor_args=(str(artifact.path), str(profiles), contact_time),
+        CampaignScoringActor, fn_constructor_args=(str(artifact.path), str(profiles), contact_time, as_of,
+                                                   catalogue.campaigns, platform.call_list.model_dump()),
         batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
     return scored.to_pandas()
 
 
-def run(workdir: Workdir, actors: int = 2, batch_size: int = 512, capacity: int | None = None,
+def run(workdir: Workdir, as_of: pd.Timestamp, actors: int = 2, batch_size: int = 512, capacity: int | None = None,
         artifact_path: Path | None = None) -> dict:
-    world = load_world_config(workdir)
-    as_of = world.scoring_time
+    platform = PlatformConfig.load(workdir.root)
+    if not platform.contact_allowed:
+        raise PlatformConfigError(f"{workdir.config}: consent is `analysis_only`, so no call list is built")
     sequences = snapshot_path(workdir.sequences, as_of)
     if not sequences.exists():
         raise FileNotFoundError(f"no sequence snapshot at {as_of.isoformat()} in {workdir.sequences}: "
@@ -76,11 +79,11 @@ def run(workdir: Workdir, actors: int = 2, batch_size: int = 512, capacity: int 
     artifact.check_schema(schema_fingerprint(store))
     ensure_ray(actors)
     started = time.perf_counter()
-    scores = score_with_ray_data(sequences, artifact, workdir.profiles, next_contact_time(as_of), actors, batch_size)
+    scores = score_with_ray_data(sequences, artifact, workdir.profiles, as_of, platform, actors, batch_size)
     seconds = time.perf_counter() - started
     customers = scores.customer_id.nunique()
     n_customers = len(read_profiles(workdir.profiles, columns=["customer_id"]))
-    published = publish_scores(workdir, store, scores, as_of, artifact, capacity or max(1, round(0.05 * n_customers)))
+    published = publish_scores(workdir, store, scores, as_of, artifact, capacity or platform.call_list.calls_for(n_customers))
     return {**published, "scored": customers, "actors": actors, "seconds": round(seconds, 2),
             "customers_per_second": round(customers / seconds, 1)}
 
@@ -88,13 +91,14 @@ def run(workdir: Workdir, actors: int = 2, batch_size: int = 512, capacity: int 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
+    parser.add_argument("--as-of", default=None, help="scoring time, with zone: a materialized snapshot's (default now)")
     parser.add_argument("--actors", type=int, default=2, help="model replicas in the actor pool (default 2)")
     parser.add_argument("--batch-size", type=int, default=512, help="customers per batch (default 512)")
     parser.add_argument("--capacity", type=int, default=None, help="calls in the list (default 5%% of customers)")
     parser.add_argument("--artifact", type=Path, default=None, help="artifact folder (default: the latest)")
     args = parser.parse_args(argv)
-    print(json.dumps(run(Workdir.at(args.workdir), args.actors, args.batch_size, args.capacity, args.artifact),
-                     default=str))
+    print(json.dumps(run(Workdir.at(args.workdir), parse_as_of(args.as_of), args.actors, args.batch_size,
+                         args.capacity, args.artifact), default=str))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.demo import simulate_step, world_clock
+from lam_platform.pipeline import ingest_step, materialize_step
 from lam_platform.privacy import KEY_ENV, KEY_FILE_ENV, Pseudonymizer
 from lam_platform.simulation.world import raw_customer_ids
 from lam_platform.workdir import Workdir
@@ -38,13 +39,18 @@ def with_raw_ids(events: pa.Table, customers: int) -> pa.Table:
     return events.set_column(events.schema.get_field_index("customer_id"), "customer_id", pa.array(column, pa.string()))
 
 
+def make_world(workdir: Workdir, customers: int = TINY_CUSTOMERS, seed: int = 3) -> Workdir:
+    """Simulate a world as a source system, ingest it like any team's data, materialize at its clock."""
+    simulate_step(workdir, customers=customers, seed=seed, pseudonymizer=PSEUDONYMIZER)
+    ingest_step(workdir, PSEUDONYMIZER)
+    materialize_step(workdir, max_len=TINY_MAX_LEN, as_of=world_clock(workdir))
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Workdir:
-    """A 200-customer world with its feature repo applied and the online store materialized."""
-    workdir = Workdir.at(tmp_path_factory.mktemp("world"))
-    simulate_step(workdir, customers=TINY_CUSTOMERS, seed=3, pseudonymizer=PSEUDONYMIZER)
-    materialize_step(workdir, max_len=TINY_MAX_LEN)
-    return workdir
+    """A 200-customer world, ingested, with its feature repo applied and the online store materialized."""
+    return make_world(Workdir.at(tmp_path_factory.mktemp("world") / "workdir"))
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +58,8 @@ def trained_world(tiny_world) -> Workdir:
     """The tiny world with a model pretrained and fine-tuned by the Ray jobs (tiny.yaml), trained once."""
     from lam_platform.pipeline import finetune_step, pretrain_step
 
-    pretrain_step(tiny_world, TINY_JOB)
-    finetune_step(tiny_world, TINY_JOB)
+    pretrain_step(tiny_world, TINY_JOB, world_clock(tiny_world))
+    finetune_step(tiny_world, TINY_JOB, as_of=world_clock(tiny_world))
     return tiny_world
 
 

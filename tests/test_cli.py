@@ -4,7 +4,7 @@ from click.testing import CliRunner
 from lam_platform.cli import main
 from ray_jobs.training import JobConfig
 
-COMMANDS = ["simulate", "materialize", "pretrain", "finetune", "score", "summary", "demo"]
+COMMANDS = ["simulate", "ingest", "materialize", "pretrain", "finetune", "score", "evaluate", "summary", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -14,10 +14,12 @@ def test_every_step_has_help_that_says_what_it_does(command):
     assert "--workdir" in result.output and "--json" in result.output
 
 
-def test_a_step_on_an_empty_workdir_says_what_to_run_first(tmp_path):
-    result = CliRunner().invoke(main, ["materialize", "--workdir", str(tmp_path)])
-    assert result.exit_code != 0
-    assert "lam simulate" in str(result.exception)
+@pytest.mark.parametrize("command", ["ingest", "materialize", "pretrain", "finetune", "evaluate"])
+def test_a_step_on_a_workdir_without_lam_yaml_points_to_lam_init(command, tmp_path):
+    result = CliRunner().invoke(main, [command, "--workdir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "lam init" in result.output and "lam simulate" not in result.output
+    assert "Traceback" not in result.output
 
 
 def test_job_config_rejects_unknown_sections(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lam_platform.demo import world_clock
 from lam_platform.report import build_report
 from lam_platform.scoring import score
 
@@ -50,7 +51,7 @@ def _broken_images(chromium: str, page: Path, extra: str = "") -> tuple[int, lis
 @pytest.mark.e2e
 def test_report_renders_with_a_screenshot_and_no_broken_images(trained_world, tmp_path):
     chromium = _chromium()
-    score(trained_world, capacity=10)
+    score(trained_world, world_clock(trained_world), capacity=10)
     result = build_report(trained_world, examples=2)
     page = Path(result["page"])
     expected = {"events_per_channel.png", "sequence_lengths.png", "training_next_action.png",

@@ -20,6 +20,7 @@ from lam_platform.simulation.evaluation import (
     next_action_evaluation,
     randomized_trial,
 )
+from lam_platform.plots import save_figure as _save
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
 from lightning_modules.artifact import ModelArtifact, latest_version
@@ -115,14 +116,6 @@ def _plot(folder: Path, result: dict, policies: pd.DataFrame, curves: dict, bins
     ax.set_title(f"Next object, full ranking over {na['items']} items")
     ax.legend()
     _save(fig, folder / "next_action.png")
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def _metrics_table(rows: dict[str, dict]) -> str:

@@ -5,7 +5,7 @@ Each channel gets its own column names, file format, timestamp format and time z
 The source systems know customers by raw ids: the export maps the world's pseudonyms back through
 the simulator's customer master (`raw_customer_ids` hashed with the same key), and writes that master
 as the CRM table (raw id, phone number) that the re-identifying call-list export joins on.
-Run: `lam simulate --raw-out ./raw` writes them beside the world (never inside the workdir).
+Run: `lam simulate --sources ./raw` writes them beside the world (never inside the workdir).
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ CRM_FILE = Path("crm") / "customers.csv"
 
 
 def export_raw_channels(events: pa.Table, out: Path, raw_ids: dict[str, str],
-                        files_per_channel: int = 2) -> dict[str, int]:
+                        files_per_channel: int = 2, crm: Path | None = None) -> dict[str, int]:
     """Write each channel's events as raw files under out/<channel>/, keyed by raw id (`raw_ids`:
-    pseudonym -> raw id), and the customer master under out/crm/; returns rows per channel."""
+    pseudonym -> raw id), and the customer master at `crm` (default out/crm/customers.csv); returns rows
+    per channel."""
     frame = events.to_pandas()
     unknown = ~frame.customer_id.isin(raw_ids.keys())
     if unknown.any():
@@ -70,7 +71,7 @@ def export_raw_channels(events: pa.Table, out: Path, raw_ids: dict[str, str],
             else:
                 pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
         counts[channel] = len(raw)
-    write_customer_master(sorted(raw_ids.values()), out / CRM_FILE)
+    write_customer_master(sorted(raw_ids.values()), crm or out / CRM_FILE)
     return counts
 
 

@@ -21,7 +21,7 @@ import yaml
 from lam_platform.events import read_events
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulation.ground_truth import METHODS, OFFERS
-from lam_platform.simulation.raw_export import channel_section, export_raw_channels
+from lam_platform.simulation.raw_export import CRM_FILE, channel_section, export_raw_channels
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
 from lam_platform.workdir import Workdir
 
@@ -60,7 +60,7 @@ def simulate_sources(workdir: Workdir, config: WorldConfig, pseudonymizer: Pseud
     counts = simulate(config, workdir, pseudonymizer)  # pseudonymized tables + ground truth
     raw_ids = pseudonymizer.matcher(raw_customer_ids(config.n_customers))
     shutil.rmtree(sources, ignore_errors=True)
-    export_raw_channels(read_events(workdir.events), sources / "events", raw_ids)
+    export_raw_channels(read_events(workdir.events), sources / "events", raw_ids, crm=sources / CRM_FILE)
     _write_customers(pd.read_parquet(workdir.profiles), raw_ids, sources / "customers.parquet")
     _write_contacts(pd.read_parquet(workdir.campaign_log), raw_ids, sources / "campaigns.parquet")
     # The platform's own tables come from `lam ingest`, like any team's; the world keeps only ground truth.
@@ -83,6 +83,7 @@ def _write_contacts(log: pd.DataFrame, raw_ids: dict[str, str], path: Path) -> N
     pd.DataFrame({"customer_no": log.customer_id.map(raw_ids), "called_at": log.event_timestamp,
                   "campaign": log.campaign_id, "offer": log.offer, "channel": log.method,
                   "treated": log.treatment, "selected_by": log.policy, "ordered": log.outcome,
+                  "order_value": log.outcome_value,
                   "p_assigned": log.propensity}).to_parquet(path, index=False)
 
 
@@ -94,7 +95,8 @@ def platform_yaml(sources: str, config: WorldConfig) -> str:
                       "consent": {"column": "marketing_opt_in", "recorded_at": "updated_at"}},
         "campaigns": {"files": [f"{sources}/campaigns.parquet"], "who": "customer_no", "contacted_at": "called_at",
                       "campaign_id": "campaign", "offer": "offer", "method": "channel", "treatment": "treated",
-                      "policy": "selected_by", "propensity": "p_assigned", "outcome": {"column": "ordered"}},
+                      "policy": "selected_by", "propensity": "p_assigned", "outcome": {"column": "ordered"},
+                      "outcome_value": "order_value"},
         "catalogue": {"offers": list(OFFERS), "methods": list(METHODS), "contact_slots": [CONTACT_HOUR, 14, 17]},
         "targets": {f"purchase_{config.response_horizon_days}d":
                     {"action": "purchase", "within": f"{config.response_horizon_days}d"}},

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lam_platform.aggregates import WINDOWS_DAYS, build_aggregates
+from lam_platform.aggregates import WINDOWS_DAYS, AggregateSpec, build_aggregates
 from lam_platform.events import TIMESTAMP, read_events
 
 
@@ -12,7 +12,7 @@ def test_aggregates_match_a_brute_force_count(tiny_world):
     rng = np.random.default_rng(3)
     ids = list(rng.choice(frame.customer_id.unique(), size=15)) + ["nobody"]
     times = pd.Timestamp("2026-02-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 120 * 24, len(ids)), unit="h")
-    got = build_aggregates(events, ids, pa.array(times, TIMESTAMP)).to_pandas()
+    got = build_aggregates(events, ids, pa.array(times, TIMESTAMP), AggregateSpec.of(events)).to_pandas()
     for row, customer, t in zip(got.itertuples(), ids, times):
         for days in WINDOWS_DAYS:
             window = frame[(frame.customer_id == customer) & (frame.event_timestamp < t)

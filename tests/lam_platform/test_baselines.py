@@ -4,11 +4,15 @@ import pandas as pd
 from lam_platform.baselines import AggregateUpliftModel
 from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.simulation.world import load_world_config
-from lam_platform.training_data import consenting_customers, training_events
+from lam_platform.consent import consenting_customers
+from lam_platform.features import RepoSchema
+from lam_platform.platform_config import PlatformConfig
+from lam_platform.training_data import training_events
 
 
 def test_aggregate_baseline_scores_every_customer_and_campaign_deterministically(tiny_world):
     world = load_world_config(tiny_world)
+    platform = PlatformConfig.load(tiny_world.root)
     profiles = pd.read_parquet(tiny_world.profiles)
     eligible = consenting_customers(profiles)
     events = training_events(tiny_world, world.scoring_time, eligible)
@@ -16,7 +20,8 @@ def test_aggregate_baseline_scores_every_customer_and_campaign_deterministically
     log = log[log.event_timestamp < world.scoring_time].reset_index(drop=True)
 
     def scores():
-        model = AggregateUpliftModel(seed=3, rounds=50).fit(events, log, profiles)
+        model = AggregateUpliftModel(RepoSchema.load(tiny_world).aggregates, platform.require_catalogue(),
+                                     platform.categorical_profile, platform.numeric_profile, seed=3, rounds=50).fit(events, log, profiles)
         return model.score(events, eligible, profiles, world.scoring_time)
 
     first = scores()

@@ -8,7 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from lam_platform.closed_loop import close_loop, read_outcomes, simulate_rounds
+from lam_platform.closed_loop import close_loop, read_outcomes
+from lam_platform.simulation.loop import simulate_rounds
 from lam_platform.report import _loop_section
 from lam_platform.service.model import servable_versions
 from lam_platform.workdir import Workdir

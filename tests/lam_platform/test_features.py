@@ -44,10 +44,11 @@ def test_fingerprint_names_a_missing_view(tiny_world):
 
 
 def test_a_profile_with_unset_variables_names_them(tmp_path, monkeypatch):
-    from lam_platform.features import PROJECT_ROOT, prepare_repo
+    from lam_platform.features import PROJECT_ROOT, RepoSchema, prepare_repo
     from lam_platform.workdir import Workdir
 
     monkeypatch.delenv("LAM_REDIS", raising=False)
     monkeypatch.delenv("LAM_REGISTRY_URL", raising=False)
     with pytest.raises(ValueError, match="LAM_REDIS"):
-        prepare_repo(Workdir.at(tmp_path), PROJECT_ROOT / "infra" / "feast" / "production.yaml")
+        prepare_repo(Workdir.at(tmp_path), RepoSchema(("shop",), ("purchase",), {}),
+                     PROJECT_ROOT / "infra" / "feast" / "production.yaml")

@@ -22,7 +22,8 @@ from lam_platform.events import read_events
 from lam_platform.features import historical_profiles, online_features, open_store
 from lam_platform.ingest import ingest
 from lam_platform.online_erasure import online_has_customer
-from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.demo import simulate_step, world_clock
+from lam_platform.pipeline import ingest_step, materialize_step
 from lam_platform.simulation.policies import legacy_priority
 from lam_platform.simulation.raw_export import write_customer_master
 from lam_platform.reidentify import export_call_list
@@ -31,7 +32,8 @@ from lam_platform.scoring import score
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
 from lam_platform.simulation.world import load_world_config, raw_customer_ids
-from lam_platform.training_data import consenting_customers, finetune_frame, training_events
+from lam_platform.consent import consenting_customers
+from lam_platform.training_data import finetune_frame, training_events
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER, TEST_PSEUDONYM_KEY, TINY_CUSTOMERS, TINY_MAX_LEN
 from tests.lam_platform.test_ingest import NOW, _write_config
@@ -50,7 +52,7 @@ def _copy(world: Workdir, tmp_path_factory, name: str) -> Workdir:
 
 
 def _client(world: Workdir) -> TestClient:
-    settings = ServiceSettings(workdir=world.root, clock=load_world_config(world).scoring_time)
+    settings = ServiceSettings.from_workdir(world, clock=load_world_config(world).scoring_time)
     return TestClient(create_app(settings, parse_tokens(
         [{"name": "governance", "token": TOKEN, "scopes": ["score", "call-list"]}], "test")))
 
@@ -89,7 +91,7 @@ def _files_holding(root, needles: list[str]) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def scored_world(trained_world, tmp_path_factory) -> Workdir:
     world = _copy(trained_world, tmp_path_factory, "scored")
-    score(world, capacity=60)
+    score(world, world_clock(world), capacity=60)
     return world
 
 
@@ -140,7 +142,7 @@ def test_no_raw_id_and_no_key_reach_any_store_output_log_or_metric(scored_world,
 
 def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(trained_world, tmp_path_factory):
     world = _copy(trained_world, tmp_path_factory, "consent")
-    score(world, capacity=60)
+    score(world, world_clock(world), capacity=60)
     call_list = pd.read_parquet(world.outputs / "call_list.parquet")
     log = pd.read_parquet(world.campaign_log)
     who = next(c for c in call_list.customer_id if c in set(log.customer_id))
@@ -175,9 +177,9 @@ def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(t
     assert result["left_out_no_consent_now"] == 1 and RAW_OF[who] not in set(pd.read_csv(out).customer_id)
 
     # Scoring from t on, and after a full re-materialization, leaves the customer out.
-    score(world, capacity=60)
+    score(world, world_clock(world), capacity=60)
     assert who not in set(pd.read_parquet(world.outputs / "call_list.parquet").customer_id)
-    materialize_step(world, max_len=TINY_MAX_LEN)
+    materialize_step(world, max_len=TINY_MAX_LEN, as_of=world_clock(world))
     assert not online_features(open_store(world), [who]).consent_marketing.iloc[0]
 
     # Training sets built after t: no events and no campaign rows of the customer, although the
@@ -195,7 +197,7 @@ def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(t
 
 def test_forget_removes_customers_everywhere_and_a_crash_midway_resumes(trained_world, tmp_path_factory):
     world = _copy(trained_world, tmp_path_factory, "forget")
-    score(world, capacity=60)
+    score(world, world_clock(world), capacity=60)
     contacted = set(pd.read_parquet(world.campaign_log).customer_id)
     listed = pd.read_parquet(world.outputs / "call_list.parquet").customer_id
     victims = sorted(c for c in listed if c in contacted)[:2]
@@ -238,6 +240,7 @@ def test_forget_removes_customers_everywhere_and_a_crash_midway_resumes(trained_
 def test_purge_keeps_exactly_the_retention_window(tmp_path):
     world = Workdir.at(tmp_path / "w")
     simulate_step(world, customers=30, seed=6, pseudonymizer=PSEUDONYMIZER)
+    ingest_step(world, PSEUDONYMIZER)
     before = read_events(world.events).to_pandas()
     now = load_world_config(world).scoring_time
     result = purge_events(world, retention_days=45, now=now)

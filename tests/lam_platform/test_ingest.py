@@ -13,9 +13,8 @@ from lam_platform.channels import ChannelConfig, ChannelConfigError
 from lam_platform.events import read_events
 from lam_platform.features import PROJECT_ROOT
 from lam_platform.ingest import ingest
-from lam_platform.pipeline import simulate_step
 from lam_platform.simulation.raw_export import export_raw_channels
-from lam_platform.simulation.world import raw_customer_ids
+from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
 from lam_platform.workdir import Workdir
 from tests.conftest import PSEUDONYMIZER
 
@@ -44,7 +43,7 @@ def _write_config(folder, text=SHOP_CONFIG):
 
 def test_simulated_raw_tables_round_trip_and_reingest_adds_nothing(tmp_path):
     source = Workdir.at(tmp_path / "src")
-    simulate_step(source, customers=40, seed=2, pseudonymizer=PSEUDONYMIZER)
+    simulate(WorldConfig(n_customers=40, seed=2), source.make(), PSEUDONYMIZER)  # the world's own tables
     raw_ids = raw_customer_ids(40)
     export_raw_channels(read_events(source.events), tmp_path / "raw", PSEUDONYMIZER.matcher(raw_ids))
     shop = pd.read_parquet(next((tmp_path / "raw" / "shop").glob("*.parquet")))

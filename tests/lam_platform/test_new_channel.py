@@ -5,10 +5,10 @@ import pandas as pd
 from lam_platform.channels import ChannelConfig
 from lam_platform.features import PROJECT_ROOT, open_store
 from lam_platform.ingest import ingest
-from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.pipeline import materialize_step
 from lam_platform.simulation.world import load_world_config
 from lam_platform.workdir import Workdir
-from tests.conftest import PSEUDONYMIZER, pseudonym
+from tests.conftest import PSEUDONYMIZER, make_world, pseudonym
 
 KIOSK = """
   kiosk:          # a new channel: in-store kiosks, added by configuration only
@@ -22,7 +22,7 @@ KIOSK = """
 
 def test_a_channel_added_in_the_config_reaches_the_online_aggregates(tmp_path):
     workdir = Workdir.at(tmp_path / "w")
-    simulate_step(workdir, customers=30, seed=4, pseudonymizer=PSEUDONYMIZER)
+    make_world(workdir, customers=30, seed=4)
     scoring = load_world_config(workdir).scoring_time
     (tmp_path / "raw" / "kiosk").mkdir(parents=True)
     visits = pd.DataFrame({"card": ["CUST-000001"] * 3 + ["CUST-000002"],
@@ -34,7 +34,7 @@ def test_a_channel_added_in_the_config_reaches_the_online_aggregates(tmp_path):
     report = ingest(ChannelConfig.load(config_path), workdir, PSEUDONYMIZER, now=scoring)
     assert report.accepted == 4 and report.balanced()
 
-    materialize_step(workdir, max_len=8, channel_config=config_path)
+    materialize_step(workdir, max_len=8, as_of=scoring)  # the views follow the channels the events hold
     features = ["customer_event_aggregates:kiosk_events_30d", "customer_event_aggregates:kiosk_events_90d",
                 "customer_event_aggregates:app_events_30d"]
     got = open_store(workdir).get_online_features(features=features, entity_rows=[

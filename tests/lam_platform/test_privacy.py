@@ -44,7 +44,7 @@ def test_commands_that_take_raw_ids_need_the_key_and_keep_raw_tables_out_of_the_
     assert no_key.exit_code != 0 and KEY_ENV in no_key.output and not (tmp_path / "w").exists()
     monkeypatch.setenv(KEY_ENV, KEY)
     inside = runner.invoke(main, ["simulate", "--workdir", str(tmp_path / "w"), "--customers", "10",
-                                  "--raw-out", str(tmp_path / "w" / "raw")])
+                                  "--sources", str(tmp_path / "w" / "raw")])
     assert inside.exit_code != 0 and "outside the workdir" in inside.output
 
 

@@ -16,7 +16,7 @@ from lam_platform.features import online_features, open_store
 from lam_platform.scoring import CampaignScorer, next_contact_time
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import TokenConfigError, load_tokens, parse_tokens
-from lam_platform.service.model import PRIOR_STRENGTH
+from lam_platform.service.model import PRIOR_STRENGTH, PopulationPrior
 from lam_platform.simulation.world import load_world_config
 from lightning_modules.artifact import ModelArtifact
 
@@ -32,7 +32,7 @@ def bearer(token: str) -> dict:
 
 @pytest.fixture(scope="module")
 def service(trained_world):
-    settings = ServiceSettings(workdir=trained_world.root, max_customers=50, max_body_bytes=20_000,
+    settings = ServiceSettings.from_workdir(trained_world, max_customers=50, max_body_bytes=20_000,
                                clock=load_world_config(trained_world).scoring_time)
     with TestClient(create_app(settings, parse_tokens(TOKENS, "test"))) as client:
         yield client, trained_world, settings
@@ -57,7 +57,7 @@ def test_score_answers_next_actions_campaigns_and_the_best_one_as_batch_scoring_
     body = response.json()
     artifact = ModelArtifact(world.artifacts / body["model_version"])
     assert [c["customer_id"] for c in body["customers"]] == ids
-    contact = next_contact_time(settings.clock)
+    contact = next_contact_time(settings.clock, settings.time_slots[0])
     rows = online_features(open_store(world), ids)
     campaigns = list(itertools.product(artifact.tokenizer.offers, artifact.tokenizer.methods))
     offline = CampaignScorer(artifact).score(rows, contact, campaigns).set_index(["customer_id", "offer", "method"])
@@ -87,16 +87,20 @@ def test_the_best_time_slot_is_chosen_among_the_candidates(service, customers):
     assert slots <= {9, 13, 18}
 
 
-def test_unknown_customers_get_the_population_prior_and_refusers_get_nothing(service, customers):
-    client, world, _ = service
+def test_unknown_customers_and_refusers_get_nothing_and_the_prior_shrinks_each_arm(service, customers):
+    client, world, settings = service
     ids = [customers["unknown"], customers["refused"], customers["consenting"][0]]
     response = client.post("/v1/score", json={"customer_ids": ids}, headers=bearer(SCORER))
     assert response.status_code == 200, response.text
     unknown, refused, known = response.json()["customers"]
-    assert unknown["status"] == "cold_start" and unknown["cold_start"] and unknown["next_actions"] is None
+    # Unknown consent is no consent: a customer the store does not know is not scored for campaigns.
+    assert unknown == {**unknown, "status": "excluded", "excluded_reason": "no_consent", "campaigns": []}
     log = pd.read_parquet(world.campaign_log)
     k = PRIOR_STRENGTH
-    for c in unknown["campaigns"]:
+    # The population prior answers a consenting customer without history (none in the tiny world has none).
+    prior = PopulationPrior.from_campaign_log(world.campaign_log).campaigns(
+        [("plan_change", "sms"), ("device_upgrade", "outbound_call")], pd.Timestamp("2026-06-04T10:00:00Z"))
+    for c in prior:
         arm = log[(log.offer == c["offer"]) & (log.method == c["method"])]
         for key, treatment in (("p_order_if_contacted", 1), ("p_order_if_not_contacted", 0)):
             mine, everyone = arm.outcome[arm.treatment == treatment], log.outcome[log.treatment == treatment]
@@ -145,7 +149,7 @@ def test_limits_give_413_and_422_naming_the_field(service, customers):
     assert chunked.status_code == 413
     small = iter([b'{"customer_ids": ', b'["c-nobody"]}'])
     assert client.post("/v1/score", content=small, headers={**bearer(SCORER), "Content-Type": "application/json"}
-                       ).json()["customers"][0]["status"] == "cold_start"
+                       ).json()["customers"][0]["status"] == "excluded"
     bad_offer = client.post("/v1/score", json={"customer_ids": ["c1"], "campaigns": [{"offer": "free_lunch",
                                                                                       "method": "sms"}]},
                             headers=bearer(SCORER))

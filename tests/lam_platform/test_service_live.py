@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lam_platform.demo import world_clock
 from lam_platform.pipeline import materialize_step
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
@@ -33,7 +34,7 @@ def _copy(world: Workdir, to: Path) -> Workdir:
 
 
 def _app(world: Workdir, **overrides):
-    settings = ServiceSettings(workdir=world.root, clock=load_world_config(world).scoring_time, **overrides)
+    settings = ServiceSettings.from_workdir(world, clock=load_world_config(world).scoring_time, **overrides)
     return create_app(settings, parse_tokens([{"name": "live", "token": TOKEN, "scopes": ["score", "call-list"]}],
                                              "test"))
 
@@ -92,7 +93,7 @@ def test_redis_down_gives_503_and_the_service_recovers_when_it_is_back(trained_w
         profile["online_store"] = {"type": "redis", "connection_string": redis.connection_string}
         path = tmp_path / "redis_profile.yaml"
         path.write_text(yaml.safe_dump(profile))
-        assert materialize_step(world, max_len=TINY_MAX_LEN, profile=path)["online_store"] == "redis"
+        assert materialize_step(world, max_len=TINY_MAX_LEN, profile=path, as_of=world_clock(world))["online_store"] == "redis"
         ids = _some_customers(world, 3)
         with serve_in_thread(_app(world)) as url, httpx.Client(base_url=url, timeout=30) as http:
             before = http.post("/v1/score", json={"customer_ids": ids}, headers=HEADERS)

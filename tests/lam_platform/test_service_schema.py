@@ -17,7 +17,7 @@ TOKEN = "schema-test-token-0123456789"
 
 @pytest.fixture(scope="module")
 def api_schema(trained_world):
-    config = ServiceSettings(workdir=trained_world.root, max_customers=20,
+    config = ServiceSettings.from_workdir(trained_world, max_customers=20,
                              clock=load_world_config(trained_world).scoring_time, explain_steps=4)
     app = create_app(config, parse_tokens([{"name": "fuzz", "token": TOKEN, "scopes": ["score", "call-list"]}], "t"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)

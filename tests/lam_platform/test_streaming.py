@@ -9,7 +9,8 @@ import pytest
 
 from lam_platform.events import TIMESTAMP, read_events, write_events
 from lam_platform.features import LOCAL_PROFILE, online_features, open_store
-from lam_platform.pipeline import materialize_step, simulate_step
+from lam_platform.demo import simulate_step, world_clock
+from lam_platform.pipeline import ingest_step, materialize_step
 from lam_platform.sequences import LIST_COLUMNS, build_sequences
 from lam_platform.simulation.world import load_world_config, raw_customer_ids
 from lam_platform.streaming import push_events
@@ -23,10 +24,11 @@ def _cut_world(root, profile=LOCAL_PROFILE) -> tuple[Workdir, pa.Table]:
     """A world whose event table stops at the scoring time; the held-out events are returned to push."""
     workdir = Workdir.at(root)
     simulate_step(workdir, customers=60, seed=5, pseudonymizer=PSEUDONYMIZER)
+    ingest_step(workdir, PSEUDONYMIZER)
     events = read_events(workdir.events)
     cut = pa.scalar(load_world_config(workdir).scoring_time, TIMESTAMP)
     write_events(events.filter(pc.less(events.column("event_timestamp"), cut)), workdir.events)
-    materialize_step(workdir, max_len=N, profile=profile)
+    materialize_step(workdir, max_len=N, profile=profile, as_of=world_clock(workdir))
     return workdir, events.filter(pc.greater_equal(events.column("event_timestamp"), cut))
 
 

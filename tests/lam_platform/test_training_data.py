@@ -23,7 +23,8 @@ def test_no_training_row_sees_its_own_future(tiny_world):
 
 def test_customers_without_consent_never_reach_training(tiny_world):
     from lam_platform.simulation.world import load_world_config
-    from lam_platform.training_data import consenting_customers, training_events
+    from lam_platform.consent import consenting_customers
+    from lam_platform.training_data import training_events
 
     profiles = pd.read_parquet(tiny_world.profiles)
     refused = set(profiles.customer_id[~profiles.consent_marketing])

@@ -21,7 +21,7 @@ def _campaign_rows(config: LAMConfig) -> list[dict]:
             "numeric_missing": torch.ones(L, 2, dtype=torch.bool), "log_gap_hours": torch.rand(L, generator=g),
             "hour": torch.randint(0, 24, (L,), generator=g), "weekday": torch.randint(0, 7, (L,), generator=g),
             "day": torch.arange(L) // 3 + 20_000, "mask": torch.ones(L, dtype=torch.bool),
-            "profile": torch.randint(2, 4, (4,), generator=g), "tenure_years": torch.rand((), generator=g),
+            "profile": torch.randint(2, 4, (4,), generator=g), "profile_numeric": torch.rand((1,), generator=g),
             "offer": torch.randint(0, config.n_offers, (), generator=g),
             "method": torch.randint(0, config.n_methods, (), generator=g),
             "log_hours_since_last_event": torch.rand((), generator=g), "contact_hour": torch.tensor(10),

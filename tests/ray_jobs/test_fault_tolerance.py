@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from lam_platform.simulation.world import load_world_config
-from lam_platform.training_data import build_pretrain_set, consenting_customers, fit_tokenizer, training_events
+from lam_platform.consent import consenting_customers
+from lam_platform.platform_config import PlatformConfig
+from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
 from lightning_modules.config import LAMConfig
 from ray_jobs.training import JobConfig, fit_with_ray
 
@@ -27,7 +29,8 @@ def pretrain_shards(tiny_world, tmp_path_factory) -> tuple[Path, LAMConfig, JobC
     world = load_world_config(tiny_world)
     profiles = pd.read_parquet(tiny_world.profiles)
     events = training_events(tiny_world, world.scoring_time, consenting_customers(profiles))
-    tokenizer = fit_tokenizer(events, profiles, world.scoring_time, job.model["max_len"])
+    tokenizer = fit_tokenizer(events, profiles, world.scoring_time, job.model["max_len"],
+                              PlatformConfig.load(tiny_world.root))
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
     data = tmp_path_factory.mktemp("shards") / "pretrain"
     build_pretrain_set(events, tokenizer, 4, config.recent_events, job.seed, data)
