@@ -27,3 +27,12 @@ def test_job_config_rejects_unknown_sections(tmp_path):
     path.write_text("model: {}\npretrain: {}\nfinetune: {}\nscalling: {}\n")
     with pytest.raises(ValueError, match="scalling"):
         JobConfig.load(path)
+
+
+def test_simulate_refuses_a_workdir_holding_a_teams_own_data_unless_forced(tmp_path):
+    events = tmp_path / "w" / "feature_repo" / "data" / "events"
+    events.mkdir(parents=True)
+    (events / "part-0.parquet").write_bytes(b"ingested")
+    result = CliRunner().invoke(main, ["simulate", "--workdir", str(tmp_path / "w"), "--customers", "10"])
+    assert result.exit_code == 2 and "--force" in result.output and "did not come from the simulator" in result.output
+    assert (events / "part-0.parquet").read_bytes() == b"ingested"  # nothing lost
