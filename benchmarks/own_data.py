@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -34,28 +35,15 @@ from lam_platform.workdir import Workdir  # noqa: E402
 from ray_jobs.training import JobConfig  # noqa: E402
 
 RETAIL = PROJECT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii_2009_2010.parquet"
-CONFIG = """\
-events:
-  channels:
-    shop:
-      files: [{source}]
-      who: Customer ID
-      when: InvoiceDate
-      timestamp_format: "%Y-%m-%d %H:%M:%S"
-      time_zone: Europe/London
-      what: StockCode
-      how_value: purchase
-      numeric: {{amount: Price}}
-consent: analysis_only
-targets:
-  purchase_30d: {{action: purchase, within: 30d}}
-"""
+EXAMPLE_CONFIG = PROJECT / "infra" / "examples" / "online_retail_ii.yaml"  # the README's lam.yaml
 
 
 def run_at(as_of: pd.Timestamp, source: Path, job: Path, folder: Path, pseudonymizer: Pseudonymizer) -> dict:
     workdir = Workdir.at(folder / as_of.strftime("asof-%Y%m%d"))
     workdir.root.mkdir(parents=True)
-    workdir.config.write_text(CONFIG.format(source=source))
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    config["events"]["channels"]["shop"]["files"] = [str(source)]
+    workdir.config.write_text(yaml.safe_dump(config))
     seconds = {}
     for name, step in (("ingest", lambda: ingest_step(workdir, pseudonymizer)),
                        ("materialize", lambda: materialize_step(workdir, as_of=as_of)),

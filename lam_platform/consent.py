@@ -45,7 +45,7 @@ def consented(flags: pd.Series) -> pd.Series:
 
 def consenting_customers(profiles: pd.DataFrame, mode: str = "ledger") -> list[str]:
     """Customers who may be trained on now. `profiles` may be the whole ledger: each customer's current
-    row counts. ledger: marketing consent is required (DESIGN.md). analysis_only (an event log without a
+    row counts. ledger: marketing consent is required (docs/ARCHITECTURE.md). analysis_only (an event log without a
     customer table, declared in lam.yaml): every customer, for analysis; such a workdir never contacts."""
     profiles = current_profiles(profiles)
     if mode == "analysis_only":

@@ -1,4 +1,4 @@
-"""The 4W1H event contract (see DESIGN.md): one row per customer touchpoint.
+"""The 4W1H event contract (see docs/ARCHITECTURE.md): one row per customer touchpoint.
 
 who = customer_id, when = event_timestamp (UTC, microseconds), where = channel,
 what = object, how = action, plus nullable numeric and categorical attributes.

@@ -87,7 +87,15 @@ class Customers(SourceFiles):
         return value
 
 
-class ActionWithin(_Section):
+class _Horizon(_Section):
+    """A label over a horizon after t; `horizon_text` is the declared duration."""
+
+    @property
+    def horizon(self) -> pd.Timedelta:
+        return _duration(self.horizon_text)
+
+
+class ActionWithin(_Horizon):
     """Positive when the customer has an event with this action within the horizon after t."""
 
     action: str
@@ -100,11 +108,11 @@ class ActionWithin(_Section):
         return value
 
     @property
-    def horizon(self) -> pd.Timedelta:
-        return _duration(self.within)
+    def horizon_text(self) -> str:
+        return self.within
 
 
-class NoEventWithin(_Section):
+class NoEventWithin(_Horizon):
     """Positive when the customer has no event at all within the horizon after t (churn)."""
 
     no_event_within: str
@@ -116,8 +124,8 @@ class NoEventWithin(_Section):
         return value
 
     @property
-    def horizon(self) -> pd.Timedelta:
-        return _duration(self.no_event_within)
+    def horizon_text(self) -> str:
+        return self.no_event_within
 
 
 class OutcomeColumn(_Section):

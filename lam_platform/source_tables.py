@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import pyarrow.parquet as pq
 
 from lam_platform.atomic_files import replace_parquet
 from lam_platform.clock import is_mature
-from lam_platform.ingest import parse_timestamps, read_raw, text_cells, to_float
+from lam_platform.ingest import IngestReport, parse_timestamps, read_raw, report_dict, text_cells, to_float
 from lam_platform.platform_config import ActionWithin, Campaigns, Catalogue, Customers, SourceFiles
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.workdir import Workdir
@@ -50,21 +49,11 @@ class SourceSchemaError(ValueError):
     """A source file lacks a column lam.yaml declares; nothing of the file was taken."""
 
 
-@dataclass
-class TableReport:
-    rows_in: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
-    files: int = 0
-    quarantine_file: str | None = None
-
-    def balanced(self) -> bool:
-        return self.rows_in == self.accepted + self.duplicates + self.quarantined
+class TableReport(IngestReport):
+    """Counts of one table's ingestion (the event ingestion's report: rows in = accepted + dup + quarantined)."""
 
     def as_dict(self) -> dict:
-        return {**vars(self), "balanced": self.balanced()}
+        return report_dict(self)
 
 
 class _Rows:

@@ -4,7 +4,7 @@ Read top to bottom: EventEmbedding, CausalSelfAttention, Block, LAMBackbone (bar
 no head), NextActionHead (pretraining), CampaignResponseHead (fine-tuning). A pretrained backbone's
 state dict loads into any model that holds `backbone`.
 
-Hierarchical mode (DESIGN.md): all but the latest `recent_events` events are pooled per calendar
+Hierarchical mode: all but the latest `recent_events` events are pooled per calendar
 day into one vector each (stage 1), then a causal Transformer runs over [day windows, recent events]
 (stage 2). Attention cost depends on max_windows + recent_events, not on the history length.
 Flat mode is the same code with stage 1 off: the Transformer runs over every event.
