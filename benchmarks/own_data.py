@@ -82,8 +82,10 @@ def main() -> None:
                   f"{scores.get('calibration_error', float('nan')):>19.3f}")
         item = result["next_item"]
         print(f"{target['as_of'][:10]:<12}{'next item (LAM)':<22} HR@10 {item['lam']['hr@10']:.3f}  NDCG@10 "
-              f"{item['lam']['ndcg@10']:.3f}  (popularity HR@10 {item['popularity']['hr@10']:.3f}); "
-              f"{target['customers']} customers, base rate {target['base_rate']}")
+              f"{item['lam']['ndcg@10']:.3f}  (popularity HR@10 {item['popularity']['hr@10']:.3f}; "
+              f"{item['customers']:,} customers with a later event)")
+        print(f"{'':<12}{target['target']}: {target['customers']:,} customers with an event before the as-of time, "
+              f"base rate {target['base_rate']:.3f}")
     print(json.dumps([{"as_of": r["as_of"], "targets": r["targets"], "next_item": r["next_item"],
                        "seconds": r["seconds"]} for r in results], default=str))
 

@@ -1,6 +1,6 @@
 """Batch-score the whole base with Ray Data: a pool of model actors over the offline sequence table.
 
-Run:  python -m ray_jobs.score --workdir ./lam-demo --as-of T [--actors 2] [--batch-size 512] [--capacity 150]
+Run:  python -m ray_jobs.score --workdir ./lam-demo [--as-of T] [--actors 2] [--batch-size 512] [--capacity 150]
 On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.score --workdir <shared path> --as-of T
 Reads lam.yaml, the sequence snapshot materialized at T (`lam materialize --as-of T`) and the profiles;
 every customer the call-list rules allow is scored for every campaign of the catalogue by `map_batches`
@@ -19,7 +19,7 @@ import pandas as pd
 
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import read_profiles
-from lam_platform.features import open_store, schema_fingerprint, snapshot_path
+from lam_platform.features import open_store, schema_fingerprint, snapshot_path, snapshot_times
 from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, publish_scores
 from lam_platform.workdir import Workdir
@@ -91,14 +91,25 @@ def run(workdir: Workdir, as_of: pd.Timestamp, actors: int = 2, batch_size: int 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
-    parser.add_argument("--as-of", default=None, help="scoring time, with zone: a materialized snapshot's (default now)")
+    parser.add_argument("--as-of", default=None,
+                        help="scoring time, with zone: a materialized snapshot's (default: the newest snapshot)")
     parser.add_argument("--actors", type=int, default=2, help="model replicas in the actor pool (default 2)")
     parser.add_argument("--batch-size", type=int, default=512, help="customers per batch (default 512)")
     parser.add_argument("--capacity", type=int, default=None, help="calls in the list (default 5%% of customers)")
     parser.add_argument("--artifact", type=Path, default=None, help="artifact folder (default: the latest)")
     args = parser.parse_args(argv)
-    print(json.dumps(run(Workdir.at(args.workdir), parse_as_of(args.as_of), args.actors, args.batch_size,
-                         args.capacity, args.artifact), default=str))
+    workdir = Workdir.at(args.workdir)
+    as_of = parse_as_of(args.as_of) if args.as_of else newest_snapshot(workdir)
+    print(json.dumps(run(workdir, as_of, args.actors, args.batch_size, args.capacity, args.artifact), default=str))
+
+
+def newest_snapshot(workdir: Workdir) -> pd.Timestamp:
+    """The as-of time of the last materialization: what batch scoring scores by default."""
+    times = snapshot_times(workdir)
+    if not times:
+        raise FileNotFoundError(f"no sequence snapshot in {workdir.sequences}: run `lam materialize --workdir "
+                                f"{workdir.root} --as-of T` first")
+    return times[-1]
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ def retail_slice(tmp_path_factory) -> Path:
 
 
 @pytest.mark.e2e
+@pytest.mark.realdata
 def test_a_real_event_log_runs_end_to_end_without_the_simulator(retail_slice):
     run = subprocess.run([sys.executable, "-c", DRIVER, str(retail_slice), AS_OF, str(TINY_JOB)], cwd=PROJECT,
                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(PROJECT)})

@@ -184,6 +184,19 @@ def test_call_list_ranks_one_campaign_per_eligible_customer_with_reasons(service
     assert set(relaxed["excluded"]) == {"no_consent"} and relaxed["call_list"][0]["reason"] is None
 
 
+def test_the_api_and_the_batch_call_list_apply_the_same_exclusions(service):
+    """`lam score` (the list exported to the call centre) and /v1/call-list follow one rule set (lam.yaml)."""
+    from lam_platform.scoring import score
+
+    client, world, settings = service
+    api = client.post("/v1/call-list", json={"capacity": 10, "explain": False}, headers=bearer(CALLER)).json()
+    batch = score(world, settings.clock, capacity=10)
+    assert batch["excluded"] == api["excluded"] and set(api["excluded"]) >= {"no_consent", "already_converted"}
+    scored = set(pd.read_parquet(world.outputs / "scores.parquet").customer_id)
+    assert len(scored) == api["candidates"] - sum(api["excluded"].values())
+    assert {e["customer_id"] for e in api["call_list"]} <= scored  # the API only lists customers the batch scored
+
+
 def test_health_readiness_metrics_and_openapi(service, customers):
     client, _, _ = service
     assert client.get("/healthz").json() == {"status": "ok"}
