@@ -164,7 +164,8 @@ def simulate(config: WorldConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
 def load_world_config(workdir: Workdir) -> WorldConfig:
     """The config the world in `workdir` was generated with."""
     if not workdir.world_json.exists():
-        raise FileNotFoundError(f"no simulated world in {workdir.root}: run `lam simulate --workdir {workdir.root}` first")
+        raise FileNotFoundError(f"no simulated world in {workdir.root}: only a simulator's workdir has ground truth "
+                                "(oracle, `lam summary`); on your own data run `lam evaluate --as-of T`")
     return WorldConfig(**json.loads(workdir.world_json.read_text()))
 
 
