@@ -39,12 +39,11 @@ class LamGroup(click.Group):
     """Turns the platform's user errors (bad lam.yaml, missing input, a refused step) into one line, exit 2."""
 
     def invoke(self, ctx):
-        from lam_platform.platform_config import PlatformConfigError
-        from lam_platform.source_tables import SourceSchemaError
+        from lam_platform.errors import UserError
 
         try:
             return super().invoke(ctx)
-        except (PlatformConfigError, SourceSchemaError, FileNotFoundError) as err:
+        except (UserError, FileNotFoundError) as err:
             raise click.UsageError(str(err)) from None
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lam_platform.errors import UserError
 
-class ClockError(ValueError):
+
+class ClockError(UserError):
     """An --as-of value that is not a zone-aware time."""
 
 

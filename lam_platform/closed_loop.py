@@ -23,6 +23,7 @@ from lam_platform import metrics
 from lam_platform.atomic_files import governance_lock
 from lam_platform.consent import consenting_customers, read_profiles
 from lam_platform.features import open_store, schema_fingerprint
+from lam_platform.platform_config import PlatformConfig, PlatformConfigError
 from lam_platform.source_tables import CAMPAIGN_COLUMNS, _row_ids, read_campaign_log, write_campaign_log
 from lam_platform.training_data import finetune_arrays, training_events
 from lam_platform.workdir import Workdir
@@ -144,6 +145,9 @@ def _digest(rows: pd.DataFrame) -> str:
 
 def close_loop(workdir: Workdir, outcomes: Path, job: JobConfig) -> dict:
     """Ingest one outcome file and update the campaign head from the newest servable version."""
+    if not PlatformConfig.load(workdir.root).contact_allowed:
+        raise PlatformConfigError(f"{workdir.config}: consent is `analysis_only`: this workdir contacts no one, so "
+                                  "it has no call outcomes to learn from")
     versions = versions_with_head(workdir.artifacts, "campaign_response")
     if not versions:
         raise FileNotFoundError(f"no fine-tuned model under {workdir.artifacts}: run `lam finetune` first")

@@ -90,11 +90,13 @@ def _record(workdir: Workdir, store, customer_ids: list[str], granted: bool, as_
     rows = latest.loc[known].reset_index()
     rows["consent_marketing"] = granted
     rows["event_timestamp"] = as_of
+    if "origin" in table:  # ingestion must not undo this change with an undated source row
+        rows["origin"] = "lam consent"
     if len(rows):
         rows = rows.astype({"event_timestamp": table.event_timestamp.dtype})
         ledger = pd.concat([table, rows[table.columns]], ignore_index=True)
         replace_parquet(pa.Table.from_pandas(ledger, preserve_index=False), workdir.profiles)
-        store.write_to_online_store("customer_profile", rows)
+        store.write_to_online_store("customer_profile", rows.drop(columns="origin", errors="ignore"))
         if not granted:  # published scores are answers too: none for this customer from now on
             delete_online(store, known, views=("lam_scores",))
     return {"recorded": len(rows), "unknown": len(set(customer_ids)) - len(known),

@@ -27,6 +27,7 @@ import torch
 from lam_platform import metrics
 from lam_platform.aggregates import build_aggregates
 from lam_platform.consent import consenting_customers
+from lam_platform.errors import UserError
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import RepoSchema
 from lam_platform.platform_config import NoEventWithin, PlatformConfig
@@ -52,14 +53,23 @@ def head_as_of(workdir: Workdir, head: str, as_of: pd.Timestamp) -> ModelArtifac
     """The newest version holding `head` trained as of `as_of` or earlier: a head that saw later outcomes
     would be judged on its own training labels."""
     candidates = [ModelArtifact(p) for p in versions_with_head(workdir.artifacts, head)]
-    fitting = [a for a in candidates if pd.Timestamp(a.card["heads"][head].get("as_of", "2262-01-01T00:00:00+00:00"))
-               <= as_of]
+    fitting = [a for a in candidates if _trained_until(a, head) <= as_of]
     if not fitting:
         trained = sorted(a.card["heads"][head].get("as_of", "?") for a in candidates)
         raise FileNotFoundError(f"no model with a {head!r} head trained as of {as_of.isoformat()} or earlier "
                                 f"(trained as of: {trained or 'none'}); run `lam finetune --target {head} "
                                 f"--as-of {as_of.isoformat()}`")
     return fitting[-1]
+
+
+NEVER = "2262-01-01T00:00:00+00:00"
+
+
+def _trained_until(artifact: ModelArtifact, head: str) -> pd.Timestamp:
+    """The latest time any part of the model (the head's labels, the backbone's events) was trained up to."""
+    head_as_of = pd.Timestamp(artifact.card["heads"][head].get("as_of", NEVER))
+    events_before = pd.Timestamp(artifact.card.get("data_range", {}).get("events_before", NEVER))
+    return max(head_as_of, events_before)
 
 
 def _scores_summary(y: np.ndarray, score: np.ndarray, probability: bool) -> dict:
@@ -87,7 +97,7 @@ def evaluate_target(workdir: Workdir, platform: PlatformConfig, name: str, as_of
     target = platform.target(name)
     last_event = pd.Timestamp(pc.max(events.column("event_timestamp")).as_py())
     if as_of + target.horizon > last_event:
-        raise ValueError(f"{name}: labels need events up to {(as_of + target.horizon).isoformat()}, but the event "
+        raise UserError(f"{name}: labels need events up to {(as_of + target.horizon).isoformat()}, but the event "
                          f"table ends at {last_event.isoformat()}; evaluate at an earlier --as-of")
     before = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(as_of, TIMESTAMP)))
     evaluated = active_before(before, customers, as_of)

@@ -20,13 +20,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lam_platform.channels import ChannelConfig, ChannelConfigError, channel_config_from_dict
+from lam_platform.errors import UserError
 
 CONFIG_NAME = "lam.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 RESERVED_HEADS = ("backbone", "next_action", "campaign_response")
 
 
-class PlatformConfigError(ValueError):
+class PlatformConfigError(UserError):
     """lam.yaml is missing or malformed; the message names the key and what is allowed."""
 
 
@@ -283,6 +284,8 @@ class PlatformConfig(_Section):
             raise PlatformConfigError(f"{source}: not valid YAML: {err}") from err
         if not isinstance(raw, dict):
             raise PlatformConfigError(f"{source}: must be a mapping of sections")
+        if "base" in raw:
+            raise PlatformConfigError(f"{source}: base: unknown key (paths are relative to the file's folder)")
         try:
             config = cls(**raw, base=base)
         except ValidationError as err:

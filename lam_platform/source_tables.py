@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from lam_platform.atomic_files import replace_parquet
 from lam_platform.clock import is_mature
+from lam_platform.errors import UserError
 from lam_platform.ingest import IngestReport, parse_timestamps, read_raw, report_dict, text_cells, to_float
 from lam_platform.platform_config import ActionWithin, Campaigns, Catalogue, Customers, SourceFiles
 from lam_platform.privacy import Pseudonymizer
@@ -45,7 +46,7 @@ QUARANTINE_SCHEMA = pa.schema([("source_file", pa.string()), ("source_line", pa.
                                ("ingest_run", pa.string())])
 
 
-class SourceSchemaError(ValueError):
+class SourceSchemaError(UserError):
     """A source file lacks a column lam.yaml declares; nothing of the file was taken."""
 
 
@@ -89,7 +90,11 @@ class _Rows:
         return parsed
 
     def boolean(self, name: str, key: str, required: bool) -> pd.Series:
-        text = text_cells(self.column(name, key)).str.lower()
+        raw = self.column(name, key)
+        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+            # 0/1 stored as numbers (floats when a column has gaps): 1.0 is true, not the text "1.0".
+            raw = raw.map(lambda v: None if pd.isna(v) else ("1" if v == 1 else "0" if v == 0 else str(v)))
+        text = text_cells(raw).str.lower()
         value = pd.Series(pd.NA, index=text.index, dtype="boolean")
         value[text.isin(TRUE_TEXT)] = True
         value[text.isin(FALSE_TEXT)] = False
@@ -171,35 +176,65 @@ def ingest_customers(spec: Customers, base: Path, workdir: Workdir, pseudonymize
         rejects.append(rows.rejects(mapped, spec.who, pseudonymizer))
     new = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     ledger = pd.read_parquet(workdir.profiles) if workdir.profiles.exists() else None
-    accepted, report.duplicates = _new_profile_rows(new, ledger, list(spec.profile))
+    accepted, report.duplicates = _new_profile_rows(new, ledger, list(spec.profile), bool(spec.consent.recorded_at))
     report.accepted = len(accepted)
     if len(accepted):
         for name, declared in spec.profile.items():
             accepted[name] = accepted[name].astype("float64" if declared.type == "numeric" else object)
+        if ledger is not None:
+            missing = sorted(set(accepted.columns) - set(ledger.columns) - {"origin"})
+            if missing:
+                raise SourceSchemaError(f"lam.yaml now declares profile fields {missing} that the profile ledger "
+                                        f"{workdir.profiles} lacks: a changed field set needs a new workdir")
+            ledger = ledger.assign(origin=ledger.get("origin", pd.Series(ORIGIN_SOURCE, index=ledger.index)))
         table = accepted if ledger is None else pd.concat([ledger, accepted[ledger.columns]], ignore_index=True)
         write_profiles(table, workdir)
     _quarantine(workdir, rejects, "customers", report)
     return report
 
 
-def _new_profile_rows(new: pd.DataFrame, ledger: pd.DataFrame | None, fields: list[str]) -> tuple[pd.DataFrame, int]:
-    """(rows that change a customer's profile, count of rows that do not): a re-ingested table adds nothing."""
+ORIGIN_SOURCE, ORIGIN_CONSENT, ORIGIN_EVENTS = "source", "lam consent", "events"  # who wrote a ledger row
+
+
+def _new_profile_rows(new: pd.DataFrame, ledger: pd.DataFrame | None, fields: list[str], timed: bool
+                      ) -> tuple[pd.DataFrame, int]:
+    """(rows that change a customer's profile, count of rows that do not): a re-ingested table adds nothing.
+
+    A row at or before the customer's latest ledger row is not new (the ledger only moves forward); a row
+    equal to the customer's previous source row (the last one kept from this batch, else the last one
+    ingested) is no change. A consent change recorded with `lam consent` after the last ingested row is not
+    undone by a source row that carries no time of its own (`timed` False): only a dated source change can.
+    """
     if new.empty:
         return new, 0
     compare = [*fields, "consent_marketing"]
     new = new.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
-    key = new[compare].astype(str).agg("\x1f".join, axis=1)
-    previous = key.groupby(new.customer_id).shift(1)  # the same customer's earlier row in this batch
+    stale = pd.Series(False, index=new.index)
+    last_source_key = pd.Series(dtype=object)
+    last_row = None
     if ledger is not None and len(ledger):
-        latest = ledger.sort_values("event_timestamp", kind="stable").drop_duplicates("customer_id", keep="last")
-        latest_key = pd.Series(latest[compare].astype(str).agg("\x1f".join, axis=1).to_numpy(), index=latest.customer_id)
-        previous = previous.where(previous.notna(), new.customer_id.map(latest_key))
-        latest_time = pd.Series(latest.event_timestamp.to_numpy(), index=latest.customer_id)
-        stale = new.event_timestamp <= new.customer_id.map(latest_time)  # the ledger only moves forward
-    else:
-        stale = pd.Series(False, index=new.index)
-    unchanged = (key == previous) | stale.fillna(False)
-    return new[~unchanged].reset_index(drop=True), int(unchanged.sum())
+        ledger = ledger.assign(origin=ledger.get("origin", pd.Series(ORIGIN_SOURCE, index=ledger.index)))
+        ordered = ledger.sort_values("event_timestamp", kind="stable")
+        last_row = ordered.drop_duplicates("customer_id", keep="last").set_index("customer_id")
+        stale = new.event_timestamp <= new.customer_id.map(last_row.event_timestamp)
+        source_rows = ordered[ordered.origin == ORIGIN_SOURCE].drop_duplicates("customer_id", keep="last")
+        last_source_key = pd.Series(_keys(source_rows, compare).to_numpy(), index=source_rows.customer_id)
+    kept = new[~stale.fillna(False).to_numpy()].reset_index(drop=True)
+    if kept.empty:
+        return kept, len(new)
+    key = _keys(kept, compare)
+    previous = key.groupby(kept.customer_id).shift(1)
+    previous = previous.where(previous.notna(), kept.customer_id.map(last_source_key))
+    accepted = kept[(key != previous).to_numpy()].reset_index(drop=True)
+    if last_row is not None and not timed and len(accepted):
+        recorded = accepted.customer_id.map(last_row.origin) == ORIGIN_CONSENT
+        accepted.loc[recorded, "consent_marketing"] = accepted.customer_id[recorded].map(
+            last_row.consent_marketing).to_numpy()
+    return accepted.assign(origin=ORIGIN_SOURCE), len(new) - len(accepted)
+
+
+def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    return frame[columns].astype(str).agg("\x1f".join, axis=1)
 
 
 def write_profiles(table: pd.DataFrame, workdir: Workdir) -> None:
@@ -225,7 +260,9 @@ def register_event_customers(workdir: Workdir, events_path: Path, fields: list[s
         seen = seen[~seen.customer_id.isin(ledger.customer_id)]
     if seen.empty:
         return 0
-    seen = seen.assign(**{f: None for f in fields}, consent_marketing=pd.NA)
+    seen = seen.assign(**{f: None for f in fields}, consent_marketing=pd.NA, origin=ORIGIN_EVENTS)
+    if ledger is not None and "origin" not in ledger:
+        ledger = ledger.assign(origin=ORIGIN_SOURCE)
     table = seen if ledger is None else pd.concat([ledger, seen[ledger.columns]], ignore_index=True)
     write_profiles(table.sort_values(["customer_id", "event_timestamp"]).reset_index(drop=True), workdir)
     return len(seen)

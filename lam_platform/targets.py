@@ -14,6 +14,7 @@ Run: `lam finetune --workdir W --target purchase_30d --as-of 2010-10-01T00:00:00
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lam_platform.errors import UserError
 from lam_platform.events import TIMESTAMP
 from lam_platform.platform_config import ActionWithin, NoEventWithin
 from lam_platform.sequences import EventPositions
@@ -37,11 +39,17 @@ class CutoffGrid:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "CutoffGrid":
+        """The job YAML's `target:` section: snapshots (>= 1) and every (a duration such as 14d)."""
         values = dict(values or {})
         unknown = set(values) - {"snapshots", "every"}
         if unknown:
-            raise ValueError(f"target section: unknown keys {sorted(unknown)}; allowed: ['every', 'snapshots']")
-        return cls(int(values.get("snapshots", 6)), pd.Timedelta(values.get("every", "14d")))
+            raise UserError(f"target section: unknown keys {sorted(unknown)}; allowed: ['every', 'snapshots']")
+        snapshots, every = values.get("snapshots", 6), str(values.get("every", "14d"))
+        if not isinstance(snapshots, int) or snapshots < 1:
+            raise UserError(f"target.snapshots must be a whole number >= 1; got {snapshots!r}")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[a-z]+", every.strip()):
+            raise UserError(f"target.every must be a duration with a unit, e.g. 14d or 36h; got {every!r}")
+        return cls(snapshots, pd.Timedelta(every))
 
     def cutoffs(self, as_of: pd.Timestamp, horizon: pd.Timedelta) -> list[pd.Timestamp]:
         newest = as_of - horizon
@@ -93,7 +101,7 @@ def target_examples(events: pa.Table, customers: list[str], as_of: pd.Timestamp,
             frames.append(pd.DataFrame({"customer_id": active, "event_timestamp": t,
                                         "label": labels(events, active, [t] * len(active), target)}))
     if not frames:
-        raise ValueError(f"no training example: no customer has an event before the first cut-off "
+        raise UserError(f"no training example: no customer has an event before the first cut-off "
                          f"{grid.cutoffs(as_of, target.horizon)[0].isoformat()} (as-of {as_of.isoformat()} minus the "
                          f"horizon {target.horizon}); choose a later --as-of")
     frame = pd.concat(frames, ignore_index=True)

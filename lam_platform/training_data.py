@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.consent import consented, consenting_customers
+from lam_platform.consent import consented, consenting_customers, current_profiles
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import historical_profiles
 from lam_platform.platform_config import PlatformConfig
@@ -46,6 +46,9 @@ def fit_tokenizer(events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp,
     """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares."""
     customers = consenting_customers(profiles, platform.consent_mode)
     snapshot = build_sequences(events, customers, pa.array([until] * len(customers), TIMESTAMP), max_len=10**6)
+    # Vocabularies and scaling see only what was known before `until`, of customers who may be trained on.
+    profiles = current_profiles(profiles, as_of=until - ONE_MICROSECOND)
+    profiles = profiles[profiles.customer_id.isin(customers)]
     catalogue = platform.catalogue
     return EventTokenizer.fit(snapshot, profiles, catalogue.offers if catalogue else [],
                               catalogue.methods if catalogue else [], max_len,
@@ -101,7 +104,7 @@ def inverse_propensity_weights(log: pd.DataFrame, cap_quantile: float = 0.99) ->
     Capping at a high quantile bounds the variance a few near-zero propensities would add; normalising
     per arm (self-normalised IPW) keeps each arm's loss on its usual scale.
     """
-    if "propensity" not in log:
+    if "propensity" not in log or log.propensity.isna().all():  # a source that logs no propensities
         return np.ones(len(log), np.float32)
     propensity = log.propensity.to_numpy(dtype=float)
     bad = ~((propensity > 0) & (propensity <= 1))
@@ -131,7 +134,8 @@ def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokeniz
     arrays["outcome"] = log.outcome.to_numpy(np.float32)
     arrays["weight"] = inverse_propensity_weights(log)
     ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
-    return arrays, {"rows": len(log), "excluded_without_consent": dropped, "propensity_weighted": "propensity" in log,
+    weighted = "propensity" in log and bool(log.propensity.notna().any())
+    return arrays, {"rows": len(log), "excluded_without_consent": dropped, "propensity_weighted": weighted,
                     "effective_sample_size": round(ess, 1),
                     "contacted": int(log.treatment.sum()), "orders": int(log.outcome.sum())}
 

@@ -20,6 +20,7 @@ import torch
 
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
+from lam_platform.errors import UserError
 from lam_platform.features import RepoSchema, open_store, schema_fingerprint
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.source_tables import campaign_outcomes, read_campaign_log
@@ -38,6 +39,11 @@ def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: Pa
     # Default: the latest pretrained version (a version with a fine-tuned backbone points back to it).
     artifact = ModelArtifact(artifact_path) if artifact_path else \
         ModelArtifact(latest_version(workdir.artifacts)).with_head("next_action")
+    trained_until = pd.Timestamp(artifact.card["data_range"]["events_before"])
+    if trained_until > as_of:  # the backbone saw events after the cut-off: every label window would leak
+        raise UserError(f"{artifact.path.name} was pretrained on events before {trained_until.isoformat()}, after "
+                        f"--as-of {as_of.isoformat()}: pretrain as of that time first (`lam pretrain --as-of "
+                        f"{as_of.isoformat()}`) or pass --artifact")
     store = open_store(workdir)
     artifact.check_schema(schema_fingerprint(store))
     profiles = read_profiles(workdir.profiles)

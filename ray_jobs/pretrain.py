@@ -15,6 +15,7 @@ import pandas as pd
 
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
+from lam_platform.errors import UserError
 from lam_platform.features import MODEL_VIEWS, open_store, schema_fingerprint
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
@@ -32,7 +33,7 @@ def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     profiles = read_profiles(workdir.profiles)
     events = training_events(workdir, until, consenting_customers(profiles, platform.consent_mode))
     if events.num_rows == 0:
-        raise ValueError(f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
+        raise UserError(f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
                          "and the consent settings in lam.yaml")
     tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64), platform)
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})

@@ -346,10 +346,11 @@ def _options(body: schemas.ScoringOptions, model: ServingModel, settings: Servic
     """Candidate campaigns and contact times of a request, validated against what the model knows (no
     campaigns for a version without a campaign-response head)."""
     known_offers, known_methods = model.tokenizer.offers, model.tokenizer.methods
-    if model.campaigns is None:
+    if model.campaigns is None or not settings.contact_allowed:  # analysis only: no campaign is ever ranked
         if body.campaigns is not None:
-            raise HTTPException(422, [{"loc": ["body", "campaigns"], "type": "no_campaign_head",
-                                       "msg": f"model {model.version} has no campaign_response head"}])
+            why = (f"model {model.version} has no campaign_response head" if model.campaigns is None
+                   else "this workdir's lam.yaml says `consent: analysis_only`: no campaign is scored")
+            raise HTTPException(422, [{"loc": ["body", "campaigns"], "type": "no_campaigns", "msg": why}])
         campaigns = []
     elif body.campaigns is None:
         campaigns = list(itertools.product(known_offers, known_methods))

@@ -40,8 +40,11 @@ class PopulationPrior:
     rates: pd.DataFrame  # offer, method, p_order_if_called, p_order_if_not_called
 
     @classmethod
-    def from_campaign_log(cls, path: Path) -> PopulationPrior:
+    def from_campaign_log(cls, path: Path) -> PopulationPrior | None:
         log_ = pd.read_parquet(path, columns=["offer", "method", "treatment", "outcome"])
+        log_ = log_[log_.outcome.notna()]  # outcomes derived from events are not in the stored log
+        if log_.empty:
+            return None
         arms = log_.groupby(["offer", "method"]).size().index
         columns = {}
         for treatment, name in ((1, "p_order_if_called"), (0, "p_order_if_not_called")):
@@ -131,11 +134,14 @@ class ServingModel:
 
 
 def servable_versions(artifacts: Path) -> list[Path]:
-    """Versions with a campaign-response or a target head, oldest first (a version being written has no
-    head yet)."""
-    versions = versions_with_head(artifacts)
-    return [v for v in versions if any(info.get("kind") in ("campaign_response", "target")
-                                       for info in ModelArtifact(v).card["heads"].values())]
+    """Versions the service may serve, oldest first: those with a campaign-response head when any has one
+    (a later target-only fine-tune must not take the call list away), else those with a target head. A
+    version being written has no head yet."""
+    campaign = versions_with_head(artifacts, "campaign_response")
+    if campaign:
+        return campaign
+    return [v for v in versions_with_head(artifacts)
+            if any(info.get("kind") == "target" for info in ModelArtifact(v).card["heads"].values())]
 
 
 class ModelWatcher:

@@ -104,3 +104,27 @@ def test_an_outcome_derived_from_events_counts_only_once_mature(tmp_path):
     # A1's March contact converted within 14 days; A2 bought 19 days later (no); A1's May contact is not mature.
     assert dict(zip(known.customer_id, known.outcome)) == {pseudonym("A1"): 1.0, pseudonym("A2"): 0.0}
     assert len(campaign_outcomes(log, platform.campaigns, events, pd.Timestamp("2026-06-20T00:00:00Z"))) == 3
+
+
+def test_reingesting_an_undated_customer_table_never_undoes_a_recorded_withdrawal(tmp_path):
+    from lam_platform.consent import current_profiles
+    from lam_platform.source_tables import write_profiles
+
+    workdir = _workdir(tmp_path)
+    config = (tmp_path / "lam.yaml").read_text().replace(", recorded_at: updated", "")
+    (tmp_path / "lam.yaml").write_text(config)
+    ingest_sources(workdir, PSEUDONYMIZER)
+    ledger = pd.read_parquet(workdir.profiles)
+    withdrawal = ledger[ledger.customer_id == pseudonym("A1")].assign(
+        consent_marketing=False, origin="lam consent", event_timestamp=pd.Timestamp.now(tz="UTC"))
+    write_profiles(pd.concat([ledger, withdrawal], ignore_index=True), workdir)
+    again = ingest_sources(workdir, PSEUDONYMIZER)["customers"]
+    assert again["accepted"] == 0 and again["balanced"]  # the unchanged source adds nothing ...
+    current = current_profiles(pd.read_parquet(workdir.profiles)).set_index("customer_id")
+    assert not current.consent_marketing[pseudonym("A1")]  # ... and A1 stays withdrawn
+    # A real change in the source (another region) is taken, with the recorded withdrawal kept.
+    (tmp_path / "raw" / "customers.csv").write_text(CUSTOMERS.replace("A1,north", "A1,south"))
+    changed = ingest_sources(workdir, PSEUDONYMIZER)["customers"]
+    assert changed["accepted"] == 1
+    current = current_profiles(pd.read_parquet(workdir.profiles)).set_index("customer_id")
+    assert current.region[pseudonym("A1")] == "south" and not current.consent_marketing[pseudonym("A1")]
