@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lam_platform.consent import consented, read_profiles
+from lam_platform.platform_config import PlatformConfig
 
 ATTRIBUTES = ("age_band", "gender")
 FOUR_FIFTHS = 0.8
@@ -31,10 +32,11 @@ class FairnessSettings:
     min_selected: int = 10
 
 
-def fairness_report(eligible: pd.DataFrame, selected: pd.DataFrame, settings: FairnessSettings = FairnessSettings()
-                    ) -> dict:
-    """eligible: customer_id + ATTRIBUTES (the base the list was drawn from); selected: customer_id,
+def fairness_report(eligible: pd.DataFrame, selected: pd.DataFrame, settings: FairnessSettings = FairnessSettings(),
+                    attributes: tuple[str, ...] = ATTRIBUTES) -> dict:
+    """eligible: customer_id + `attributes` (the base the list was drawn from); selected: customer_id,
     predicted (P(order | called) as scored) and optionally observed (order rate or 0/1 outcome)."""
+    ATTRIBUTES = tuple(attributes)  # noqa: N806 -- the groups this report is cut by
     missing = [a for a in ATTRIBUTES if a not in eligible]
     if missing:
         raise ValueError(f"eligible base lacks {missing}: the fairness report needs {list(ATTRIBUTES)}")
@@ -92,4 +94,7 @@ def call_list_fairness(workdir, settings: FairnessSettings = FairnessSettings(),
     selected = pd.DataFrame({"customer_id": call_list.customer_id, "predicted": call_list.p_order_if_called})
     if observed is not None:
         selected["observed"] = np.asarray(observed(call_list), dtype=float)
-    return {"call_list": str(path), **fairness_report(eligible, selected, settings)}
+    # Age band and gender where the profile has them, else the categorical profile fields lam.yaml declares.
+    attributes = tuple(a for a in ATTRIBUTES if a in profiles) or tuple(
+        PlatformConfig.load(workdir.root).categorical_profile)
+    return {"call_list": str(path), **fairness_report(eligible, selected, settings, attributes)}

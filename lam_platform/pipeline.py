@@ -58,7 +58,7 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
         raise FileNotFoundError(f"no ingested data in {workdir.root}: run `lam ingest --workdir {workdir.root}` first")
     events = read_events(workdir.events)
     spec = AggregateSpec.of(events)
-    platform.check_actions(set(spec.actions))
+    platform.check_actions(set(spec.actions), set(spec.channels))
     schema = RepoSchema.load(workdir) if incremental else RepoSchema(spec.channels, spec.actions, platform.profile_fields)
     prepare_repo(workdir, schema, profile)
     ensure_scores_source(workdir)

@@ -264,16 +264,26 @@ class PlatformConfig(_Section):
                                       f"{sorted(self.targets) or 'none (add a `targets:` section)'}")
         return self.targets[name]
 
-    def check_actions(self, actions_seen: set[str]) -> None:
-        """Targets and rules must name actions the event table has; the error lists those seen."""
+    def check_actions(self, actions_seen: set[str], channels_seen: set[str] | None = None) -> None:
+        """Targets and rules must name actions (and channels) the event table has; the error lists those seen.
+
+        The call-list rules are checked where call lists are built (`contact_allowed`): a cool-down on a
+        channel no event is on would silently never apply."""
         named = {f"targets.{n}.action": t.action for n, t in self.targets.items() if isinstance(t, ActionWithin)}
         if self.campaigns is not None and isinstance(self.campaigns.outcome, ActionWithin):
             named["campaigns.outcome.action"] = self.campaigns.outcome.action
+        if self.contact_allowed and self.catalogue is not None:
+            named["call_list.conversion_action"] = self.call_list.conversion_action
         unknown = {key: action for key, action in named.items() if action not in actions_seen}
         if unknown and actions_seen:
             key, action = next(iter(unknown.items()))
             raise PlatformConfigError(f"{self.base / CONFIG_NAME}: {key}: no event has action {action!r}; "
                                       f"actions seen: {sorted(actions_seen)}")
+        channel = self.call_list.contact_channel
+        if channels_seen and self.contact_allowed and self.catalogue is not None and channel not in channels_seen:
+            raise PlatformConfigError(f"{self.base / CONFIG_NAME}: call_list.contact_channel: no event is on channel "
+                                      f"{channel!r}, so the cool-down would never apply; channels seen: "
+                                      f"{sorted(channels_seen)}")
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod

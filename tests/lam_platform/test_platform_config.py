@@ -76,3 +76,13 @@ def test_the_clock_needs_a_zone_and_defaults_to_now():
     for bad in ("2010-10-01T00:00:00", "yesterday"):
         with pytest.raises(ClockError, match="--as-of"):
             as_of(bad)
+
+
+def test_call_list_rules_must_name_a_channel_and_an_action_the_events_have(tmp_path):
+    config = _load(tmp_path, BASE + "customers: {files: [c.csv], who: id, consent: {column: ok}}\n"
+                                    "catalogue: {offers: [a], methods: [call]}\n")
+    with pytest.raises(PlatformConfigError, match=r"call_list.contact_channel.*'telemarketing'.*\['shop'\]"):
+        config.check_actions({"purchase"}, {"shop"})
+    with pytest.raises(PlatformConfigError, match=r"call_list.conversion_action.*'purchase'"):
+        config.check_actions({"order"}, {"telemarketing"})
+    config.check_actions({"purchase"}, {"shop", "telemarketing"})
