@@ -19,6 +19,7 @@ Run: `LAM_PSEUDONYM_KEY=... lam ingest --workdir W` (reads W/lam.yaml).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import uuid
@@ -125,12 +126,18 @@ class _Rows:
 
 
 def _read_files(source: SourceFiles, base: Path, report: TableReport) -> list[tuple[Path, pd.DataFrame]]:
-    paths = sorted({Path(p) for pattern in source.files for p in Path(base).glob(pattern)}) if base else []
+    """The CSV/Parquet files the globs name (relative to lam.yaml's folder, or absolute); an unreadable file
+    is reported in `unreadable_files` and nothing of it is taken, as for events."""
+    paths = sorted({Path(p) for pattern in source.files for p in glob.glob(str(Path(base) / pattern))})
     files = []
     for path in paths:
         if path.suffix.lower() not in (".csv", ".parquet"):
             continue
-        raw = read_raw(path)
+        try:
+            raw = read_raw(path)
+        except Exception as err:  # noqa: BLE001 -- a broken file is reported, the others are still ingested
+            report.unreadable_files[str(path)] = f"{type(err).__name__}: {err}"
+            continue
         report.files += 1
         report.rows_in += len(raw)
         files.append((path, raw))

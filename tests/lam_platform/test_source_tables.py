@@ -128,3 +128,14 @@ def test_reingesting_an_undated_customer_table_never_undoes_a_recorded_withdrawa
     assert changed["accepted"] == 1
     current = current_profiles(pd.read_parquet(workdir.profiles)).set_index("customer_id")
     assert current.region[pseudonym("A1")] == "south" and not current.consent_marketing[pseudonym("A1")]
+
+
+def test_absolute_globs_are_read_and_an_unreadable_file_is_reported_while_the_rest_is_taken(tmp_path):
+    workdir = _workdir(tmp_path)
+    (tmp_path / "raw" / "broken.parquet").write_bytes(b"not parquet")
+    config = (tmp_path / "lam.yaml").read_text().replace(
+        "files: [raw/customers.csv]", f"files: [{tmp_path / 'raw' / 'customers.csv'}, raw/broken.parquet]")
+    (tmp_path / "lam.yaml").write_text(config)
+    customers = ingest_sources(workdir, PSEUDONYMIZER)["customers"]
+    assert customers["accepted"] == 3 and customers["rows_in"] == 6 and customers["balanced"]
+    assert list(customers["unreadable_files"]) == [str(tmp_path / "raw" / "broken.parquet")]
