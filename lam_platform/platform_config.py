@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lam_platform.channels import ChannelConfig, ChannelConfigError, channel_config_from_dict
 from lam_platform.errors import UserError
@@ -88,6 +88,14 @@ class Customers(SourceFiles):
         return value
 
 
+def _valid_duration(value: str) -> str:
+    _duration(value)
+    return value
+
+
+DurationText = Annotated[str, AfterValidator(_valid_duration)]  # "30d", "36h": checked when loaded
+
+
 class _Horizon(_Section):
     """A label over a horizon after t; `horizon_text` is the declared duration."""
 
@@ -100,13 +108,7 @@ class ActionWithin(_Horizon):
     """Positive when the customer has an event with this action within the horizon after t."""
 
     action: str
-    within: str
-
-    @field_validator("within")
-    @classmethod
-    def _check(cls, value):
-        _duration(value)
-        return value
+    within: DurationText
 
     @property
     def horizon_text(self) -> str:
@@ -116,13 +118,7 @@ class ActionWithin(_Horizon):
 class NoEventWithin(_Horizon):
     """Positive when the customer has no event at all within the horizon after t (churn)."""
 
-    no_event_within: str
-
-    @field_validator("no_event_within")
-    @classmethod
-    def _check(cls, value):
-        _duration(value)
-        return value
+    no_event_within: DurationText
 
     @property
     def horizon_text(self) -> str:
