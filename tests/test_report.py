@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from click.testing import CliRunner
+
+from lam_platform.cli import main
 from lam_platform.demo import world_clock
-from lam_platform.report import build_report
 from lam_platform.scoring import score
 
 # Added to a copy of the page: after load, list the images that did not decode.
@@ -52,7 +55,10 @@ def _broken_images(chromium: str, page: Path, extra: str = "") -> tuple[int, lis
 def test_report_renders_with_a_screenshot_and_no_broken_images(trained_world, tmp_path):
     chromium = _chromium()
     score(trained_world, world_clock(trained_world), capacity=10)
-    result = build_report(trained_world, examples=2)
+    run = CliRunner().invoke(main, ["report", "--workdir", str(trained_world.root), "--examples", "2", "--json"],
+                             catch_exceptions=False)  # the command composes the simulator's evaluation and fairness
+    assert run.exit_code == 0, run.output
+    result = json.loads([line for line in run.output.splitlines() if line.startswith("{")][-1])
     page = Path(result["page"])
     expected = {"events_per_channel.png", "sequence_lengths.png", "training_next_action.png",
                 "training_campaign_response.png", "gain.png", "qini.png", "calibration.png", "policies.png",
