@@ -70,15 +70,15 @@ def _pseudonymizer(ephemeral_ok: bool = False):
 
 
 def _aware_time(text: str | None, option: str):
-    """A time option as a zone-aware Timestamp (None stays None); a time without zone is refused."""
-    import pandas as pd
+    """A time option as a zone-aware Timestamp in the zone it was written in (None stays None)."""
+    from lam_platform.clock import ClockError, parse_time
 
     if text is None:
         return None
-    value = pd.Timestamp(text)
-    if value.tzinfo is None:
-        raise click.BadParameter(f"{text!r} has no time zone; write e.g. 2026-06-04T10:00:00+00:00", param_hint=option)
-    return value
+    try:
+        return parse_time(text, option)
+    except ClockError as err:
+        raise click.BadParameter(str(err), param_hint=option) from None
 
 
 def _ground_truth_observer(wd: Workdir):

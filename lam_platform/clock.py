@@ -20,10 +20,9 @@ def now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
-def as_of(text: str | pd.Timestamp | None, option: str = "--as-of") -> pd.Timestamp:
-    """`text` as a zone-aware UTC Timestamp; None means now. Naive or unparsable text is refused."""
-    if text is None:
-        return now()
+def parse_time(text: str | pd.Timestamp, option: str) -> pd.Timestamp:
+    """A time option as a zone-aware Timestamp, in the zone it was written in; naive or unparsable text is
+    refused, naming the option (every time option of the CLI goes through here)."""
     if isinstance(text, pd.Timestamp):
         value = text
     else:
@@ -33,7 +32,12 @@ def as_of(text: str | pd.Timestamp | None, option: str = "--as-of") -> pd.Timest
             raise ClockError(f"{option} {text!r} is not a time; write e.g. 2026-06-04T10:00:00+00:00") from err
     if value.tzinfo is None:
         raise ClockError(f"{option} {text!r} has no time zone; write e.g. {value.isoformat()}+00:00")
-    return value.tz_convert("UTC")
+    return value
+
+
+def as_of(text: str | pd.Timestamp | None, option: str = "--as-of") -> pd.Timestamp:
+    """`text` as a zone-aware UTC Timestamp; None means now. Naive or unparsable text is refused."""
+    return now() if text is None else parse_time(text, option).tz_convert("UTC")
 
 
 def is_mature(times: pd.Series, horizon: pd.Timedelta, at: pd.Timestamp) -> pd.Series:

@@ -65,11 +65,14 @@ def head_as_of(workdir: Workdir, head: str, as_of: pd.Timestamp) -> ModelArtifac
 NEVER = "2262-01-01T00:00:00+00:00"
 
 
+def _events_before(artifact: ModelArtifact) -> pd.Timestamp:
+    """The cut-off of the events the artifact's backbone was pretrained on."""
+    return pd.Timestamp(artifact.card.get("data_range", {}).get("events_before", NEVER))
+
+
 def _trained_until(artifact: ModelArtifact, head: str) -> pd.Timestamp:
     """The latest time any part of the model (the head's labels, the backbone's events) was trained up to."""
-    head_as_of = pd.Timestamp(artifact.card["heads"][head].get("as_of", NEVER))
-    events_before = pd.Timestamp(artifact.card.get("data_range", {}).get("events_before", NEVER))
-    return max(head_as_of, events_before)
+    return max(pd.Timestamp(artifact.card["heads"][head].get("as_of", NEVER)), _events_before(artifact))
 
 
 def _scores_summary(y: np.ndarray, score: np.ndarray, probability: bool) -> dict:
@@ -109,13 +112,13 @@ def evaluate_target(workdir: Workdir, platform: PlatformConfig, name: str, as_of
     lam = TargetScorer(artifact, [name]).score(rows, as_of)[name].to_numpy()
 
     examples = target_examples(before, customers, as_of, target, grid)
-    gbm = AggregateTargetModel(RepoSchema.load(workdir).aggregates, platform.categorical_profile,
-                               platform.numeric_profile, seed).fit(
+    aggregates = RepoSchema.load(workdir).aggregates
+    gbm = AggregateTargetModel(aggregates, platform.categorical_profile, platform.numeric_profile, seed).fit(
         before, examples, profiles_at(ledger, examples.customer_id.tolist(), examples.event_timestamp))
     tree = gbm.predict(before, evaluated, as_of, profiles)
 
     recency_days = build_aggregates(before, evaluated, pa.array([as_of] * len(evaluated), TIMESTAMP),
-                                    RepoSchema.load(workdir).aggregates).column("days_since_last_event").to_numpy()
+                                    aggregates).column("days_since_last_event").to_numpy()
     recency = recency_days if isinstance(target, NoEventWithin) else -recency_days
     return {"target": name, "as_of": as_of.isoformat(), "customers": len(evaluated),
             "base_rate": round(float(y.mean()), 4) if len(y) else None, "model_version": artifact.path.name,
@@ -207,9 +210,8 @@ def evaluate_holdout(workdir: Workdir, as_of: pd.Timestamp, grid: CutoffGrid, ta
             if targets is not None:  # asked for by name: say why it cannot be evaluated
                 raise
             skipped.append({"target": name, "reason": str(reason)})  # no head trained as of T, or labels not mature
-    pretrained = [ModelArtifact(p) for p in versions_with_head(workdir.artifacts, "next_action")
-                  if pd.Timestamp(ModelArtifact(p).card.get("data_range", {}).get("events_before", "2262-01-01T00:00:00+00:00"))
-                  <= as_of]
+    pretrained = [a for a in map(ModelArtifact, versions_with_head(workdir.artifacts, "next_action"))
+                  if _events_before(a) <= as_of]
     next_item = next_item_evaluation(pretrained[-1], events, customers, as_of, exclude_seen) if pretrained else None
     summary = {"as_of": as_of.isoformat(), "targets": results, "skipped": skipped, "next_item": next_item}
     folder = workdir.outputs / "evaluation"

@@ -296,8 +296,8 @@ class PlatformConfig(_Section):
             config = cls(**raw, base=base)
         except ValidationError as err:
             raise PlatformConfigError(f"{source}: " + "; ".join(_explain(e) for e in err.errors())) from None
-        if config.events:
-            config.channel_config() if config.events.get("channels") else None
+        if config.events.get("channels"):
+            config.channel_config()  # the channel mappings are checked when the config loads, not at ingest
         return config
 
     @classmethod

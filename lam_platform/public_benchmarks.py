@@ -121,8 +121,7 @@ def run_leave_one_out(events: pa.Table, model: dict, train: dict, seed: int = 7,
     users = pc.unique(split.train.column("customer_id"))
     after_all = pc.max(split.train.column("event_timestamp")).as_py() + pd.Timedelta(days=1)
     snapshot = build_sequences(split.train, users, pa.array([after_all] * len(users), TIMESTAMP), max_len=10**6)
-    empty = pd.DataFrame({f: ["-"] for f in ("age_band", "gender", "plan", "region")})
-    tokenizer = EventTokenizer.fit(snapshot, empty, ["-"], ["-"], max_len, min_count=1)
+    tokenizer = EventTokenizer.fit(snapshot, pd.DataFrame(), ["-"], ["-"], max_len, min_count=1)  # no profiles
     config = LAMConfig.from_dict({**model, **tokenizer.config_sizes()})
     pl.seed_everything(seed, verbose=False)
     with tempfile.TemporaryDirectory(dir=work) as folder:

@@ -71,8 +71,7 @@ class CampaignScorer:
         """
         times = contact_time if isinstance(contact_time, list) else [contact_time]
         frames = []
-        for lo in range(0, len(rows), batch_size):
-            chunk = rows.iloc[lo : lo + batch_size].reset_index(drop=True)
+        for chunk in _chunks(rows, batch_size):
             state, last_event_us = self.encode(chunk)
             frames.append(self.score_state(chunk, state, last_event_us, campaigns, times))
         return pd.concat(frames, ignore_index=True)
@@ -144,6 +143,12 @@ class CampaignScorer:
             **{k: v.reshape(-1) for k, v in grid.items()}})
 
 
+def _chunks(rows: pd.DataFrame, size: int):
+    """Consecutive row chunks of at most `size`, each indexed from 0: one model call per chunk bounds memory."""
+    for lo in range(0, len(rows), size):
+        yield rows.iloc[lo : lo + size].reset_index(drop=True)
+
+
 def _micros(times: list[pd.Timestamp]) -> np.ndarray:
     """Times (with zone) as microseconds since the epoch, UTC."""
     return np.array([pd.Timestamp(t).tz_convert("UTC").value // 1000 for t in times], dtype=np.int64)
@@ -173,8 +178,7 @@ class TargetScorer:
     @torch.no_grad()
     def score(self, rows: pd.DataFrame, as_of: pd.Timestamp, batch_size: int = 1024) -> pd.DataFrame:
         frames = []
-        for lo in range(0, len(rows), batch_size):
-            chunk = rows.iloc[lo : lo + batch_size].reset_index(drop=True)
+        for chunk in _chunks(rows, batch_size):
             events, last_event_us = online_event_batch(self.tokenizer, chunk)
             scores = self.score_state(chunk, self.backbone(events).state, last_event_us, as_of)
             frames.append(pd.DataFrame({"customer_id": chunk.customer_id.to_numpy(), **scores}))

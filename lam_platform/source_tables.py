@@ -193,7 +193,7 @@ def ingest_customers(spec: Customers, base: Path, workdir: Workdir, pseudonymize
             if missing:
                 raise SourceSchemaError(f"lam.yaml now declares profile fields {missing} that the profile ledger "
                                         f"{workdir.profiles} lacks: a changed field set needs a new workdir")
-            ledger = ledger.assign(origin=ledger.get("origin", pd.Series(ORIGIN_SOURCE, index=ledger.index)))
+            ledger = _with_origin(ledger)
         table = accepted if ledger is None else pd.concat([ledger, accepted[ledger.columns]], ignore_index=True)
         write_profiles(table, workdir)
     _quarantine(workdir, rejects, "customers", report)
@@ -220,7 +220,7 @@ def _new_profile_rows(new: pd.DataFrame, ledger: pd.DataFrame | None, fields: li
     last_source_key = pd.Series(dtype=object)
     last_row = None
     if ledger is not None and len(ledger):
-        ledger = ledger.assign(origin=ledger.get("origin", pd.Series(ORIGIN_SOURCE, index=ledger.index)))
+        ledger = _with_origin(ledger)
         ordered = ledger.sort_values("event_timestamp", kind="stable")
         last_row = ordered.drop_duplicates("customer_id", keep="last").set_index("customer_id")
         stale = new.event_timestamp <= new.customer_id.map(last_row.event_timestamp)
@@ -238,6 +238,11 @@ def _new_profile_rows(new: pd.DataFrame, ledger: pd.DataFrame | None, fields: li
         accepted.loc[recorded, "consent_marketing"] = accepted.customer_id[recorded].map(
             last_row.consent_marketing).to_numpy()
     return accepted.assign(origin=ORIGIN_SOURCE), len(new) - len(accepted)
+
+
+def _with_origin(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The ledger with its `origin` column (rows written before the column existed came from the source)."""
+    return ledger if "origin" in ledger else ledger.assign(origin=ORIGIN_SOURCE)
 
 
 def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -268,8 +273,8 @@ def register_event_customers(workdir: Workdir, events_path: Path, fields: list[s
     if seen.empty:
         return 0
     seen = seen.assign(**{f: None for f in fields}, consent_marketing=pd.NA, origin=ORIGIN_EVENTS)
-    if ledger is not None and "origin" not in ledger:
-        ledger = ledger.assign(origin=ORIGIN_SOURCE)
+    if ledger is not None:
+        ledger = _with_origin(ledger)
     table = seen if ledger is None else pd.concat([ledger, seen[ledger.columns]], ignore_index=True)
     write_profiles(table.sort_values(["customer_id", "event_timestamp"]).reset_index(drop=True), workdir)
     return len(seen)

@@ -76,7 +76,25 @@ class NextActionSystem(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
 
 
-class CampaignResponseSystem(pl.LightningModule):
+class _FineTuneSystem(pl.LightningModule):
+    """What every fine-tune system shares: the same step for training and validation, and an optimizer over
+    the parameters left trainable (BackboneFinetuning freezes the backbone and adds its unfrozen part)."""
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "val")
+
+    def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+
+
+class CampaignResponseSystem(_FineTuneSystem):
     """Fine-tuning: P(order | contacted) and P(order | not contacted) for a customer and a campaign."""
 
     def __init__(self, config: LAMConfig, learning_rate: float = 3e-3, weight_decay: float = 0.01) -> None:
@@ -87,12 +105,6 @@ class CampaignResponseSystem(pl.LightningModule):
 
     def forward(self, events: EventBatch, context: CampaignContext) -> CampaignResponseOutput:
         return self.campaign_response(self.backbone(events).state, context)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "val")
 
     def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
         out = self(dataclass_from_arrays(EventBatch, batch), dataclass_from_arrays(CampaignContext, batch))
@@ -105,12 +117,8 @@ class CampaignResponseSystem(pl.LightningModule):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=logit.shape[0])
         return loss
 
-    def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
 
-
-class TargetSystem(pl.LightningModule):
+class TargetSystem(_FineTuneSystem):
     """Fine-tuning on an event-derived target (e.g. purchase within 30 days): P(target | customer at t)."""
 
     def __init__(self, config: LAMConfig, learning_rate: float = 3e-3, weight_decay: float = 0.01) -> None:
@@ -122,21 +130,11 @@ class TargetSystem(pl.LightningModule):
     def forward(self, events: EventBatch, context: CustomerContext) -> torch.Tensor:
         return self.target(self.backbone(events).state, context)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "val")
-
     def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
         logit = self(dataclass_from_arrays(EventBatch, batch), dataclass_from_arrays(CustomerContext, batch))
         loss = F.binary_cross_entropy_with_logits(logit, dataclass_from_arrays(TargetLabels, batch).label)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=logit.shape[0])
         return loss
-
-    def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
 
 
 class BackboneFinetuning(BaseFinetuning):

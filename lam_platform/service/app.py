@@ -47,11 +47,15 @@ class ServiceSettings:
     rules: CallListRules = CallListRules()  # lam.yaml `call_list`: the same rules as the batch list
     time_slots: tuple[int, ...] = DEFAULT_TIME_SLOTS  # lam.yaml `catalogue.contact_slots`
     contact_allowed: bool = True  # False in analysis-only workdirs: no call lists, target scores only
-    analysis_only: bool = False  # targets may be scored for every customer (lam.yaml `consent: analysis_only`)
     poll_seconds: float = 5.0  # how often to look for a new model version
     clock: pd.Timestamp | None = None  # a fixed "now" (`lam serve --as-of`); None = wall clock
     model_path: Path | None = None  # pin one version; None = the newest servable version, reloaded as it changes
     explain_steps: int = 32
+
+    @property
+    def analysis_only(self) -> bool:
+        """lam.yaml `consent: analysis_only`: targets are scored for every customer, campaigns for none."""
+        return not self.contact_allowed
 
     def now(self) -> pd.Timestamp:
         return self.clock if self.clock is not None else pd.Timestamp.now(tz="UTC")
@@ -62,7 +66,7 @@ class ServiceSettings:
         platform = PlatformConfig.load(workdir.root)
         slots = tuple(platform.catalogue.contact_slots) if platform.catalogue else DEFAULT_TIME_SLOTS
         return cls(workdir=workdir.root, rules=platform.call_list, time_slots=slots,
-                   contact_allowed=platform.contact_allowed, analysis_only=not platform.contact_allowed, **overrides)
+                   contact_allowed=platform.contact_allowed, **overrides)
 
 
 class StoreUnavailable(RuntimeError):
