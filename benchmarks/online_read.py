@@ -28,7 +28,7 @@ from lam_platform.streaming import redis_client
 from lam_platform.workdir import Workdir
 
 FEATURES = [f"customer_event_sequence:{f}" for f in
-            ("seq_len", "event_ids", "event_timestamps", "channels", "objects", "actions", "amounts", "durations_s")]
+            ("seq_len", "event_ids", "event_timestamps", "channels", "objects", "actions", "amount_seq", "duration_s_seq")]
 
 
 def percentiles(samples: list[float]) -> str:

@@ -26,7 +26,8 @@ from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulat
 from lam_platform.workdir import Workdir
 
 LISTS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel",
-         "objects": "object", "actions": "action", "amounts": "amount", "durations_s": "duration_s"}
+         "objects": "object", "actions": "action", "amount_seq": "amount", "duration_s_seq": "duration_s",
+         "payment_method_seq": "coalesce(payment_method, '')"}  # the builder writes "" for missing
 
 
 def duckdb_sequences(con: duckdb.DuckDBPyConnection, events: pa.Table, queries: pa.Table, max_len: int) -> pa.Table:

@@ -14,9 +14,10 @@ from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 from lam_platform.aggregates import AggregateSpec, aggregate_feature_names
 
 # What this workdir's views carry: written by `lam materialize` from the event table and lam.yaml
-# (channels and actions of the aggregates, the declared profile fields).
+# (channels and actions of the aggregates, the declared profile fields and event attributes).
 REPO_SCHEMA = json.loads((Path(__file__).resolve().parent / "repo_schema.json").read_text())
-AGGREGATES = AggregateSpec(tuple(REPO_SCHEMA["channels"]), tuple(REPO_SCHEMA["actions"]))
+ATTRIBUTES = REPO_SCHEMA.get("attributes", {"numeric": [], "categorical": []})
+AGGREGATES = AggregateSpec(tuple(REPO_SCHEMA["channels"]), tuple(REPO_SCHEMA["actions"]), tuple(ATTRIBUTES["numeric"]))
 PROFILE_TYPES = {"categorical": String, "numeric": Float64}
 
 # The customer: the "who" of every 4W1H event.
@@ -87,8 +88,9 @@ customer_event_sequence = FeatureView(
         Field(name="channels", dtype=Array(String)),
         Field(name="objects", dtype=Array(String)),
         Field(name="actions", dtype=Array(String)),
-        Field(name="amounts", dtype=Array(Float64)),
-        Field(name="durations_s", dtype=Array(Float64)),
+        # One list per declared event attribute, named <attribute>_seq (see lam_platform/sequences.py).
+        *(Field(name=f"{name}_seq", dtype=Array(Float64)) for name in ATTRIBUTES["numeric"]),
+        *(Field(name=f"{name}_seq", dtype=Array(String)) for name in ATTRIBUTES["categorical"]),
     ],
     source=customer_event_sequence_source,
     online=True,

@@ -1,8 +1,9 @@
-"""Order-blind aggregates per customer: event counts per channel and action, amount sums per
-channel, over the 7, 30 and 90 days strictly before t, and the days since the last event (recency).
+"""Order-blind aggregates per customer: event counts per channel and action, sums of each numeric
+event attribute per channel (`shop_amount_sum_30d`), over the 7, 30 and 90 days strictly before t,
+and the days since the last event (recency).
 They feed the `customer_event_aggregates` view and the baselines that ignore order.
 
-Feature names follow the channels and actions of the workdir's event table (recorded in the feature
+Feature names follow the channels, actions and numeric attributes of the workdir's event table (recorded in the feature
 repo's repo_schema.json at materialization), so new data adds its fields without code.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow.compute as pc
 
+from lam_platform.events import EventAttributes
 from lam_platform.sequences import PointInTimeQuery
 
 WINDOWS_DAYS = (7, 30, 90)
@@ -24,15 +26,17 @@ NO_EVENT_DAYS = 3650.0  # days_since_last_event of a customer with no event befo
 
 @dataclass(frozen=True)
 class AggregateSpec:
-    """The channels and actions aggregates are counted for (the values the event table holds)."""
+    """The channels and actions aggregates are counted for and the numeric attributes summed (what the
+    event table holds)."""
 
     channels: tuple[str, ...]
     actions: tuple[str, ...]
+    numeric: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, events: pa.Table) -> "AggregateSpec":
         values = {c: tuple(sorted(v for v in pc.unique(events.column(c)).to_pylist() if v)) for c in ("channel", "action")}
-        return cls(values["channel"], values["action"])
+        return cls(values["channel"], values["action"], EventAttributes.of_table(events).numeric)
 
 
 def aggregate_feature_names(spec: AggregateSpec) -> list[tuple[str, str]]:
@@ -41,7 +45,7 @@ def aggregate_feature_names(spec: AggregateSpec) -> list[tuple[str, str]]:
     for days in WINDOWS_DAYS:
         names += [(f"{c}_events_{days}d", "count") for c in spec.channels]
         names += [(f"{a}_events_{days}d", "count") for a in spec.actions]
-        names += [(f"{c}_amount_{days}d", "sum") for c in spec.channels]
+        names += [(f"{c}_{n}_sum_{days}d", "sum") for n in spec.numeric for c in spec.channels]
     return names
 
 
@@ -52,11 +56,12 @@ def build_aggregates(events: pa.Table, customer_ids, as_of, spec: AggregateSpec)
     end = positions.count_before(query_us)
     channel = events.column("channel").to_numpy(zero_copy_only=False)
     action = events.column("action").to_numpy(zero_copy_only=False)
-    amount = np.nan_to_num(events.column("amount").to_numpy(zero_copy_only=False).astype(np.float64))
     # Prefix sums over the sorted events: a window's total is prefix[end] - prefix[start].
     indicators = {f"{c}_events": channel == c for c in spec.channels}
     indicators.update({f"{a}_events": action == a for a in spec.actions})
-    indicators.update({f"{c}_amount": np.where(channel == c, amount, 0.0) for c in spec.channels})
+    for name in spec.numeric:  # a missing value adds nothing to the sum
+        values = np.nan_to_num(events.column(name).to_numpy(zero_copy_only=False).astype(np.float64))
+        indicators.update({f"{c}_{name}_sum": np.where(channel == c, values, 0.0) for c in spec.channels})
     prefix = {k: np.concatenate([[0], np.cumsum(v)]) for k, v in indicators.items()}
     has_event = end > positions.first_of_customer
     last_us = positions.event_us[np.clip(end - 1, 0, max(len(positions.event_us) - 1, 0))] if len(positions.event_us) \

@@ -16,10 +16,14 @@ A platform team adds a channel by adding an entry here, not by writing code. Exa
         how: action                     # -> action (a column) ...
         how_value: purchase             # ... or one fixed value for every row
         event_id: receipt_line_id       # optional; derived from the row's content when absent
-        numeric: {amount: price}        # contract field: source column
-        categorical: {payment_method: pay_type}
+        numeric: {amount: price}        # declared numeric attributes: name in the events <- source column
+        categorical: {payment_method: pay_type}   # declared categorical attributes, likewise
         channel_from: null              # optional column naming each row's channel (one of the
                                         # channels declared here); default: this entry's name
+
+Attributes are whatever the mappings declare: `amount` above becomes a float column of the event
+table, a per-channel sum in the aggregates and a numeric input of the model; `payment_method` a
+string column and an embedded input. One name has one kind across channels.
 """
 
 from __future__ import annotations
@@ -32,9 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import yaml
 
-from lam_platform.events import CHANNELS, NUMERIC_FIELDS
-
-CATEGORICAL_ATTRIBUTES = ("payment_method",)
+from lam_platform.events import CHANNELS, EventAttributes, EventContractError
 ROLE_KEYS = {"files", "who", "when", "what", "how", "how_value", "timestamp_format", "time_zone", "event_id",
              "numeric", "categorical", "channel_from"}
 
@@ -77,6 +79,12 @@ class ChannelConfig:
     max_future: pd.Timedelta = pd.Timedelta(days=1)
     max_string_length: int = 256
 
+    @property
+    def attributes(self) -> EventAttributes:
+        """The event attributes the channel mappings declare (checked at load: one kind per name)."""
+        return EventAttributes(tuple({n for m in self.channels.values() for n in m.numeric}),
+                               tuple({n for m in self.channels.values() for n in m.categorical}))
+
     @classmethod
     def load(cls, path: str | Path) -> "ChannelConfig":
         """A standalone channel config file (the `events:` section of lam.yaml has the same shape)."""
@@ -107,7 +115,12 @@ def channel_config_from_dict(raw: dict, base: Path, where: str) -> ChannelConfig
         max_future = pd.Timedelta(raw.get("max_future", "1d"))
     except ValueError as err:
         raise ChannelConfigError(f"{where}: max_future {raw.get('max_future')!r} is not a duration (e.g. 1d)") from err
-    return ChannelConfig(channels, Path(base), max_future, int(raw.get("max_string_length", 256)))
+    config = ChannelConfig(channels, Path(base), max_future, int(raw.get("max_string_length", 256)))
+    try:
+        config.attributes
+    except EventContractError as err:
+        raise ChannelConfigError(f"{where}: {err}") from err
+    return config
 
 
 def _mapping(source: str, name: str, spec: dict) -> ChannelMapping:
@@ -123,10 +136,13 @@ def _mapping(source: str, name: str, spec: dict) -> ChannelMapping:
     if bool(spec.get("how")) == bool(spec.get("how_value")):
         raise ChannelConfigError(f"{where}: give exactly one of 'how' (a column) or 'how_value' (a fixed action)")
     numeric, categorical = spec.get("numeric") or {}, spec.get("categorical") or {}
-    bad = sorted(set(numeric) - set(NUMERIC_FIELDS)) + sorted(set(categorical) - set(CATEGORICAL_ATTRIBUTES))
-    if bad:
-        raise ChannelConfigError(f"{where}: attributes {bad} are not in the event contract "
-                                 f"(numeric: {list(NUMERIC_FIELDS)}, categorical: {list(CATEGORICAL_ATTRIBUTES)})")
+    if not isinstance(numeric, dict) or not isinstance(categorical, dict):
+        raise ChannelConfigError(f"{where}: 'numeric' and 'categorical' map attribute names to source columns, "
+                                 "e.g. numeric: {amount: price}")
+    try:
+        EventAttributes(tuple(numeric), tuple(categorical))
+    except EventContractError as err:
+        raise ChannelConfigError(f"{where}: {err}") from err
     if spec.get("time_zone"):
         try:
             ZoneInfo(spec["time_zone"])

@@ -25,15 +25,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.aggregates import AggregateSpec, build_aggregates
-from lam_platform.events import TIMESTAMP
-from lam_platform.sequences import LIST_COLUMNS, build_sequences
+from lam_platform.events import TIMESTAMP, EventAttributes
+from lam_platform.sequences import build_sequences, list_columns
 from lam_platform.workdir import Workdir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS = PROJECT_ROOT / "feature_repo"
 LOCAL_PROFILE = PROJECT_ROOT / "infra" / "feast" / "local.yaml"
 CONSENT_FEATURE = "consent_marketing"
-SEQUENCE_FEATURES = ("seq_len",) + tuple(LIST_COLUMNS)
 MATERIALIZED_VIEWS = ("customer_profile", "customer_event_sequence", "customer_event_aggregates")
 SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), ("best_offer", pa.string()),
                  ("best_method", pa.string()), ("p_order_if_called", pa.float64()),
@@ -42,26 +41,36 @@ SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), (
 
 @dataclass(frozen=True)
 class RepoSchema:
-    """What the workdir's views carry: aggregate channels and actions, and the declared profile fields."""
+    """What the workdir's views carry: aggregate channels and actions, the declared profile fields and
+    the event attributes (one list per attribute in the sequence view, numeric ones summed in the
+    aggregates)."""
 
     channels: tuple[str, ...]
     actions: tuple[str, ...]
     profile: dict[str, str]  # field -> "categorical" | "numeric"
+    attributes: EventAttributes = EventAttributes()
 
     @property
     def aggregates(self) -> AggregateSpec:
-        return AggregateSpec(self.channels, self.actions)
+        return AggregateSpec(self.channels, self.actions, self.attributes.numeric)
+
+    @property
+    def sequence_features(self) -> tuple[str, ...]:
+        """The features of the `customer_event_sequence` view."""
+        return ("seq_len", *list_columns(self.attributes))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"channels": list(self.channels), "actions": list(self.actions),
-                                    "profile": self.profile}, indent=1))
+                                    "profile": self.profile, "attributes": self.attributes.to_dict()}, indent=1))
 
     @classmethod
     def load(cls, workdir: Workdir) -> "RepoSchema":
         if not workdir.repo_schema.exists():
             raise FileNotFoundError(f"no feature repo in {workdir.root}: run `lam materialize --workdir {workdir.root}`")
         raw = json.loads(workdir.repo_schema.read_text())
-        return cls(tuple(raw["channels"]), tuple(raw["actions"]), dict(raw["profile"]))
+        attributes = raw.get("attributes", {})
+        return cls(tuple(raw["channels"]), tuple(raw["actions"]), dict(raw["profile"]),
+                   EventAttributes(tuple(attributes.get("numeric", ())), tuple(attributes.get("categorical", ()))))
 
 
 def prepare_repo(workdir: Workdir, schema: RepoSchema, profile: Path = LOCAL_PROFILE) -> Path:
@@ -175,23 +184,29 @@ def profile_features(store) -> list[str]:
     return [f.name for f in store.get_feature_view("customer_profile").features]
 
 
+def sequence_features(store) -> list[str]:
+    """The sequence view's feature names as registered (seq_len, the core lists, one per attribute)."""
+    return [f.name for f in store.get_feature_view("customer_event_sequence").features]
+
+
 def online_features(store, customer_ids: list[str], batch_size: int = 500,
-                    profile_names: list[str] | None = None) -> pd.DataFrame:
+                    profile_names: list[str] | None = None, sequence_names: list[str] | None = None) -> pd.DataFrame:
     """Current profile and sequence per customer from the online store, one row per id.
 
     Unknown customers come back as rows with `found` False and nulls, not as errors.
-    `profile_names`: the profile view's features (default: read from the registry).
+    `profile_names`, `sequence_names`: the views' features (default: read from the registry).
     """
     profile_names = profile_names if profile_names is not None else profile_features(store)
+    sequence_names = sequence_names if sequence_names is not None else sequence_features(store)
     refs = [f"customer_profile:{f}" for f in profile_names] + [
-        f"customer_event_sequence:{f}" for f in SEQUENCE_FEATURES
+        f"customer_event_sequence:{f}" for f in sequence_names
     ]
     frames = []
     for lo in range(0, len(customer_ids), batch_size):
         rows = [{"customer_id": c} for c in customer_ids[lo : lo + batch_size]]
         frames.append(pd.DataFrame(store.get_online_features(features=refs, entity_rows=rows).to_dict()))
     if not frames:
-        return pd.DataFrame(columns=["customer_id", "found", *profile_names, *SEQUENCE_FEATURES])
+        return pd.DataFrame(columns=["customer_id", "found", *profile_names, *sequence_names])
     frame = pd.concat(frames, ignore_index=True)
     frame.insert(1, "found", frame.seq_len.notna() | frame.consent_marketing.notna())
     return frame

@@ -21,15 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lam_platform.channels import CATEGORICAL_ATTRIBUTES, ChannelConfig, ChannelMapping
-from lam_platform.events import EVENT_SCHEMA, NUMERIC_FIELDS, existing_events, write_events
+from lam_platform.channels import ChannelConfig, ChannelMapping
+from lam_platform.events import EventAttributes, existing_events, write_events
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.workdir import Workdir
 
 REASONS = ("missing_required_field", "unparsable_timestamp", "naive_timestamp", "future_timestamp",
            "unknown_channel", "non_numeric", "not_finite", "oversized_string", "duplicate_event_id")
-CONTENT_FIELDS = ["channel", "customer_id", "event_timestamp", "object", "action", *NUMERIC_FIELDS,
-                  *CATEGORICAL_ATTRIBUTES]
+CORE_CONTENT = ("channel", "customer_id", "event_timestamp", "object", "action")
 ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 NOT_FINITE_TEXT = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 QUARANTINE_SCHEMA = pa.schema([("source_file", pa.string()), ("source_line", pa.int64()), ("channel", pa.string()),
@@ -81,14 +80,16 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
             report.files += 1
             report.rows_in += len(raw)
             batches.append(_validate(raw, path, mapping, config, now, pseudonymizer))
-    events = pd.concat([b.events for b in batches], ignore_index=True) if batches else _empty_events()
+    events = (pd.concat([b.events for b in batches], ignore_index=True) if batches
+              else _empty_events(config.attributes))
     rejects = [b.rejects for b in batches]
-    accepted, duplicates, conflicts = _dedupe(events, workdir.events)
+    accepted, duplicates, conflicts = _dedupe(events, workdir.events, config.attributes)
     rejects.append(conflicts)
     rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame()
     if len(accepted):
-        write_events(pa.Table.from_pandas(accepted[EVENT_SCHEMA.names], schema=EVENT_SCHEMA, preserve_index=False),
-                     workdir.events, append=True, channels=tuple(config.channels))
+        schema = config.attributes.schema()
+        write_events(pa.Table.from_pandas(accepted[schema.names], schema=schema, preserve_index=False),
+                     workdir.events, append=True, channels=tuple(config.channels), attributes=config.attributes)
     report.accepted, report.duplicates, report.quarantined = len(accepted), duplicates, len(rejects)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):
@@ -162,7 +163,8 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
         channel = pd.Series(mapping.name, index=raw.index, dtype=object)
 
     numeric = {}
-    for name in NUMERIC_FIELDS:
+    attributes = config.attributes  # every declared attribute gets a column; this channel fills its own
+    for name in attributes.numeric:
         source = mapping.numeric.get(name)
         values = text_cells(column(source, name)) if source else pd.Series(None, index=raw.index, dtype=object)
         parsed = to_float(values)
@@ -172,7 +174,7 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
         reject(written_not_finite, "not_finite", f"{source}: NaN or infinity (leave the cell empty for missing)")
         numeric[name] = parsed.where(values.notna() & ~written_not_finite)
     categorical = {name: text_cells(column(mapping.categorical.get(name), name)) if mapping.categorical.get(name)
-                   else pd.Series(None, index=raw.index, dtype=object) for name in CATEGORICAL_ATTRIBUTES}
+                   else pd.Series(None, index=raw.index, dtype=object) for name in attributes.categorical}
 
     for name, values in {**roles, **categorical, "channel": channel}.items():
         too_long = values.fillna("").str.len() > config.max_string_length
@@ -183,7 +185,7 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
     events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]
     ids = text_cells(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
-    events["content"] = _content_ids(events)
+    events["content"] = _content_ids(events, attributes)
     # The source's id where it has one; else (no id column, or an empty cell) the content hash.
     events["event_id"] = ids.where(ids.notna(), events.content) if ids is not None else events.content
     # The quarantine keeps the mapped cells of the source row (unmapped columns may hold personal data the
@@ -243,12 +245,13 @@ def parse_timestamps(values: pd.Series, mapping: ChannelMapping) -> tuple[pd.Ser
     return result, unparsable, naive
 
 
-def _content_ids(events: pd.DataFrame) -> pd.Series:
-    """A deterministic id from the event's content: the same event always gets the same id."""
+def _content_ids(events: pd.DataFrame, attributes: EventAttributes) -> pd.Series:
+    """A deterministic id from the event's content (the core, then the declared attributes in their
+    schema order): the same event always gets the same id."""
     if events.empty:
         return pd.Series([], index=events.index, dtype=object)
     columns = []
-    for name in CONTENT_FIELDS:
+    for name in (*CORE_CONTENT, *attributes.names):
         values = events[name]
         if name == "event_timestamp":
             values = values.astype("int64")
@@ -259,19 +262,30 @@ def _content_ids(events: pd.DataFrame) -> pd.Series:
     return pd.Series([hashlib.sha256(k.encode()).hexdigest()[:32] for k in keys], index=events.index, dtype=object)
 
 
-def _dedupe(events: pd.DataFrame, table: Path) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+def _dedupe(events: pd.DataFrame, table: Path, attributes: EventAttributes
+           ) -> tuple[pd.DataFrame, int, pd.DataFrame]:
     """(accepted events, count of exact duplicates, quarantined id conflicts)."""
     earlier = existing_events(table, events.event_id.unique().tolist()) if len(events) else None
     if earlier is not None and len(earlier):
-        known = pd.Series(_content_ids(earlier).to_numpy(), index=earlier.event_id.to_numpy())
-        known = known[~known.index.duplicated()]
-        events = events.assign(_known=events.event_id.map(known))
+        for name in attributes.names:  # an attribute declared after those events were written: missing there
+            if name not in earlier.columns:
+                earlier[name] = None
+        earlier = earlier.drop_duplicates("event_id").set_index("event_id", drop=False)
+        known = pd.Series(_content_ids(earlier, attributes).to_numpy(), index=earlier.index)
+        # A stored event is not back-filled with an attribute declared after it was written: its re-read
+        # is the same event (a duplicate) when everything the stored row holds agrees.
+        comparable = events[events.event_id.isin(known.index)].copy()
+        for name in attributes.names:
+            stored = comparable.event_id.map(earlier[name])
+            comparable[name] = comparable[name].astype(object).where(stored.notna(), None)
+        events = events.assign(_known=events.event_id.map(known), _compare=events.content)
+        events.loc[comparable.index, "_compare"] = _content_ids(comparable, attributes)
     else:
-        events = events.assign(_known=None)
+        events = events.assign(_known=None, _compare=events.content)
     first_content = events.groupby("event_id", sort=False).content.transform("first")
     first = ~events.duplicated("event_id")
     known_id = events._known.notna()
-    same_as_known = known_id & (events.content == events._known)
+    same_as_known = known_id & (events._compare == events._known)
     same_as_first = ~first & (events.content == first_content)
     conflict = (known_id & ~same_as_known) | (~known_id & ~first & ~same_as_first)
     duplicate = (same_as_known | (~known_id & same_as_first)) & ~conflict
@@ -281,13 +295,13 @@ def _dedupe(events: pd.DataFrame, table: Path) -> tuple[pd.DataFrame, int, pd.Da
         "source_file": conflicts._source_file, "source_line": conflicts._source_line.astype("int64"),
         "channel": conflicts.channel, "reason": "duplicate_event_id",
         "detail": "event_id " + conflicts.event_id + " already used by an event with different content",
-        "raw": conflicts[CONTENT_FIELDS + ["event_id"]].astype(str).to_dict("records")}).assign(
+        "raw": conflicts[[*CORE_CONTENT, *attributes.names, "event_id"]].astype(str).to_dict("records")}).assign(
             raw=lambda f: f.raw.map(json.dumps))
     return accepted, int(duplicate.sum()), quarantined
 
 
-def _empty_events() -> pd.DataFrame:
-    return pd.DataFrame(columns=[*EVENT_SCHEMA.names, "content", "_source_file", "_source_line"])
+def _empty_events(attributes: EventAttributes) -> pd.DataFrame:
+    return pd.DataFrame(columns=[*attributes.schema().names, "content", "_source_file", "_source_line"])
 
 
 def report_dict(report: IngestReport) -> dict:

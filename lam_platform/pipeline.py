@@ -11,7 +11,7 @@ import pandas as pd
 
 from lam_platform.aggregates import AggregateSpec
 from lam_platform.clock import as_of as parse_as_of
-from lam_platform.events import read_events
+from lam_platform.events import EventAttributes, read_events
 from lam_platform.features import (
     LOCAL_PROFILE,
     RepoSchema,
@@ -59,7 +59,8 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
     events = read_events(workdir.events)
     spec = AggregateSpec.of(events)
     platform.check_actions(set(spec.actions), set(spec.channels))
-    schema = RepoSchema.load(workdir) if incremental else RepoSchema(spec.channels, spec.actions, platform.profile_fields)
+    schema = (RepoSchema.load(workdir) if incremental
+              else RepoSchema(spec.channels, spec.actions, platform.profile_fields, EventAttributes.of_events(workdir.events)))
     prepare_repo(workdir, schema, profile)
     ensure_scores_source(workdir)
     previous = snapshot_times(workdir)

@@ -335,8 +335,8 @@ events:                       # raw event tables -> the 4W1H event stream (`lam 
       time_zone: Europe/London          # for timestamps without a zone
       what: sku                         # -> object
       how_value: purchase               # one action for every row (or `how: <column>`)
-      numeric: {amount: line_total}     # contract attributes: amount, duration_s
-#     categorical: {payment_method: pay_type}
+      numeric: {amount: line_total}     # event attributes you declare: name <- source column; numbers are
+#     categorical: {payment_method: pay_type}   # summed per channel in the aggregates, strings embedded
 
 # Customers: profile fields and consent. Without this table, say how consent is handled:
 #   consent: analysis_only   # train and score for analysis; no contact list is ever built

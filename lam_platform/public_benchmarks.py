@@ -28,7 +28,7 @@ import torch
 
 from lam_platform import metrics
 from lam_platform.holdout_evaluation import popularity_ranks, rank_next_objects
-from lam_platform.events import EVENT_SCHEMA, TIMESTAMP
+from lam_platform.events import TIMESTAMP, EventAttributes
 from lam_platform.sequences import build_sequences
 from lightning_modules.config import LAMConfig
 from lightning_modules.systems import NextActionSystem
@@ -80,9 +80,8 @@ def _events(users: np.ndarray, items: np.ndarray, stamps: pd.DatetimeIndex, amou
         "event_id": pa.array([f"e{i}" for i in range(n)], pa.string()), "customer_id": customer,
         "event_timestamp": pa.array(stamps, TIMESTAMP), "channel": pa.array(["web"] * n, pa.string()),
         "object": pa.array([f"item:{i}" for i in items], pa.string()), "action": pa.array([action] * n, pa.string()),
-        "amount": pa.array(amounts, pa.float64(), from_pandas=True), "duration_s": pa.nulls(n, pa.float64()),
-        "payment_method": pa.nulls(n, pa.string()),
-    }, schema=EVENT_SCHEMA).sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
+        "amount": pa.array(amounts, pa.float64(), from_pandas=True),
+    }, schema=EventAttributes(numeric=("amount",)).schema()).sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from lam_platform.events import events_dataset
 from lam_platform.features import online_features, open_store
 from lam_platform.plots import save_figure as _save
 from lam_platform.workdir import Workdir
@@ -57,7 +58,7 @@ def build_report(workdir: Workdir, evaluation: dict, fairness: dict, policy_tabl
 def _data_overview(workdir: Workdir, folder: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    events = ds.dataset(workdir.events, format="parquet", partitioning="hive")
+    events = events_dataset(workdir.events)
     per_channel = events.to_table(columns=["channel"]).column("channel").value_counts().to_pylist()
     channels = pd.Series({d["values"]: d["counts"] for d in per_channel}).sort_values(ascending=False)
     fig, ax = plt.subplots(figsize=(6, 3.2))

@@ -21,7 +21,6 @@ from lam_platform.explanations import DrivingEvent, driving_events, reason
 from lam_platform.consent import consented, consenting_customers, read_profiles
 from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
 from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
-from lam_platform.sequences import SEQUENCE_SCHEMA
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
 from lightning_modules.attribution import integrated_gradients
@@ -31,19 +30,16 @@ CALL_LIST_COLUMNS = ["rank", "customer_id", "offer", "method", "contact_time", "
                      "p_order_if_not_called", "uplift", "reason", "driving_events", "model_version", "scored_at"]
 
 
-def online_rows_to_sequences(rows: pd.DataFrame) -> pa.Table:
-    """Online-store rows (lists, or None for unknown customers) as a table in the sequence schema."""
-    columns = {}
-    for field in SEQUENCE_SCHEMA:
-        if pa.types.is_list(field.type):
-            columns[field.name] = pa.array([v if isinstance(v, (list, np.ndarray)) else [] for v in rows[field.name]],
-                                           field.type)
-    return pa.table(columns)
+def online_rows_to_sequences(rows: pd.DataFrame, list_types: dict[str, pa.DataType]) -> pa.Table:
+    """Online-store rows (lists, or None for unknown customers) as a table of the list columns a
+    tokenizer reads (`EventTokenizer.list_types`)."""
+    return pa.table({name: pa.array([v if isinstance(v, (list, np.ndarray)) else [] for v in rows[name]], kind)
+                     for name, kind in list_types.items()})
 
 
 def online_event_batch(tokenizer, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
     """Online rows as an EventBatch, and each row's last event time (us since the epoch)."""
-    arrays = tokenizer.encode_events(online_rows_to_sequences(rows))
+    arrays = tokenizer.encode_events(online_rows_to_sequences(rows, tokenizer.list_types()))
     last_event_us = arrays.pop("last_event_us")
     return dataclass_from_arrays(EventBatch, arrays), last_event_us
 

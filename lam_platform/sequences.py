@@ -13,32 +13,47 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.events import NUMERIC_FIELDS, TIMESTAMP
+from lam_platform.events import TIMESTAMP, EventAttributes
 
-SEQUENCE_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("event_timestamp", TIMESTAMP),  # the as-of time t of the snapshot
-        ("seq_len", pa.int64()),
-        ("event_ids", pa.list_(pa.string())),  # makes pushes idempotent: an id already present is skipped
-        ("event_timestamps", pa.list_(TIMESTAMP)),  # oldest first, whole seconds (see below)
-        ("channels", pa.list_(pa.string())),
-        ("objects", pa.list_(pa.string())),
-        ("actions", pa.list_(pa.string())),
-        ("amounts", pa.list_(pa.float64())),  # NaN = missing
-        ("durations_s", pa.list_(pa.float64())),  # NaN = missing
-    ]
-)
-LIST_COLUMNS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel", "objects": "object",
-                "actions": "action", "amounts": "amount", "durations_s": "duration_s"}
+CORE_LISTS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel",
+              "objects": "object", "actions": "action"}
+CORE_LIST_TYPES = {"event_ids": pa.string(), "event_timestamps": TIMESTAMP, "channels": pa.string(),
+                   "objects": pa.string(), "actions": pa.string()}
+
+
+def attribute_list(name: str) -> str:
+    """The list column that carries event attribute `name` (e.g. amount -> amount_seq)."""
+    return f"{name}_seq"
+
+
+def list_columns(attributes: EventAttributes) -> dict[str, str]:
+    """List column -> event column: the core lists, then one per declared attribute."""
+    return {**CORE_LISTS, **{attribute_list(n): n for n in attributes.names}}
+
+
+def sequence_schema(attributes: EventAttributes) -> pa.Schema:
+    """The sequence snapshot's schema for events with `attributes`; numeric lists hold NaN for missing."""
+    return pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("event_timestamp", TIMESTAMP),  # the as-of time t of the snapshot
+            ("seq_len", pa.int64()),
+            # event_ids make pushes idempotent (an id already present is skipped); timestamps are oldest
+            # first, whole seconds (see build_sequences)
+            *((name, pa.list_(kind)) for name, kind in CORE_LIST_TYPES.items()),
+            *((attribute_list(n), pa.list_(pa.float64())) for n in attributes.numeric),  # NaN = missing
+            *((attribute_list(n), pa.list_(pa.string())) for n in attributes.categorical),  # "" = missing
+        ]
+    )
 
 
 def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.Array | list, max_len: int) -> pa.Table:
     """Last `max_len` events strictly before `as_of[i]` for `customer_ids[i]`, as list columns.
 
-    `events` must follow the 4W1H contract; it need not be sorted. Customers without events get
-    empty lists (seq_len 0), not an error.
+    `events` must follow the 4W1H contract; it need not be sorted. Its attribute columns become
+    attribute lists. Customers without events get empty lists (seq_len 0), not an error.
     """
+    attributes = EventAttributes.of_table(events)
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     query = PointInTimeQuery.prepare(events, customer_ids, as_of)
@@ -51,16 +66,18 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
     take = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
     columns = {"customer_id": customer_ids.cast(pa.string()), "event_timestamp": as_of,
                "seq_len": pa.array(lengths, pa.int64())}
-    for list_name, event_name in LIST_COLUMNS.items():
+    for list_name, event_name in list_columns(attributes).items():
         values = events.column(event_name).combine_chunks().take(pa.array(take))
-        if event_name in NUMERIC_FIELDS:
+        if event_name in attributes.numeric:
             values = pc.fill_null(values.cast(pa.float64()), np.nan)
+        elif event_name in attributes.categorical:
+            values = pc.fill_null(values, "")  # Feast's string lists hold no nulls: "" = missing
         elif event_name == "event_timestamp":
             # Feast keeps Array(UnixTimestamp) items as whole seconds; emit what the online store will
             # return so offline and online sequences are identical. Selection above used full resolution.
             values = pc.floor_temporal(values, unit="second")
         columns[list_name] = pa.ListArray.from_arrays(pa.array(offsets), values)
-    return pa.table(columns, schema=SEQUENCE_SCHEMA)
+    return pa.table(columns, schema=sequence_schema(attributes))
 
 
 def utc_timestamps(as_of) -> pa.Array:

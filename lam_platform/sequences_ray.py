@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from lam_platform.events import EVENT_SCHEMA
-from lam_platform.sequences import SEQUENCE_SCHEMA, build_sequences, utc_timestamps
+from lam_platform.events import EventAttributes, with_attributes
+from lam_platform.sequences import build_sequences, sequence_schema, utc_timestamps
 
 
 def shard_of(customer_ids, num_shards: int) -> np.ndarray:
@@ -32,14 +32,18 @@ def build_sequences_ray(events_path: Path, customer_ids: list[str], as_of: pa.Ar
     import ray
 
     as_of = utc_timestamps(as_of)
+    attributes = EventAttributes.of_events(events_path)
+    schema = attributes.schema()
     with tempfile.TemporaryDirectory(prefix="lam-shards-") as tmp:
         shards = Path(tmp)
 
         def add_shard(batch: pa.Table) -> pa.Table:
             ids = batch.column("customer_id").to_numpy(zero_copy_only=False)
-            return batch.select(EVENT_SCHEMA.names).append_column("shard", pa.array(shard_of(ids, num_shards)))
+            return with_attributes(batch, attributes).cast(schema).append_column(
+                "shard", pa.array(shard_of(ids, num_shards)))
 
-        events = ray.data.read_parquet(str(events_path), partitioning=ray.data.datasource.Partitioning("hive"))
+        events = ray.data.read_parquet(str(events_path), partitioning=ray.data.datasource.Partitioning("hive"),
+                                       file_extensions=["parquet"])
         events.map_batches(add_shard, batch_format="pyarrow").write_parquet(
             str(shards / "events"), partition_cols=["shard"])
         queries = pa.table({"customer_id": pa.array(customer_ids, pa.string()), "as_of": as_of,
@@ -52,14 +56,14 @@ def build_sequences_ray(events_path: Path, customer_ids: list[str], as_of: pa.Ar
         def build_shard(batch: dict) -> pa.Table:
             k = int(batch["shard"][0])
             folder = shards / "events" / f"shard={k}"
-            shard_events = (ds.dataset(folder, format="parquet").to_table(columns=EVENT_SCHEMA.names)
-                            if folder.exists() else EVENT_SCHEMA.empty_table())
+            shard_events = (ds.dataset(folder, format="parquet").to_table(columns=schema.names)
+                            if folder.exists() else schema.empty_table())
             shard_queries = pq.read_table(shards / "queries" / f"{k}.parquet")
-            table = build_sequences(shard_events.cast(EVENT_SCHEMA), shard_queries.column("customer_id"),
+            table = build_sequences(shard_events.cast(schema), shard_queries.column("customer_id"),
                                     shard_queries.column("as_of"), max_len)
             return table.append_column("row", shard_queries.column("row"))
 
         built = ray.data.from_items([{"shard": k} for k in range(num_shards)]).map_batches(
             build_shard, batch_size=1, batch_format="numpy")
         result = pa.concat_tables(ray.get(built.to_arrow_refs()))
-    return result.sort_by("row").drop_columns(["row"]).cast(SEQUENCE_SCHEMA)
+    return result.sort_by("row").drop_columns(["row"]).cast(sequence_schema(attributes))

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from lam_platform.atomic_files import replace_parquet
 from lam_platform.clock import is_mature
 from lam_platform.errors import UserError
+from lam_platform.events import events_dataset
 from lam_platform.ingest import IngestReport, parse_timestamps, read_raw, report_dict, text_cells, to_float
 from lam_platform.platform_config import ActionWithin, Campaigns, Catalogue, Customers, SourceFiles
 from lam_platform.privacy import Pseudonymizer
@@ -260,11 +261,9 @@ def write_profiles(table: pd.DataFrame, workdir: Workdir) -> None:
 def register_event_customers(workdir: Workdir, events_path: Path, fields: list[str]) -> int:
     """Analysis-only workdirs: a profile row (consent unknown, at the first event) for each customer seen
     in events and not yet in the ledger. Returns how many were added."""
-    import pyarrow.dataset as ds
-
     if not events_path.exists():
         return 0
-    table = ds.dataset(events_path, format="parquet", partitioning="hive").to_table(
+    table = events_dataset(events_path).to_table(
         columns=["customer_id", "event_timestamp"]).group_by("customer_id").aggregate([("event_timestamp", "min")])
     seen = table.to_pandas().rename(columns={"event_timestamp_min": "event_timestamp"})
     ledger = pd.read_parquet(workdir.profiles) if workdir.profiles.exists() else None

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lam_platform.events import check_event_table, existing_events, write_events
-from lam_platform.features import SEQUENCE_FEATURES, RepoSchema
+from lam_platform.events import EventAttributes, check_event_table, existing_events, write_events
+from lam_platform.features import RepoSchema
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.sequences import LIST_COLUMNS
+from lam_platform.sequences import attribute_list, list_columns
 from lam_platform.workdir import Workdir
 
 LOCK_NAME = "lam:push-lock"
@@ -79,8 +79,9 @@ def sequence_length(workdir: Workdir) -> int:
 def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudonymizer) -> dict[str, int]:
     """Append `events` (keyed by raw customer ids, pseudonymized here) offline and online; returns how
     many were new and how many were already there."""
-    channels = RepoSchema.load(workdir).channels  # the channels the workdir's views were built for
-    events = check_event_table(events, channels)
+    schema = RepoSchema.load(workdir)  # the channels and attributes the workdir's views were built for
+    channels = schema.channels
+    events = check_event_table(events, channels, schema.attributes)
     pseudonyms = pseudonymizer.column(events.column("customer_id").to_pandas())
     events = events.set_column(events.schema.get_field_index("customer_id"), events.schema.field("customer_id"),
                                pa.array(pseudonyms, pa.string()))
@@ -90,10 +91,11 @@ def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudo
         new = _drop_known_offline(workdir, events)
         rows = []
         if new.num_rows:
-            write_events(new, workdir.events, append=True, channels=channels)
+            write_events(new, workdir.events, append=True, channels=channels, attributes=schema.attributes)
             customers = sorted(set(new.column("customer_id").to_pylist()))  # only these change
-            current = _online_sequences(store, customers)
-            merged = (_merge(current[c], group, max_len) for c, group in new.to_pandas().groupby("customer_id"))
+            current = _online_sequences(store, customers, schema)
+            merged = (_merge(current[c], group, max_len, schema.attributes)
+                      for c, group in new.to_pandas().groupby("customer_id"))
             rows = [row for row in merged if row is not None]
         if rows:
             store.write_to_online_store("customer_event_sequence", pd.DataFrame(rows))
@@ -112,34 +114,36 @@ def _drop_known_offline(workdir: Workdir, events: pa.Table) -> pa.Table:
     return events.filter(pa.array(keep))
 
 
-def _online_sequences(store, customers: list[str]) -> dict[str, dict]:
-    refs = [f"customer_event_sequence:{f}" for f in SEQUENCE_FEATURES]
+def _online_sequences(store, customers: list[str], schema: RepoSchema) -> dict[str, dict]:
+    refs = [f"customer_event_sequence:{f}" for f in schema.sequence_features]
     response = store.get_online_features(features=refs, entity_rows=[{"customer_id": c} for c in customers])
     values = response.to_dict(include_event_timestamps=True)
-    return {c: {name: values[name][i] for name in (*LIST_COLUMNS, "seq_len__ts")} for i, c in enumerate(customers)}
+    names = (*list_columns(schema.attributes), "seq_len__ts")
+    return {c: {name: values[name][i] for name in names} for i, c in enumerate(customers)}
 
 
-def _merge(current: dict, new: pd.DataFrame, max_len: int) -> dict | None:
+def _merge(current: dict, new: pd.DataFrame, max_len: int, attributes: EventAttributes) -> dict | None:
     """The customer's stored list plus new events (by time, skipping known ids), truncated to `max_len`."""
     known = set(current["event_ids"] or [])
     new = new[~new.event_id.isin(known)].sort_values("event_timestamp", kind="stable")
     if new.empty:
         return None
-    seconds = new.event_timestamp.dt.floor("s")
-    stored = {name: list(current[name] or []) for name in LIST_COLUMNS}
-    appended = {"event_ids": new.event_id, "event_timestamps": seconds, "channels": new.channel,
-                "objects": new.object, "actions": new.action, "amounts": new.amount,
-                "durations_s": new.duration_s}
-    merged = pd.DataFrame({name: stored[name] + list(appended[name]) for name in LIST_COLUMNS})
+    lists = list_columns(attributes)  # list column -> event column
+    stored = {name: list(current[name] or []) for name in lists}
+    appended = {name: new[column] for name, column in lists.items()}
+    appended["event_timestamps"] = new.event_timestamp.dt.floor("s")
+    merged = pd.DataFrame({name: stored[name] + list(appended[name]) for name in lists})
     merged["event_timestamps"] = pd.to_datetime(merged.event_timestamps, utc=True)
     merged = merged.sort_values("event_timestamps", kind="stable").tail(max_len)  # stored first within a second
     # Redis skips a write whose row timestamp is not newer than the stored one: move strictly forward.
     previous = pd.Timestamp(current["seq_len__ts"] or 0, unit="s", tz="UTC")
     row_time = max(merged.event_timestamps.iloc[-1], previous + pd.Timedelta(seconds=1))
     row = {"customer_id": new.customer_id.iloc[0], "event_timestamp": row_time, "seq_len": len(merged)}
-    row.update({name: merged[name].tolist() for name in LIST_COLUMNS})
+    row.update({name: merged[name].tolist() for name in lists})
     row["event_timestamps"] = [t.to_pydatetime() for t in merged.event_timestamps]
-    for name in ("amounts", "durations_s"):
+    for name in map(attribute_list, attributes.categorical):
+        row[name] = ["" if v is None or v != v else v for v in row[name]]  # "" = missing, as in build_sequences
+    for name in map(attribute_list, attributes.numeric):
         # Typed arrays, not Python lists: Feast (0.67) writes a list that is all NaN, typed by
         # inference as list<null>, as zeros. A float64 array keeps every missing value NaN.
         row[name] = np.asarray(row[name], dtype=np.float64)

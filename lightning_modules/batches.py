@@ -14,8 +14,9 @@ from torch import Tensor
 @dataclass
 class EventBatch:
     categorical: Tensor  # (B, L, 3) int64: channel, object, action ids; 0 = pad, 1 = out-of-vocabulary
-    numeric: Tensor  # (B, L, F) float32: scaled numeric fields, 0 where missing
-    numeric_missing: Tensor  # (B, L, F) bool: True where the field is missing
+    attributes: Tensor  # (B, L, A) int64: declared categorical attribute ids; 0 = missing or pad, 1 = unseen
+    numeric: Tensor  # (B, L, F) float32: declared numeric attributes, scaled, 0 where missing
+    numeric_missing: Tensor  # (B, L, F) bool: True where the attribute is missing
     log_gap_hours: Tensor  # (B, L) float32: log1p(hours since the previous event), 0 for the first
     hour: Tensor  # (B, L) int64: hour of day, UTC
     weekday: Tensor  # (B, L) int64: 0 = Monday

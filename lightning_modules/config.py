@@ -11,7 +11,8 @@ class LAMConfig:
     n_channels: int = 8
     n_objects: int = 64
     n_actions: int = 16
-    n_numeric: int = 2  # amount, duration_s
+    attribute_vocab_sizes: tuple[int, ...] = ()  # one per declared categorical event attribute
+    n_numeric: int = 2  # declared numeric event attributes
     profile_vocab_sizes: tuple[int, ...] = (6, 4, 5, 6)  # one per declared categorical profile field
     n_profile_numeric: int = 1  # declared numeric profile fields
     n_offers: int = 5
@@ -30,6 +31,7 @@ class LAMConfig:
 
     def __post_init__(self) -> None:
         self.profile_vocab_sizes = tuple(self.profile_vocab_sizes)
+        self.attribute_vocab_sizes = tuple(self.attribute_vocab_sizes)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 0 < self.recent_events <= self.max_len:

@@ -31,6 +31,7 @@ class EventEmbedding(nn.Module):
         self.channel = nn.Embedding(config.n_channels, d, padding_idx=0)
         self.object = nn.Embedding(config.n_objects, d, padding_idx=0)
         self.action = nn.Embedding(config.n_actions, d, padding_idx=0)
+        self.attributes = nn.ModuleList(nn.Embedding(n, d, padding_idx=0) for n in config.attribute_vocab_sizes)
         self.numeric_weight = nn.Parameter(torch.randn(config.n_numeric, d) * 0.02)  # value * w_f
         self.numeric_missing = nn.Parameter(torch.randn(config.n_numeric, d) * 0.02)  # used instead when missing
         self.gap = nn.Linear(1, d)
@@ -41,6 +42,8 @@ class EventEmbedding(nn.Module):
     def forward(self, events: EventBatch) -> Tensor:
         cat = events.categorical
         x = self.channel(cat[..., 0]) + self.object(cat[..., 1]) + self.action(cat[..., 2])  # (B, L, d)
+        for i, embedding in enumerate(self.attributes):
+            x = x + embedding(events.attributes[..., i])
         present = (~events.numeric_missing).to(x.dtype)
         x = x + torch.einsum("blf,fd->bld", events.numeric * present, self.numeric_weight)
         x = x + torch.einsum("blf,fd->bld", 1.0 - present, self.numeric_missing)

@@ -47,6 +47,7 @@ def _append(events: EventBatch, categorical: Tensor, gap_hours: Tensor) -> Event
     return replace(
         events,
         categorical=push(events.categorical, categorical),
+        attributes=push(events.attributes, torch.zeros_like(events.attributes[:, -1])),  # generated: unknown
         numeric=push(events.numeric, torch.zeros_like(events.numeric[:, -1])),
         numeric_missing=push(events.numeric_missing, torch.ones_like(events.numeric_missing[:, -1])),
         log_gap_hours=push(events.log_gap_hours, torch.log1p(gap_hours)),

@@ -17,21 +17,31 @@ import pyarrow.compute as pc
 
 PAD, OOV = 0, 1
 CATEGORICAL_LISTS = ("channels", "objects", "actions")
-NUMERIC_LISTS = ("amounts", "durations_s")
+CORE_LISTS = ("event_ids", "event_timestamps", *CATEGORICAL_LISTS)
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
+
+
+def attribute_lists(sequences: pa.Table | pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numeric, categorical) attribute list columns of a sequence table: every list column beyond the
+    core ones, numbers numeric and strings categorical, each sorted by name."""
+    schema = sequences.schema if isinstance(sequences, pa.Table) else sequences
+    extra = [f for f in schema if pa.types.is_list(f.type) and f.name not in CORE_LISTS]
+    numeric = sorted(f.name for f in extra if pa.types.is_floating(f.type.value_type))
+    categorical = sorted(f.name for f in extra if pa.types.is_string(f.type.value_type))
+    return tuple(numeric), tuple(categorical)
 
 
 def _vocabulary(values: pa.Array, min_count: int) -> list[str]:
     counts = pc.value_counts(values.drop_null())
     tokens = [(v.as_py(), c.as_py()) for v, c in zip(counts.field("values"), counts.field("counts"))]
-    return sorted(t for t, c in tokens if c >= min_count)
+    return sorted(t for t, c in tokens if c >= min_count and t != "")  # "" = a missing attribute
 
 
 @dataclass
 class EventTokenizer:
-    vocabularies: dict[str, list[str]]  # list column -> tokens; token i has id i + 2
-    numeric_scaling: dict[str, tuple[float, float]]  # list column -> (median, scale) of log1p(value)
+    vocabularies: dict[str, list[str]]  # categorical list column (core and attribute) -> tokens; token i has id i + 2
+    numeric_scaling: dict[str, tuple[float, float]]  # numeric attribute list -> (median, scale) of log1p(value)
     profile_vocabularies: dict[str, list[str]]  # categorical profile field -> tokens (declared order)
     offers: list[str]
     methods: list[str]
@@ -42,11 +52,13 @@ class EventTokenizer:
     def fit(cls, sequences: pa.Table, profiles: pd.DataFrame, offers: list[str], methods: list[str],
             max_len: int, min_count: int = 5, categorical_profile: list[str] = (),
             numeric_profile: list[str] = ()) -> "EventTokenizer":
-        """Fit on training-period sequences (list columns as in the `customer_event_sequence` view) and the
-        declared profile fields (none for a workdir without a customer table)."""
-        vocabularies = {c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count) for c in CATEGORICAL_LISTS}
+        """Fit on training-period sequences (list columns as in the `customer_event_sequence` view, one per
+        declared event attribute) and the declared profile fields (none for a workdir without a customer table)."""
+        numeric_lists, categorical_attribute_lists = attribute_lists(sequences)
+        vocabularies = {c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count)
+                        for c in (*CATEGORICAL_LISTS, *categorical_attribute_lists)}
         scaling = {}
-        for column in NUMERIC_LISTS:
+        for column in numeric_lists:
             values = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False)
             logged = np.log1p(np.clip(values[np.isfinite(values)], 0, None))
             if len(logged) == 0:
@@ -62,13 +74,30 @@ class EventTokenizer:
             profile_scaling[name] = (float(q50), float(max(q75 - q25, 1e-3)))
         return cls(vocabularies, scaling, profile_vocabularies, sorted(offers), sorted(methods), max_len, profile_scaling)
 
+    # -- the event attributes it encodes ------------------------------------------------------------
+    @property
+    def numeric_lists(self) -> tuple[str, ...]:
+        return tuple(sorted(self.numeric_scaling))
+
+    @property
+    def attribute_lists(self) -> tuple[str, ...]:
+        """The categorical attribute list columns, in the order of EventBatch.attributes."""
+        return tuple(sorted(set(self.vocabularies) - set(CATEGORICAL_LISTS)))
+
+    def list_types(self) -> dict[str, pa.DataType]:
+        """The list columns the encoder reads, with their Arrow types (to build a table from online rows)."""
+        return {"event_timestamps": pa.list_(pa.timestamp("us", tz="UTC")),
+                **{c: pa.list_(pa.string()) for c in (*CATEGORICAL_LISTS, *self.attribute_lists)},
+                **{c: pa.list_(pa.float64()) for c in self.numeric_lists}}
+
     # -- sizes for LAMConfig -------------------------------------------------------------------
     def config_sizes(self) -> dict:
         return {
             "n_channels": len(self.vocabularies["channels"]) + 2,
             "n_objects": len(self.vocabularies["objects"]) + 2,
             "n_actions": len(self.vocabularies["actions"]) + 2,
-            "n_numeric": len(NUMERIC_LISTS),
+            "attribute_vocab_sizes": tuple(len(self.vocabularies[c]) + 2 for c in self.attribute_lists),
+            "n_numeric": len(self.numeric_lists),
             "profile_vocab_sizes": tuple(len(tokens) + 2 for tokens in self.profile_vocabularies.values()),
             "n_profile_numeric": len(self.profile_scaling),
             "n_offers": len(self.offers),
@@ -99,16 +128,23 @@ class EventTokenizer:
         out["categorical"] = np.stack(
             [scatter(self._ids(column, pc.list_flatten(sequences.column(column))), PAD, np.int64)
              for column in CATEGORICAL_LISTS], axis=-1)
+        attributes = []
+        for column in self.attribute_lists:  # a missing value is pad (a zero embedding), an unseen one OOV
+            values = pc.list_flatten(sequences.column(column))
+            missing = pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)
+            ids = np.where(missing, PAD, self._ids(column, values))
+            attributes.append(scatter(ids, PAD, np.int64))
+        out["attributes"] = np.stack(attributes, axis=-1) if attributes else np.zeros((n, length, 0), np.int64)
         numeric, missing = [], []
-        for column in NUMERIC_LISTS:
+        for column in self.numeric_lists:
             raw = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False).astype(np.float64)
             center, scale = self.numeric_scaling[column]
             is_missing = ~np.isfinite(raw)
             scaled = np.where(is_missing, 0.0, (np.log1p(np.clip(np.nan_to_num(raw), 0, None)) - center) / scale)
             numeric.append(scatter(scaled.astype(np.float32), 0.0, np.float32))
             missing.append(scatter(is_missing, True, bool))
-        out["numeric"] = np.stack(numeric, axis=-1)
-        out["numeric_missing"] = np.stack(missing, axis=-1)
+        out["numeric"] = np.stack(numeric, axis=-1) if numeric else np.zeros((n, length, 0), np.float32)
+        out["numeric_missing"] = np.stack(missing, axis=-1) if missing else np.zeros((n, length, 0), bool)
         gap = np.diff(ts, prepend=ts[:1]).astype(np.float64)
         gap[np.concatenate([[0], np.cumsum(lengths)[:-1]])[lengths > 0]] = 0.0  # first event of each row
         out["log_gap_hours"] = scatter(np.log1p(np.clip(gap, 0, None) / US_PER_HOUR).astype(np.float32), 0.0, np.float32)

@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lam_platform.simulation.world import EVENT_ATTRIBUTES
+
 # channel -> (format, {raw column: event column}, timestamp rendering)
 RAW_LAYOUT = {
     "app": ("csv", {"event_uuid": "event_id", "user_id": "customer_id", "ts": "event_timestamp", "screen": "object",
@@ -104,8 +106,8 @@ def channel_section(folder: str) -> dict:
             spec["how"] = by_field["action"]
         else:
             spec["how_value"] = FIXED_ACTIONS[channel]
-        numeric = {f: by_field[f] for f in ("amount", "duration_s") if f in by_field}
-        categorical = {f: by_field[f] for f in ("payment_method",) if f in by_field}
+        numeric = {f: by_field[f] for f in EVENT_ATTRIBUTES.numeric if f in by_field}
+        categorical = {f: by_field[f] for f in EVENT_ATTRIBUTES.categorical if f in by_field}
         if numeric:
             spec["numeric"] = numeric
         if categorical:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.events import EVENT_SCHEMA, TIMESTAMP, write_events, write_table
+from lam_platform.events import TIMESTAMP, EventAttributes, write_events, write_table
 from lam_platform.simulation.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulation.policies import (
@@ -32,12 +32,15 @@ from lam_platform.simulation.policies import (
 )
 from lam_platform.workdir import Workdir
 
+
 AGE_BANDS = ("18-29", "30-44", "45-59", "60+")
 PLANS = ("basic", "standard", "premium")
 REGIONS = ("north", "south", "east", "west")
 DEVICES = tuple(f"device:phone_{k:02d}" for k in range(24))
 PLAN_PAGES = ("plan:basic", "plan:standard", "plan:premium", "plan:family")
 SERVICES = ("service:home_security", "service:energy", "service:video", "service:music", "service:health")
+# The attributes the simulated touchpoints carry (the raw export maps them back by these names).
+EVENT_ATTRIBUTES = EventAttributes(numeric=("amount", "duration_s"), categorical=("payment_method",))
 PLAN_FEE = {"basic": 30.0, "standard": 50.0, "premium": 80.0}
 CATEGORY_OBJECTS = {"device": DEVICES, "plan": PLAN_PAGES, "service": SERVICES}
 
@@ -356,7 +359,7 @@ def _generate_events(config: WorldConfig, profiles: pd.DataFrame, episodes: pd.D
             # object column makes pandas' concat test every element); concat fills NaN, Arrow reads null.
             "payment_method": pa.array(events.payment_method.to_numpy(), pa.string(), from_pandas=True),
         },
-        schema=EVENT_SCHEMA,
+        schema=EVENT_ATTRIBUTES.schema(),
     )
 
 

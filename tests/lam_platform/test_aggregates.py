@@ -19,5 +19,5 @@ def test_aggregates_match_a_brute_force_count(tiny_world):
                            & (frame.event_timestamp >= t - pd.Timedelta(days=days))]
             assert getattr(row, f"app_events_{days}d") == (window.channel == "app").sum()
             assert getattr(row, f"view_events_{days}d") == (window.action == "view").sum()
-            assert np.isclose(getattr(row, f"billing_amount_{days}d"), window.amount[window.channel == "billing"].sum())
+            assert np.isclose(getattr(row, f"billing_amount_sum_{days}d"), window.amount[window.channel == "billing"].sum())
     assert got.iloc[-1].app_events_90d == 0  # unknown customer: zeros, not an error

@@ -2,9 +2,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lam_platform.events import TIMESTAMP, read_events
+from lam_platform.events import TIMESTAMP, EventAttributes, read_events
 from lam_platform.features import historical_profiles, online_features, open_store, schema_fingerprint
-from lam_platform.sequences import LIST_COLUMNS, build_sequences
+from lam_platform.sequences import build_sequences, list_columns
 from lam_platform.simulation.world import load_world_config
 from tests.conftest import TINY_MAX_LEN
 
@@ -16,7 +16,8 @@ def test_online_sequences_equal_offline_point_in_time_sequences(tiny_world):
     online = online_features(store, ids)
     offline = build_sequences(read_events(tiny_world.events), ids, pa.array([world.scoring_time] * len(ids), TIMESTAMP),
                               TINY_MAX_LEN).to_pandas()
-    for column in LIST_COLUMNS:
+    assert "payment_method_seq" in online.columns and "amount_seq" in online.columns  # declared attributes
+    for column in list_columns(EventAttributes.of_events(tiny_world.events)):
         for got, expected in zip(online[column], offline[column]):
             got, expected = pd.Series(list(got)), pd.Series(list(expected))
             pd.testing.assert_series_equal(got, expected, check_dtype=False)

@@ -121,12 +121,12 @@ def test_an_unreadable_file_is_reported_and_the_others_still_load(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     ("    who: member\n", "'who' is required"),
-    ("    numeric: {amount: price}", "not in the event contract"),
+    ("    numeric: {amount: price}", "'Weight-kg' is not allowed"),
     ("    how: kind", "exactly one of 'how'"),
 ])
 def test_config_errors_name_the_channel_and_key(tmp_path, edit, message):
     broken = {"    who: member\n": SHOP_CONFIG.replace("    who: member\n", ""),
-              "    numeric: {amount: price}": SHOP_CONFIG.replace("{amount: price}", "{weight_kg: price}"),
+              "    numeric: {amount: price}": SHOP_CONFIG.replace("{amount: price}", "{Weight-kg: price}"),
               "    how: kind": SHOP_CONFIG.replace("    how: kind", "    how: kind\n    how_value: view")}[edit]
     with pytest.raises(ChannelConfigError, match=message):
         _write_config(tmp_path, broken)
@@ -183,3 +183,32 @@ def test_corrupted_batches_conserve_rows_and_keep_good_rows_unchanged(tmp_path_f
         assert event.customer_id == PSEUDONYMIZER.pseudonym(row["member"]) and event.object == row["sku"] and event.action == row["kind"]
         assert event.event_timestamp == start + pd.Timedelta(seconds=row["seconds"])
         assert (np.isnan(event.amount) if row["price"] is None else event.amount == row["price"]), (row["price"], event.amount, repr(row["price"]))
+
+
+def test_declared_attributes_are_carried_and_a_later_declaration_keeps_earlier_events(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price,qty,colour\n"
+                                            "e1,c1,2026-01-01T10:00:00Z,s,purchase,2.5,3,red\n")
+    workdir = Workdir.at(tmp_path / "w")
+    assert ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW).accepted == 1
+    declared = SHOP_CONFIG.replace("{amount: price}", "{amount: price, quantity: qty}\n    categorical: {colour: colour}")
+    (tmp_path / "raw" / "b.csv").write_text("id,member,at,sku,kind,price,qty,colour\n"
+                                            "e2,c1,2026-01-02T10:00:00Z,s,purchase,1.0,-1,\n")
+    report = ingest(_write_config(tmp_path, declared), workdir, PSEUDONYMIZER, now=NOW)
+    assert (report.accepted, report.duplicates, report.quarantined) == (1, 1, 0)  # e1 again: same content
+    events = read_events(workdir.events).to_pandas().set_index("event_id")
+    assert events.loc["e2", "quantity"] == -1.0 and events.loc["e2", "colour"] is None
+    assert np.isnan(events.loc["e1", "quantity"]) and events.loc["e1", "amount"] == 2.5
+
+
+def test_one_attribute_name_has_one_kind(tmp_path):
+    two_kinds = SHOP_CONFIG + """  web:
+    files: [raw/*.csv]
+    who: member
+    when: at
+    what: sku
+    how_value: view
+    categorical: {amount: price}
+"""
+    with pytest.raises(ChannelConfigError, match="both numeric and categorical"):
+        _write_config(tmp_path, two_kinds)

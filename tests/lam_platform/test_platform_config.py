@@ -58,8 +58,8 @@ def test_a_campaign_log_needs_a_catalogue_and_channel_errors_name_the_channel(tm
                 "outcome: {column: y}}\n")
     with pytest.raises(PlatformConfigError, match="catalogue"):
         _load(tmp_path, BASE + contacts)
-    bad_channel = BASE.replace("how_value: purchase", "how_value: purchase, numeric: {weight: kg}")
-    with pytest.raises(PlatformConfigError, match="channel 'shop'.*weight"):
+    bad_channel = BASE.replace("how_value: purchase", "how_value: purchase, numeric: {channel: kg}")
+    with pytest.raises(PlatformConfigError, match="channel 'shop'.*'channel' is not allowed"):
         _load(tmp_path, bad_channel + "consent: analysis_only\n")
 
 

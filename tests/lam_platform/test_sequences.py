@@ -25,7 +25,7 @@ def test_event_at_exactly_t_is_excluded_and_last_n_kept():
     out = build_sequences(events, ["a", "a"], _times(["2026-01-03", "2026-01-04"]), max_len=2).to_pylist()
     assert out[0]["objects"] == ["x", "y"]  # the event at 2026-01-03 is not before t
     assert out[1]["objects"] == ["y", "z"]  # only the latest two
-    assert np.isnan(out[0]["amounts"][1])  # missing numeric -> NaN
+    assert np.isnan(out[0]["amount_seq"][1])  # missing numeric -> NaN
 
 
 def test_unknown_customer_gets_empty_sequence():

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lam_platform.events import EVENT_SCHEMA
+from lam_platform.events import CORE_SCHEMA as EVENT_SCHEMA
 from lam_platform.ingest_all import ingest_sources
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.source_tables import SourceSchemaError, campaign_outcomes, read_campaign_log

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from lam_platform.events import TIMESTAMP, read_events, write_events
+from lam_platform.events import TIMESTAMP, EventAttributes, read_events, write_events
 from lam_platform.features import LOCAL_PROFILE, online_features, open_store
 from lam_platform.demo import simulate_step, world_clock
 from lam_platform.pipeline import ingest_step, materialize_step
-from lam_platform.sequences import LIST_COLUMNS, build_sequences
+from lam_platform.sequences import build_sequences, list_columns
 from lam_platform.simulation.world import load_world_config, raw_customer_ids
 from lam_platform.streaming import push_events
 from lam_platform.workdir import Workdir
@@ -36,7 +36,7 @@ def _assert_parity(workdir: Workdir, customers: list[str], t: pd.Timestamp) -> N
     online = online_features(open_store(workdir), customers)
     offline = build_sequences(read_events(workdir.events), customers, pa.array([t] * len(customers), TIMESTAMP),
                               N).to_pandas()
-    for column in LIST_COLUMNS:
+    for column in list_columns(EventAttributes.of_events(workdir.events)):
         for customer, got, expected in zip(customers, online[column], offline[column]):
             got = pd.Series([] if got is None else list(got))  # unknown customers read as missing (found=False)
             expected = pd.Series(list(expected))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from lam_platform.events import EVENT_SCHEMA
+from lam_platform.events import CORE_SCHEMA as EVENT_SCHEMA
 from lam_platform.platform_config import ActionWithin, NoEventWithin
 from lam_platform.targets import CutoffGrid, labels, target_examples
 

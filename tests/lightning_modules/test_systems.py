@@ -17,7 +17,8 @@ def _campaign_rows(config: LAMConfig) -> list[dict]:
     for _ in range(B):
         treatment = int(torch.rand(1, generator=g) < 0.8)
         rows.append({
-            "categorical": torch.randint(2, 6, (L, 3), generator=g), "numeric": torch.zeros(L, 2),
+            "categorical": torch.randint(2, 6, (L, 3), generator=g), "attributes": torch.zeros(L, 0, dtype=torch.long),
+            "numeric": torch.zeros(L, 2),
             "numeric_missing": torch.ones(L, 2, dtype=torch.bool), "log_gap_hours": torch.rand(L, generator=g),
             "hour": torch.randint(0, 24, (L,), generator=g), "weekday": torch.randint(0, 7, (L,), generator=g),
             "day": torch.arange(L) // 3 + 20_000, "mask": torch.ones(L, dtype=torch.bool),
