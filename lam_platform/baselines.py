@@ -68,17 +68,32 @@ class AggregateUpliftModel:
         return frame
 
     def fit(self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame) -> "AggregateUpliftModel":
-        aggregates = build_aggregates(events, campaign_log.customer_id.tolist(),
-                                      pa.array(campaign_log.event_timestamp, TIMESTAMP), self.spec).to_pandas()
-        customer_profiles = profiles.set_index("customer_id").loc[campaign_log.customer_id].reset_index()
-        design = self._design(aggregates, customer_profiles, campaign_log.offer, campaign_log.method,
-                              campaign_log.treatment)
+        """Train on the log's contacts; `profiles`: one current row per customer."""
+        return self.fit_contacts(events, campaign_log,
+                                 profiles.set_index("customer_id").loc[campaign_log.customer_id].reset_index())
+
+    def _contact_design(self, events: pa.Table, log: pd.DataFrame, profiles: pd.DataFrame, treatment) -> pd.DataFrame:
+        aggregates = build_aggregates(events, log.customer_id.tolist(), pa.array(log.event_timestamp, TIMESTAMP),
+                                      self.spec).to_pandas()
+        return self._design(aggregates, profiles.reset_index(drop=True), log.offer, log.method, treatment)
+
+    def fit_contacts(self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame
+                     ) -> "AggregateUpliftModel":
+        """Train on the log's contacts; `profiles`: one row per contact (as of its time), in log order."""
+        design = self._contact_design(events, campaign_log, profiles, campaign_log.treatment)
         import lightgbm
 
         self.categories = {c: list(design[c].cat.categories) for c in self.categorical}
         data = lightgbm.Dataset(design, label=campaign_log.outcome.to_numpy(), categorical_feature="auto")
         self.booster = lightgbm.train(self.params, data, num_boost_round=self.rounds)
         return self
+
+    def score_contacts(self, events: pa.Table, contacts: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+        """P(order | called), P(order | not called) and uplift of each logged contact's own campaign, on the
+        aggregates strictly before its time (`profiles`: one row per contact, in order)."""
+        p = {treated: self.booster.predict(_align(self._contact_design(events, contacts, profiles, [treated] * len(
+            contacts)), self.categories)) for treated in (1, 0)}
+        return pd.DataFrame({"p_order_if_called": p[1], "p_order_if_not_called": p[0], "uplift": p[1] - p[0]})
 
     def score(self, events: pa.Table, customers: list[str], profiles: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
         """P(order | called), P(order | not called) and uplift for every customer and candidate campaign."""

@@ -364,10 +364,12 @@ def evaluate(workdir: str, as_of: str | None, config: Path | None, targets: tupl
 
     Per target of lam.yaml: AUC, precision in the top 10% and calibration of the LAM (the newest head
     trained as of T or earlier) against LightGBM on aggregates and a recency rule, over every customer
-    with events before T; next-item HR@10 / NDCG@10 of each customer's first event after T. On a
+    with events before T; with a campaign log, the campaign head against LightGBM on the contacts after T
+    (AUC, calibration, Qini, AUUC); next-item HR@10 / NDCG@10 of each customer's first event after T. On a
     simulated world without --as-of: the ground-truth evaluation (campaign response, uplift, policy
     table; needs `lam score`). Writes WORKDIR/outputs/evaluation/. With --json the last line holds
-    {"as_of", "targets": [{"target", "as_of", "customers", "base_rate", "models": {"lam", ...}}], "next_item"}.
+    {"as_of", "targets": [{"target", "as_of", "customers", "base_rate", "models": {"lam", ...}}], "campaigns",
+    "skipped", "next_item"}.
     """
     from lam_platform.holdout_evaluation import evaluate_holdout
     from lam_platform.targets import CutoffGrid
@@ -391,6 +393,12 @@ def evaluate(workdir: str, as_of: str | None, config: Path | None, targets: tupl
         click.echo(f"{entry['target']} at {entry['as_of']}: {entry['customers']} customers, base rate "
                    f"{entry['base_rate']}")
         for model, values in entry["models"].items():
+            click.echo(f"  {model:<20} " + "  ".join(f"{k} {v}" for k, v in values.items()))
+    if result["campaigns"]:
+        c = result["campaigns"]
+        click.echo(f"campaigns after {c['as_of']}: {c['contacts']} contacts ({c['controls']} controls), observed "
+                   f"uplift {c['observed_uplift']}")
+        for model, values in c["models"].items():
             click.echo(f"  {model:<20} " + "  ".join(f"{k} {v}" for k, v in values.items()))
     for entry in result["skipped"]:
         click.echo(f"{entry['target']}: not evaluated: {entry['reason']}")

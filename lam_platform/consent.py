@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -41,6 +42,12 @@ def current_profiles(profiles: pd.DataFrame, as_of: pd.Timestamp | None = None) 
 def consented(flags: pd.Series) -> pd.Series:
     """The one consent predicate: True only where consent is recorded as given; unknown (null) is no."""
     return flags.astype("boolean").fillna(False).astype(bool)
+
+
+def consented_rows(flags: pd.Series, mode: str = "ledger") -> np.ndarray:
+    """Rows (e.g. contacts, with the consent recorded as of each) that may be trained on: recorded consent
+    (ledger); every row in an analysis-only workdir, which records no consent and never contacts."""
+    return np.ones(len(flags), bool) if mode == "analysis_only" else consented(flags).to_numpy()
 
 
 def consenting_customers(profiles: pd.DataFrame, mode: str = "ledger") -> list[str]:

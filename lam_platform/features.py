@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -224,9 +225,16 @@ def push_scores(store, scores: pd.DataFrame) -> None:
 
 
 def historical_profiles(store, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time profile features for each (customer_id, event_timestamp) row of `entity_df`."""
+    """Point-in-time profile features for each (customer_id, event_timestamp) row of `entity_df`: one row per
+    entity row, in its order; a row with no profile change at or before its time gets nulls (unknown)."""
     features = [f"customer_profile:{f}" for f in profile_features(store)]
-    return store.get_historical_features(entity_df=entity_df, features=features).to_df()
+    keyed = entity_df[["customer_id", "event_timestamp"]].assign(_row=np.arange(len(entity_df)))
+    # Feast leaves out entity rows that no feature row precedes: put them back, as unknown.
+    found = store.get_historical_features(entity_df=keyed, features=features).to_df()
+    found = found.drop(columns=["customer_id", "event_timestamp"])
+    joined = keyed.merge(found, on="_row", how="left", validate="one_to_one").sort_values("_row")
+    extra = entity_df.drop(columns=["customer_id", "event_timestamp"]).reset_index(drop=True)
+    return pd.concat([joined.drop(columns="_row").reset_index(drop=True), extra], axis=1)
 
 
 MODEL_VIEWS = ("customer_profile", "customer_event_sequence")

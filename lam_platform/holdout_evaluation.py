@@ -9,6 +9,10 @@ may be trained on and has an event before T: the label is whether the target hap
   the profile, trained on the same cut-off grid as the LAM's head (`lam_platform.targets`);
 - recency: days since the last event (fewer is likelier to buy; more is likelier to churn).
 Metrics: AUC, precision in the top 10%, and (for probabilities) expected calibration error.
+Campaigns (when lam.yaml has a campaign log): the campaign head on the contacts logged at or after T
+with a mature outcome, against a LightGBM S-learner on aggregates trained on the contacts whose outcome
+was known at T; AUC and calibration of the logged arm's probability, Qini coefficient and AUUC of the
+predicted uplift (meaningful when treatment vs control was randomized in those contacts).
 Next item: HR@10 / NDCG@10 of each customer's first event at or after T, full ranking, vs popularity.
 
 Run: `lam evaluate --workdir W --as-of 2010-10-01T00:00:00+00:00 --json`
@@ -31,7 +35,7 @@ from lam_platform.errors import UserError
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import RepoSchema
 from lam_platform.platform_config import NoEventWithin, PlatformConfig
-from lam_platform.scoring import TargetScorer
+from lam_platform.scoring import CampaignScorer, TargetScorer
 from lam_platform.sequences import build_sequences
 from lam_platform.targets import CutoffGrid, active_before, labels, target_examples
 from lam_platform.workdir import Workdir
@@ -84,10 +88,11 @@ def _scores_summary(y: np.ndarray, score: np.ndarray, probability: bool) -> dict
     return out
 
 
-def offline_rows(events: pa.Table, customers: list[str], at: pd.Timestamp, profiles: pd.DataFrame,
-                 max_len: int) -> pd.DataFrame:
-    """What the online store would serve at `at`: each customer's last events strictly before it and profile."""
-    sequences = build_sequences(events, customers, pa.array([at] * len(customers), TIMESTAMP), max_len).to_pandas()
+def offline_rows(events: pa.Table, customers: list[str], at, profiles: pd.DataFrame, max_len: int) -> pd.DataFrame:
+    """What the online store would serve at `at` (one time, or one per customer row): each customer's last
+    events strictly before it and profile."""
+    times = [at] * len(customers) if isinstance(at, pd.Timestamp) else list(at)
+    sequences = build_sequences(events, customers, pa.array(times, TIMESTAMP), max_len).to_pandas()
     return pd.concat([sequences.reset_index(drop=True),
                       profiles.drop(columns=["customer_id", "event_timestamp"], errors="ignore")], axis=1)
 
@@ -125,6 +130,60 @@ def evaluate_target(workdir: Workdir, platform: PlatformConfig, name: str, as_of
             "training_examples": len(examples),
             "models": {"lam": _scores_summary(y, lam, True), "lightgbm_aggregates": _scores_summary(y, tree, True),
                        "recency": _scores_summary(y, recency, False)}}
+
+
+def campaign_holdout(workdir: Workdir, platform: PlatformConfig, as_of: pd.Timestamp, events: pa.Table,
+                     ledger: pd.DataFrame, customers: list[str], seed: int = 0) -> dict:
+    """The campaign head on contacts logged at or after `as_of` with a mature outcome, against LightGBM on
+    aggregates trained on the contacts whose outcome was known at `as_of` (the rule the head used).
+
+    Qini and AUUC assume the held-out contacts' treatment was randomized (treated vs control within the
+    same selection); each contact is scored on the events strictly before its own contact time.
+    """
+    from lam_platform.baselines import AggregateUpliftModel
+    from lam_platform.source_tables import campaign_outcomes, read_campaign_log
+
+    if not workdir.campaign_log.exists():
+        raise FileNotFoundError("no campaign log in this workdir (lam.yaml has no `campaigns:` section)")
+    log = read_campaign_log(workdir)
+    log = log[log.customer_id.isin(customers)]
+    # A derived outcome is known once its horizon has passed within the event table; a source column, always.
+    end = (pd.Timestamp(pc.max(events.column("event_timestamp")).as_py()) if platform.campaigns.outcome_horizon
+           else log.event_timestamp.max()) + pd.Timedelta(microseconds=1)
+    held = campaign_outcomes(log[log.event_timestamp >= as_of], platform.campaigns, events, end)
+    if held.treatment.nunique() < 2:
+        raise ValueError(f"no randomized controls to compare: {len(held)} contacts with a mature outcome at or "
+                         f"after {as_of.isoformat()}, {int((held.treatment == 0).sum())} of them controls")
+    artifact = head_as_of(workdir, "campaign_response", as_of)
+    times = pd.DatetimeIndex(pd.to_datetime(held.event_timestamp, utc=True))
+    rows = offline_rows(events, held.customer_id.tolist(), times, profiles_at(ledger, held.customer_id.tolist(), times),
+                        artifact.tokenizer.max_len)
+    lam = CampaignScorer(artifact).score_contacts(rows, held.offer.to_numpy(), held.method.to_numpy(), times)
+
+    before = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(as_of, TIMESTAMP)))
+    train = campaign_outcomes(log, platform.campaigns, before, as_of)
+    gbm = AggregateUpliftModel(RepoSchema.load(workdir).aggregates, platform.require_catalogue(),
+                               platform.categorical_profile, platform.numeric_profile, seed)
+    gbm.fit_contacts(before, train, profiles_at(ledger, train.customer_id.tolist(), train.event_timestamp))
+    tree = gbm.score_contacts(events, held, profiles_at(ledger, held.customer_id.tolist(), times))
+
+    treated = held.treatment.to_numpy() == 1
+    outcome = held.outcome.to_numpy()
+    return {"as_of": as_of.isoformat(), "contacts": len(held), "treated": int(treated.sum()),
+            "controls": int((~treated).sum()), "training_contacts": len(train), "model_version": artifact.path.name,
+            "observed_uplift": round(float(outcome[treated].mean() - outcome[~treated].mean()), 4),
+            "models": {"lam": _uplift_summary(held, lam), "lightgbm_aggregates": _uplift_summary(held, tree)}}
+
+
+def _uplift_summary(held: pd.DataFrame, scores: pd.DataFrame) -> dict:
+    """AUC of the logged arm's probability, its calibration, and Qini / AUUC of the predicted uplift."""
+    treated = held.treatment.to_numpy() == 1
+    predicted = np.where(treated, scores.p_order_if_called, scores.p_order_if_not_called)
+    outcome = held.outcome.to_numpy()
+    curves = metrics.uplift_curves(held.treatment.to_numpy(), outcome, scores.uplift.to_numpy())
+    return {"auc": round(metrics.roc_auc(outcome, predicted), 4),
+            "calibration_error": round(metrics.expected_calibration_error(metrics.calibration_table(outcome, predicted)), 4),
+            **{k: round(v, 5) for k, v in metrics.uplift_summary(curves).items()}}
 
 
 def first_events_after(events: pa.Table, customers: list[str], start: pd.Timestamp) -> pd.DataFrame:
@@ -210,10 +269,17 @@ def evaluate_holdout(workdir: Workdir, as_of: pd.Timestamp, grid: CutoffGrid, ta
             if targets is not None:  # asked for by name: say why it cannot be evaluated
                 raise
             skipped.append({"target": name, "reason": str(reason)})  # no head trained as of T, or labels not mature
+    campaigns = None
+    if platform.campaigns is not None:
+        try:
+            campaigns = campaign_holdout(workdir, platform, as_of, events, ledger, customers, seed)
+        except (FileNotFoundError, ValueError) as reason:  # no head as of T, or no randomized controls after T
+            skipped.append({"target": "campaign_response", "reason": str(reason)})
     pretrained = [a for a in map(ModelArtifact, versions_with_head(workdir.artifacts, "next_action"))
                   if _events_before(a) <= as_of]
     next_item = next_item_evaluation(pretrained[-1], events, customers, as_of, exclude_seen) if pretrained else None
-    summary = {"as_of": as_of.isoformat(), "targets": results, "skipped": skipped, "next_item": next_item}
+    summary = {"as_of": as_of.isoformat(), "targets": results, "campaigns": campaigns, "skipped": skipped,
+               "next_item": next_item}
     folder = workdir.outputs / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"holdout-{as_of.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -72,6 +72,27 @@ class CampaignScorer:
             frames.append(self.score_state(chunk, state, last_event_us, campaigns, times))
         return pd.concat(frames, ignore_index=True)
 
+    @torch.no_grad()
+    def score_contacts(self, rows: pd.DataFrame, offers, methods, contact_times, batch_size: int = 1024
+                       ) -> pd.DataFrame:
+        """P(order | called), P(order | not called) and uplift of each row's own (offer, method, contact time):
+        a logged contact scored as it happened (rows: its sequence and profile before the contact)."""
+        offers, methods = np.asarray(offers, dtype=object), np.asarray(methods, dtype=object)
+        times = pd.Series(pd.to_datetime(np.asarray(contact_times), utc=True))
+        frames = []
+        for lo in range(0, len(rows), batch_size):
+            chunk = rows.iloc[lo : lo + batch_size]
+            state, last_event_us = self.encode(chunk)
+            part = slice(lo, lo + len(chunk))
+            context = self.tokenizer.encode_campaigns(chunk, offers[part], methods[part],
+                                                      times.iloc[part].reset_index(drop=True), last_event_us)
+            out = self.head(state, dataclass_from_arrays(CampaignContext, context))
+            frames.append(pd.DataFrame({"p_order_if_called": torch.sigmoid(out.logit_contacted).numpy(),
+                                        "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy(),
+                                        "uplift": out.uplift.numpy()}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["p_order_if_called", "p_order_if_not_called", "uplift"])
+
     def event_batch(self, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
         return online_event_batch(self.tokenizer, rows)
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.consent import consented, consenting_customers, current_profiles
+from lam_platform.consent import consented_rows, consenting_customers, current_profiles
 from lam_platform.events import TIMESTAMP, read_events
 from lam_platform.features import historical_profiles
 from lam_platform.platform_config import PlatformConfig
@@ -77,18 +77,17 @@ def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_
     return len(picked)
 
 
-def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len: int, eligible: list[str]
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, pa.Table, int]:
+def finetune_frame(store, events: pa.Table, campaign_log: pd.DataFrame, max_len: int, eligible: list[str],
+                   consent_mode: str = "ledger") -> tuple[pd.DataFrame, pd.DataFrame, pa.Table, int]:
     """The campaign log joined point-in-time: (log rows, Feast profiles, sequences, rows dropped for consent).
 
     Profiles come from Feast as of each contact; sequences hold only events strictly before it.
     A row is kept only if the customer consented at the contact and still consents now (`eligible`,
-    from `consenting_customers`): a withdrawal removes the customer's whole history from the set.
+    from `consenting_customers`): a withdrawal removes the customer's whole history from the set. A contact
+    before the customer's first profile row has no profile (and no consent) as of it.
     """
-    entity_df = campaign_log[["customer_id", "event_timestamp"]].copy()
-    entity_df["row_id"] = np.arange(len(entity_df))
-    profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
-    without_consent = ~consented(profiles.consent_marketing).to_numpy()
+    profiles = historical_profiles(store, campaign_log[["customer_id", "event_timestamp"]])
+    without_consent = ~consented_rows(profiles.consent_marketing, consent_mode)
     without_consent |= ~campaign_log.customer_id.isin(eligible).to_numpy()
     log = campaign_log.reset_index(drop=True)[~without_consent].reset_index(drop=True)
     profiles = profiles[~without_consent].reset_index(drop=True)
@@ -123,10 +122,11 @@ def inverse_propensity_weights(log: pd.DataFrame, cap_quantile: float = 0.99) ->
 
 
 def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
-                    eligible: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+                    eligible: list[str], consent_mode: str = "ledger") -> tuple[dict[str, np.ndarray], dict]:
     """The point-in-time campaign set, tokenized (events, campaign context, treatment, outcome, weight), and
     its counts."""
-    log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len, eligible)
+    log, profiles, sequences, dropped = finetune_frame(store, events, campaign_log, tokenizer.max_len, eligible,
+                                                       consent_mode)
     arrays = tokenizer.encode_events(sequences)
     arrays.update(tokenizer.encode_campaigns(profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp,
                                              arrays.pop("last_event_us")))
@@ -141,9 +141,9 @@ def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokeniz
 
 
 def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, tokenizer: EventTokenizer,
-                       path: Path, eligible: list[str]) -> dict[str, int]:
+                       path: Path, eligible: list[str], consent_mode: str = "ledger") -> dict[str, int]:
     """The point-in-time campaign set, tokenized and written as shards in `path`; returns its counts."""
-    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer, eligible)
+    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer, eligible, consent_mode)
     write_training_shards(arrays, path)
     return counts
 
@@ -151,9 +151,7 @@ def build_finetune_set(store, events: pa.Table, campaign_log: pd.DataFrame, toke
 def target_arrays(store, events: pa.Table, examples: pd.DataFrame, tokenizer: EventTokenizer) -> dict[str, np.ndarray]:
     """Target examples (customer_id, event_timestamp = cut-off, label) tokenized: events strictly before each
     cut-off, profiles from Feast as of it, the gap from the latest event to it, and the label."""
-    entity_df = examples[["customer_id", "event_timestamp"]].copy()
-    entity_df["row_id"] = np.arange(len(entity_df))
-    profiles = historical_profiles(store, entity_df).sort_values("row_id").reset_index(drop=True)
+    profiles = historical_profiles(store, examples[["customer_id", "event_timestamp"]])
     sequences = build_sequences(events, pa.array(examples.customer_id, pa.string()),
                                 pa.array(examples.event_timestamp, TIMESTAMP), tokenizer.max_len)
     arrays = tokenizer.encode_events(sequences)

@@ -61,7 +61,7 @@ def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: Pa
                                     "`lam ingest`, or fine-tune a target head with --target NAME")
         log = campaign_outcomes(read_campaign_log(workdir), platform.campaigns, events, as_of)
         data = workdir.training / "finetune"
-        counts = build_finetune_set(store, events, log, artifact.tokenizer, data, eligible)
+        counts = build_finetune_set(store, events, log, artifact.tokenizer, data, eligible, platform.consent_mode)
         kind, head, run_name = "campaign_response", "campaign_response", f"finetune-{artifact.path.name}"
     fit = fit_with_ray(kind, data, artifact.config, job.finetune, job, workdir.ray_results, run_name,
                        backbone_weights=artifact.path / "backbone.pt")

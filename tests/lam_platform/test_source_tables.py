@@ -139,3 +139,22 @@ def test_absolute_globs_are_read_and_an_unreadable_file_is_reported_while_the_re
     customers = ingest_sources(workdir, PSEUDONYMIZER)["customers"]
     assert customers["accepted"] == 3 and customers["rows_in"] == 6 and customers["balanced"]
     assert list(customers["unreadable_files"]) == [str(tmp_path / "raw" / "broken.parquet")]
+
+
+def test_the_campaign_holdout_needs_randomized_controls_after_t_and_a_head_trained_by_t(tmp_path):
+    from lam_platform.holdout_evaluation import campaign_holdout
+
+    workdir = _workdir(tmp_path)
+    ingest_sources(workdir, PSEUDONYMIZER)
+    platform = PlatformConfig.load(workdir.root)
+    ledger = pd.read_parquet(workdir.profiles)
+    events = pa.Table.from_pylist([
+        {"event_id": "e1", "customer_id": pseudonym("A1"), "event_timestamp": pd.Timestamp("2026-02-05T09:00:00Z"),
+         "channel": "shop", "object": "phone", "action": "purchase"}], schema=EVENT_SCHEMA)
+    customers = ledger.customer_id.tolist()
+    # After mid-March only A1's treated May contact is logged: nothing to compare it with.
+    with pytest.raises(ValueError, match="no randomized controls.*1 contacts.*0 of them controls"):
+        campaign_holdout(workdir, platform, pd.Timestamp("2026-03-15T00:00:00Z"), events, ledger, customers)
+    # From February both arms are there; the head must have been trained by then.
+    with pytest.raises(FileNotFoundError, match="no model with a 'campaign_response' head"):
+        campaign_holdout(workdir, platform, pd.Timestamp("2026-02-01T00:00:00Z"), events, ledger, customers)
