@@ -451,29 +451,47 @@ def serve(workdir: str, host: str, port: int, as_of: str | None, max_customers: 
 @workdir_option
 @click.option("--examples", default=3, show_default=True, help="Customers from the top of the call list to show.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the held-out trial and the random policy.")
+@as_of_option
+@config_option
 @json_option
-def report(workdir: str, examples: int, seed: int, as_json: bool) -> None:
-    """Write WORKDIR/outputs/report/index.html: data, training curves, evaluation, policies, call-list examples.
+def report(workdir: str, examples: int, seed: int, as_of: str | None, config: Path | None, as_json: bool) -> None:
+    """Write WORKDIR/outputs/report/index.html: data, training curves, evaluation, call-list examples.
 
-    Runs `lam evaluate` first (after `lam score`); the page and its PNG plots need no server.
+    On a simulated world (without --as-of): the ground-truth evaluation and policy table (after `lam score`).
+    On your own data, with --as-of T: what happened after T per target and for the campaign log (as
+    `lam evaluate --as-of T`), and the call list with its fairness where `lam score` built one. The page and
+    its PNG plots need no server.
     """
-    import pandas as pd
-
     from lam_platform.fairness import call_list_fairness
-    from lam_platform.report import build_report
-    from lam_platform.simulation.evaluation import format_table
-    from lam_platform.simulation.evaluation_report import evaluate as run_evaluation
 
     wd = Workdir.at(workdir)
-    if not wd.world_json.exists():
-        raise click.UsageError(f"{wd.root} is not a simulated world: `lam report` renders the simulator's "
-                               "ground-truth evaluation; on your own data run `lam evaluate --as-of T`")
-    if not (wd.outputs / "call_list.parquet").exists():
-        raise click.UsageError(f"no call list in {wd.outputs}: run `lam score --workdir {wd.root}` first")
-    evaluation = run_evaluation(wd, seed=seed)
-    policies = pd.DataFrame(json.loads(Path(evaluation["evaluation"]).read_text())["policies"])
-    fairness = call_list_fairness(wd, observed=_ground_truth_observer(wd))
-    _emit(build_report(wd, evaluation, fairness, format_table(policies), examples), as_json)
+    has_call_list = (wd.outputs / "call_list.parquet").exists()
+    if as_of is None:
+        import pandas as pd
+
+        from lam_platform.report import build_report
+        from lam_platform.simulation.evaluation import format_table
+        from lam_platform.simulation.evaluation_report import evaluate as run_evaluation
+
+        if not wd.world_json.exists():
+            raise click.UsageError(f"{wd.root} is not a simulated world: pass --as-of T to report on what "
+                                   "happened after T (the evaluation of `lam evaluate --as-of T`)")
+        if not has_call_list:
+            raise click.UsageError(f"no call list in {wd.outputs}: run `lam score --workdir {wd.root}` first")
+        evaluation = run_evaluation(wd, seed=seed)
+        policies = pd.DataFrame(json.loads(Path(evaluation["evaluation"]).read_text())["policies"])
+        fairness = call_list_fairness(wd, observed=_ground_truth_observer(wd))
+        _emit(build_report(wd, evaluation, fairness, format_table(policies), examples), as_json)
+        return
+    from lam_platform.holdout_evaluation import evaluate_holdout
+    from lam_platform.report import build_holdout_report
+    from lam_platform.targets import CutoffGrid
+    from ray_jobs.training import JobConfig
+
+    grid = CutoffGrid.from_dict(JobConfig.load(_job_config(config)).target)
+    holdout = evaluate_holdout(wd, _clock(as_of), grid, seed=seed)
+    fairness = call_list_fairness(wd) if has_call_list else None
+    _emit(build_holdout_report(wd, holdout, fairness, examples), as_json)
 
 
 @main.command("close-loop")

@@ -1,10 +1,13 @@
 """`lam report`: one static HTML page with PNG plots for the people who plan and review campaigns.
 
-Run: `lam report --workdir ./lam-demo` (after `lam score`). Writes WORKDIR/outputs/report/index.html with
-data overview (events per channel, sequence lengths), training curves of the served model's heads,
-the evaluation plots (gain, Qini, calibration, next action) and policy table from `lam evaluate`, and
-timelines of the first customers on the call list with the events that drove their scores, the
-fairness table of the call list (also as fairness.json), and the closed-loop rounds if any.
+Run: `lam report --workdir ./lam-demo` (a simulated world, after `lam score`) or `lam report --workdir W
+--as-of T` (a team's own data). Writes WORKDIR/outputs/report/index.html with data overview (events per
+channel, sequence lengths) and training curves of the model's heads; then the evaluation: on a simulated
+world the ground-truth plots (gain, Qini, calibration, next action) and policy table of `lam evaluate`, on
+own data the `lam evaluate --as-of T` comparison (each target and the campaign log: LAM vs LightGBM on
+aggregates and recency, next item vs popularity); and, where a call list exists, timelines of its first
+customers with the events that drove their scores, its fairness table (also as fairness.json), and the
+closed-loop rounds if any.
 """
 
 from __future__ import annotations
@@ -28,28 +31,48 @@ EVALUATION_PLOTS = ("policies.png", "gain.png", "qini.png", "calibration.png", "
 
 
 def build_report(workdir: Workdir, evaluation: dict, fairness: dict, policy_table: str, examples: int = 3) -> dict:
-    """Draw every plot and write the page from an evaluation (`lam evaluate`'s result: its JSON and plots in
+    """The simulated world's page: from an evaluation (`lam evaluate`'s result: its JSON and plots in
     outputs/evaluation/) and a fairness report; returns the page's path."""
     call_list_path = workdir.outputs / "call_list.parquet"
     if not call_list_path.exists():
         raise FileNotFoundError(f"no call list at {call_list_path}: run `lam score --workdir {workdir.root}` first")
+    folder = _report_folder(workdir)
+    for name in EVALUATION_PLOTS:
+        shutil.copy(workdir.outputs / "evaluation" / name, folder / name)
+    result = json.loads(Path(evaluation["evaluation"]).read_text())
+    artifact = ModelArtifact(latest_version(workdir.artifacts, "campaign_response"))
+    return _write_page(workdir, folder, artifact, _ground_truth_section(result, policy_table), fairness, examples)
+
+
+def build_holdout_report(workdir: Workdir, holdout: dict, fairness: dict | None, examples: int = 3) -> dict:
+    """A team's own data: the page from `evaluate_holdout`'s result (what happened after --as-of T), and the
+    call list with its fairness where one was built (never in an analysis-only workdir)."""
+    folder = _report_folder(workdir)
+    artifact = ModelArtifact(latest_version(workdir.artifacts))
+    return _write_page(workdir, folder, artifact, _holdout_section(holdout, folder), fairness, examples)
+
+
+def _report_folder(workdir: Workdir) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     folder = workdir.outputs / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in EVALUATION_PLOTS:
-        shutil.copy(workdir.outputs / "evaluation" / name, folder / name)
-    result = json.loads(Path(evaluation["evaluation"]).read_text())
+    return folder
+
+
+def _write_page(workdir: Workdir, folder: Path, artifact: ModelArtifact, evaluation_html: str,
+                fairness: dict | None, examples: int) -> dict:
     overview = _data_overview(workdir, folder)
-    artifact = ModelArtifact(latest_version(workdir.artifacts, "campaign_response"))
     curves = _training_curves(artifact, folder)
-    call_list = pd.read_parquet(call_list_path)
-    timelines = _timelines(workdir, call_list.head(examples), folder)
-    (folder / "fairness.json").write_text(json.dumps(fairness, indent=2, default=str))
+    call_list_path = workdir.outputs / "call_list.parquet"
+    call_list = pd.read_parquet(call_list_path) if call_list_path.exists() else None
+    timelines = _timelines(workdir, call_list.head(examples), folder) if call_list is not None else []
+    if fairness is not None:
+        (folder / "fairness.json").write_text(json.dumps(fairness, indent=2, default=str))
     rounds_file = workdir.outputs / "closed_loop" / "rounds.json"
     loop = json.loads(rounds_file.read_text()) if rounds_file.exists() else None
-    page = _page(artifact.path.name, overview, curves, result, policy_table, call_list, timelines, loop, fairness)
+    page = _page(artifact.path.name, overview, curves, evaluation_html, call_list, timelines, loop, fairness)
     (folder / "index.html").write_text(page)
     return {"page": str(folder / "index.html"), "model_version": artifact.path.name,
             "images": sorted(p.name for p in folder.glob("*.png"))}
@@ -86,7 +109,7 @@ def _training_curves(artifact: ModelArtifact, folder: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     drawn = []
-    for head in ("next_action", "campaign_response"):
+    for head in dict.fromkeys(("next_action", *artifact.card.get("heads", {}))):
         owner = artifact.with_head(head)
         history = owner.card["heads"].get(head, {}).get("history") or []
         if not history:
@@ -164,10 +187,66 @@ def _loop_section(rounds: list[dict] | None) -> str:
             f"<pre>{html.escape(table.to_string(index=False, float_format=lambda v: f'{v:.3f}'))}</pre>")
 
 
-def _page(version: str, overview: dict, curves: list[str], result: dict, policy_table: str, call_list: pd.DataFrame,
-          timelines: list[dict], loop: list[dict] | None, fairness: dict) -> str:
+def _ground_truth_section(result: dict, policy_table: str) -> str:
+    """The simulator's evaluation: the campaign head on a randomized trial drawn from the ground truth, and
+    the policy table."""
     e = html.escape
     campaign = result["campaign_response"]["lam"]
+    return f"""<h2>Evaluation (held-out period, simulator ground truth)</h2>
+<p>Campaign head on a randomized held-out trial: AUC {campaign['auc']:.3f}, Qini coefficient
+{campaign['qini_coefficient']:.5f}, ECE {campaign['expected_calibration_error']:.4f}.</p>
+<img src="gain.png" alt="gain curves"> <img src="qini.png" alt="Qini curves">
+<img src="calibration.png" alt="calibration"> <img src="next_action.png" alt="next action hit rates">
+<h2>Policy comparison (top {result['capacity']})</h2>
+<pre>{e(policy_table)}</pre><img src="policies.png" alt="policy order rates">"""
+
+
+def _holdout_section(holdout: dict, folder: Path) -> str:
+    """Per target and for the campaign log: the LAM against LightGBM on aggregates (and recency), measured on
+    what happened after the as-of time; a bar plot of the AUCs."""
+    import matplotlib.pyplot as plt
+
+    e = html.escape
+    compared = [(t["target"], t["models"], f"{t['customers']:,} customers, base rate {t['base_rate']}")
+                for t in holdout["targets"]]
+    if holdout.get("campaigns"):
+        c = holdout["campaigns"]
+        compared.append(("campaign_response", c["models"], f"{c['contacts']:,} contacts ({c['controls']:,} "
+                                                           f"controls), observed uplift {c['observed_uplift']}"))
+    parts = [f"<h2>Evaluation on what happened after {e(holdout['as_of'])}</h2>"]
+    for name, models, about in compared:
+        columns = list(dict.fromkeys(k for values in models.values() for k in values))
+        rows = "".join(f"<tr><td>{e(model)}</td>" + "".join(f"<td>{values.get(k, '-')}</td>" for k in columns)
+                       + "</tr>" for model, values in models.items())
+        parts.append(f"<h3>{e(name)}: {e(about)}</h3><table><tr><th>model</th>"
+                     + "".join(f"<th>{e(k)}</th>" for k in columns) + f"</tr>{rows}</table>")
+    if compared:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        models = list(dict.fromkeys(m for _, ms, _ in compared for m in ms))
+        width = 0.8 / len(models)
+        for i, model in enumerate(models):
+            ax.bar([k + i * width for k in range(len(compared))],
+                   [ms.get(model, {}).get("auc", 0) for _, ms, _ in compared], width, label=model)
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(compared))], [n for n, _, _ in compared])
+        ax.axhline(0.5, color="#999", linewidth=1)
+        ax.set_ylabel("AUC")
+        ax.set_title("AUC after the as-of time")
+        ax.legend(fontsize=7)
+        _save(fig, folder / "holdout_auc.png")
+        parts.append('<img src="holdout_auc.png" alt="AUC per target and model">')
+    for skipped in holdout["skipped"]:
+        parts.append(f"<p>{e(skipped['target'])}: not evaluated: {e(skipped['reason'])}</p>")
+    if holdout.get("next_item"):
+        n = holdout["next_item"]
+        parts.append(f"<h3>Next item ({n['customers']:,} customers, full ranking of {n['items']:,} items)</h3>"
+                     f"<p>LAM HR@10 {n['lam']['hr@10']:.4f}, NDCG@10 {n['lam']['ndcg@10']:.4f}; popularity HR@10 "
+                     f"{n['popularity']['hr@10']:.4f}, NDCG@10 {n['popularity']['ndcg@10']:.4f}.</p>")
+    return "\n".join(parts)
+
+
+def _page(version: str, overview: dict, curves: list[str], evaluation_html: str, call_list: pd.DataFrame | None,
+          timelines: list[dict], loop: list[dict] | None, fairness: dict | None) -> str:
+    e = html.escape
     training = "".join(f'<img src="{name}" alt="training curve {e(name)}">' for name in curves) or \
         "<p>No per-epoch history in this model's card (trained before histories were recorded).</p>"
     examples = "".join(
@@ -177,6 +256,13 @@ def _page(version: str, overview: dict, curves: list[str], result: dict, policy_
         + "".join(f'<tr><td>{e(d["timestamp"])}</td><td>{e(d["channel"])}</td><td>{e(d["action"])}</td>'
                   f'<td>{e(d["object"])}</td><td>{d["attribution"]:.4f}</td></tr>' for d in t["driving"])
         + "</table>" for t in timelines)
+    if call_list is None:
+        call_list_html = ("<h2>Call list</h2><p>None in this workdir: `lam score` builds one where lam.yaml allows "
+                          "contact (never in an analysis-only workdir).</p>")
+    else:
+        call_list_html = (f"<h2>Call list: the first {len(timelines)} of {len(call_list)} customers, and why</h2>"
+                          "<p>Driving events: integrated gradients of the best campaign's uplift over the event "
+                          f"embeddings.</p>{examples}")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>LAM report {e(version)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:2px 8px;text-align:left}}
 pre{{background:#f4f4f4;padding:8px}}img{{max-width:100%}}</style></head><body>
@@ -187,17 +273,9 @@ the online sequence view, median {overview['median_length']:.0f} events each.</p
 <img src="events_per_channel.png" alt="events per channel"> <img src="sequence_lengths.png" alt="sequence lengths">
 <h2>Training</h2>
 {training}
-<h2>Evaluation (held-out period)</h2>
-<p>Campaign head on a randomized held-out trial: AUC {campaign['auc']:.3f}, Qini coefficient
-{campaign['qini_coefficient']:.5f}, ECE {campaign['expected_calibration_error']:.4f}.</p>
-<img src="gain.png" alt="gain curves"> <img src="qini.png" alt="Qini curves">
-<img src="calibration.png" alt="calibration"> <img src="next_action.png" alt="next action hit rates">
-<h2>Policy comparison (top {result['capacity']})</h2>
-<pre>{e(policy_table)}</pre><img src="policies.png" alt="policy order rates">
+{evaluation_html}
 {_loop_section(loop)}
-{_fairness_section(fairness)}
-<h2>Call list: the first {len(timelines)} of {len(call_list)} customers, and why</h2>
-<p>Driving events: integrated gradients of the best campaign's uplift over the event embeddings.</p>
-{examples}
+{_fairness_section(fairness) if fairness is not None else ""}
+{call_list_html}
 </body></html>
 """

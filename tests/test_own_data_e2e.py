@@ -66,6 +66,7 @@ with TestClient(create_app(settings, parse_tokens([{"name": "t", "token": token,
     refused = client.post("/v1/call-list", json={"capacity": 5}, headers=headers)
     out["v1_call_list"] = {"status": refused.status_code, "body": refused.json()}
 lam("evaluate", "evaluate", "--as-of", as_of, "--config", job)
+lam("report", "report", "--as-of", as_of, "--config", job)
 out["simulator_modules"] = sorted(m for m in sys.modules if m.startswith("lam_platform.simulation"))
 print("RESULT " + json.dumps(out, default=str))
 """
@@ -109,7 +110,7 @@ def test_a_real_event_log_runs_end_to_end_without_the_simulator(retail_slice):
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
     out = json.loads(lines[-1][len("RESULT "):])
-    for step in ("ingest", "materialize", "pretrain", "finetune", "finetune_campaign", "score", "evaluate"):
+    for step in ("ingest", "materialize", "pretrain", "finetune", "finetune_campaign", "score", "evaluate", "report"):
         assert out[step]["exit_code"] == 0, (step, out[step]["output"])
 
     events = out["ingest"]["json"]["events"]
@@ -143,5 +144,11 @@ def test_a_real_event_log_runs_end_to_end_without_the_simulator(retail_slice):
     assert set(campaigns["models"]) == {"lam", "lightgbm_aggregates"}
     for scores in campaigns["models"].values():
         assert 0 <= scores["auc"] <= 1 and np.isfinite(scores["qini_coefficient"]) and np.isfinite(scores["auuc"])
+
+    report = out["report"]["json"]  # the page on own data: the evaluation after T; no call list (analysis only)
+    page = Path(report["page"]).read_text()
+    assert {"holdout_auc.png", "events_per_channel.png", "training_purchase_30d.png"} <= set(report["images"])
+    assert "purchase_30d" in page and "campaign_response" in page and "analysis-only" in page
+    assert all((Path(report["page"]).parent / image).stat().st_size > 0 for image in report["images"])
 
     assert out["simulator_modules"] == []  # no simulator module was imported on the real-data path
