@@ -162,7 +162,8 @@ def ingest(workdir: str, channel_path: Path | None, as_json: bool) -> None:
     Each table is validated row by row: accepted rows are appended (events to
     WORKDIR/feature_repo/data/events/, customers to the profile ledger, contacts to the campaign log),
     rejected rows go to WORKDIR/quarantine/ with reason and source file/line. Idempotent: rows already
-    ingested count as duplicates. Per table, rows in = accepted + duplicates + quarantined. Customer ids
+    ingested count as duplicates. Per table, rows in = accepted + duplicates + quarantined + suppressed
+    (rows of customers `lam forget` erased). Customer ids
     are pseudonymized on the way in (needs LAM_PSEUDONYM_KEY).
     """
     from lam_platform.ingest_all import ingest_sources
@@ -174,7 +175,8 @@ def ingest(workdir: str, channel_path: Path | None, as_json: bool) -> None:
                 click.echo(f"  {table}: {report}")
                 continue
             click.echo(f"  {table}: rows in {report['rows_in']}: accepted {report['accepted']}, duplicates "
-                       f"{report['duplicates']}, quarantined {report['quarantined']}")
+                       f"{report['duplicates']}, quarantined {report['quarantined']}, suppressed (erased) "
+                       f"{report['suppressed']}")
             for reason, count in sorted(report["by_reason"].items()):
                 click.echo(f"    {reason}: {count}")
             for path, error in report.get("unreadable_files", {}).items():

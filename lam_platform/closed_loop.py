@@ -26,6 +26,7 @@ from lam_platform.features import open_store, schema_fingerprint
 from lam_platform.platform_config import PlatformConfig, PlatformConfigError
 from lam_platform.source_tables import CAMPAIGN_COLUMNS, _row_ids, read_campaign_log, write_campaign_log
 from lam_platform.training_data import finetune_arrays, training_events
+from lam_platform.suppression import ErasedCustomers
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict, versions_with_head
 from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
@@ -39,7 +40,7 @@ OPTIONAL = ("policy", "outcome_value", "propensity")
 
 def read_outcomes(workdir: Workdir, path: Path, offers: list[str], methods: list[str]) -> tuple[pd.DataFrame, int]:
     """The valid rows of an outcome file, and how many were not; those go to the quarantine folder with
-    their reason.
+    their reason. Rows of erased customers (suppression.py) are neither.
 
     Raises only when the file as a whole cannot be used (unreadable, a required column missing).
     """
@@ -48,6 +49,8 @@ def read_outcomes(workdir: Workdir, path: Path, offers: list[str], methods: list
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; an outcome file needs {REQUIRED}")
     frame = frame[[*REQUIRED, *[c for c in OPTIONAL if c in frame]]].copy()
+    # Outcomes of customers erased since the list was built are dropped, never logged or quarantined.
+    frame = frame[~ErasedCustomers.load(workdir).mask(frame.customer_id.astype("string"))].reset_index(drop=True)
     frame["event_timestamp"] = pd.to_datetime(frame.event_timestamp, utc=True, errors="coerce")
     reasons = pd.Series(None, index=frame.index, dtype=object)
 

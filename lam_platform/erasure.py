@@ -12,6 +12,8 @@ then carried out in idempotent steps:
    training run rebuilds them from the scrubbed event table;
 4. the online store again (a materialization that ran meanwhile cannot bring anyone back), then
    SQLite's VACUUM so freed pages keep no copy.
+Before step 1 the customers join the suppression list (`suppression.py`): a later ingest of the same
+source files, a push or a closed-loop outcome file drops their rows instead of taking them in again.
 A crash at any point leaves each file old or new; running the request again (`--resume`) finishes
 it. Done, the journal keeps only counts, and the governance log gets an entry naming the request,
 not the people.
@@ -35,6 +37,7 @@ from lam_platform.atomic_files import drop_rows, governance_lock, remove_staging
 from lam_platform.audit import append_entry
 from lam_platform.online_erasure import delete_online, vacuum
 from lam_platform.privacy import check_pseudonyms
+from lam_platform.suppression import record_erased
 from lam_platform.workdir import Workdir
 
 SKIPPED = ("artifacts", "ray_results", "erasure", "audit")  # no customer data, or the erasure's own records
@@ -88,6 +91,7 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
     budget = _CrashBudget(crash_after_files)
     with governance_lock(workdir.root):
         remove_staging(workdir.root)
+        record_erased(workdir, customers)  # first: from now on no writer takes their rows in again
         store = _store(workdir)
         online = delete_online(store, customers) if store else 0
         rows, deleted = _scrub_files(workdir, customers, budget)

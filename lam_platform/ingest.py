@@ -1,8 +1,9 @@
 """Ingestion: raw channel tables -> validated 4W1H events, losing nothing.
 
 Every row read ends in exactly one place: accepted into the event table, counted as a duplicate of
-an event already there (same id, same content: a re-ingested file), or quarantined with a reason
-and its source file and line. rows in = accepted + duplicates + quarantined, always.
+an event already there (same id, same content: a re-ingested file), quarantined with a reason and its
+source file and line, or suppressed (a customer `lam forget` erased: dropped, see suppression.py).
+rows in = accepted + duplicates + quarantined + suppressed, always.
 
 Run: `LAM_PSEUDONYM_KEY=... lam ingest --workdir ./lam-demo` (the `events:` section of its lam.yaml)
 """
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from lam_platform.channels import ChannelConfig, ChannelMapping
 from lam_platform.events import EventAttributes, existing_events, write_events
 from lam_platform.privacy import Pseudonymizer
+from lam_platform.suppression import ErasedCustomers
 from lam_platform.workdir import Workdir
 
 REASONS = ("missing_required_field", "unparsable_timestamp", "naive_timestamp", "future_timestamp",
@@ -42,13 +44,14 @@ class IngestReport:
     accepted: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    suppressed: int = 0  # rows of erased customers, dropped (see lam_platform/suppression.py)
     by_reason: dict[str, int] = field(default_factory=dict)
     files: int = 0
     unreadable_files: dict[str, str] = field(default_factory=dict)  # path -> error; no row of it was counted
     quarantine_file: str | None = None
 
     def balanced(self) -> bool:
-        return self.rows_in == self.accepted + self.duplicates + self.quarantined
+        return self.rows_in == self.accepted + self.duplicates + self.quarantined + self.suppressed
 
 
 @dataclass
@@ -57,6 +60,7 @@ class _Batch:
 
     events: pd.DataFrame
     rejects: pd.DataFrame
+    suppressed: int
 
 
 def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer,
@@ -69,6 +73,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     run = uuid.uuid4().hex[:12]
     report = IngestReport()
+    erased = ErasedCustomers.load(workdir)
     batches = []
     for mapping in config.channels.values():
         for path in mapping.source_files(config.base):
@@ -79,7 +84,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
                 continue
             report.files += 1
             report.rows_in += len(raw)
-            batches.append(_validate(raw, path, mapping, config, now, pseudonymizer))
+            batches.append(_validate(raw, path, mapping, config, now, pseudonymizer, erased))
     events = (pd.concat([b.events for b in batches], ignore_index=True) if batches
               else _empty_events(config.attributes))
     rejects = [b.rejects for b in batches]
@@ -91,6 +96,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
         write_events(pa.Table.from_pandas(accepted[schema.names], schema=schema, preserve_index=False),
                      workdir.events, append=True, channels=tuple(config.channels), attributes=config.attributes)
     report.accepted, report.duplicates, report.quarantined = len(accepted), duplicates, len(rejects)
+    report.suppressed = sum(b.suppressed for b in batches)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):
         workdir.quarantine.mkdir(parents=True, exist_ok=True)
@@ -123,7 +129,7 @@ def text_cells(values: pd.Series) -> pd.Series:
 
 
 def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: ChannelConfig,
-              now: pd.Timestamp, pseudonymizer: Pseudonymizer) -> _Batch:
+              now: pd.Timestamp, pseudonymizer: Pseudonymizer, erased: ErasedCustomers) -> _Batch:
     reason = pd.Series(None, index=raw.index, dtype=object)
     detail = pd.Series(None, index=raw.index, dtype=object)
 
@@ -180,8 +186,9 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
         too_long = values.fillna("").str.len() > config.max_string_length
         reject(too_long, "oversized_string", f"{name} longer than {config.max_string_length} characters")
 
-    ok = reason.isna()
     roles["customer_id"] = pseudonymizer.column(roles["customer_id"])  # validated raw; stored pseudonymous
+    suppressed = pd.Series(erased.mask(roles["customer_id"]), index=raw.index)  # neither taken nor quarantined
+    ok = reason.isna() & ~suppressed
     events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
     events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]
     ids = text_cells(column(mapping.event_id, "event_id"))[ok] if mapping.event_id else None
@@ -190,14 +197,15 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
     events["event_id"] = ids.where(ids.notna(), events.content) if ids is not None else events.content
     # The quarantine keeps the mapped cells of the source row (unmapped columns may hold personal data the
     # platform never takes in), with the customer id pseudonymized like accepted events.
-    rejects = raw[~ok][[c for c in mapping.mapped_columns() if c in raw.columns] + ["_line"]].copy()
+    bad = reason.notna() & ~suppressed
+    rejects = raw[bad][[c for c in mapping.mapped_columns() if c in raw.columns] + ["_line"]].copy()
     if mapping.who in rejects.columns:
         rejects[mapping.who] = pseudonymizer.column(text_cells(rejects[mapping.who]))
     return _Batch(events, pd.DataFrame({
         "source_file": str(path), "source_line": rejects["_line"].astype("int64"), "channel": mapping.name,
-        "reason": reason[~ok], "detail": detail[~ok].astype(str),
+        "reason": reason[bad], "detail": detail[bad].astype(str),
         "raw": rejects.drop(columns="_line").astype(str).to_dict("records")}).assign(
-            raw=lambda f: f.raw.map(json.dumps)))
+            raw=lambda f: f.raw.map(json.dumps)), int(suppressed.sum()))
 
 
 NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"

@@ -21,7 +21,8 @@ from lam_platform.workdir import Workdir
 
 
 def ingest_sources(workdir: Workdir, pseudonymizer: Pseudonymizer, channel_path: Path | None = None) -> dict:
-    """Ingest each declared table; returns one report per table (rows in = accepted + duplicates + quarantined)."""
+    """Ingest each declared table; returns one report per table (rows in = accepted + duplicates +
+    quarantined + suppressed)."""
     platform = PlatformConfig.load(workdir.root)
     workdir.make()
     reports: dict = {}

@@ -1,8 +1,9 @@
 """Ingestion of the customer table and the campaign contact log, with the guarantees events have.
 
 Every row read ends in exactly one place: accepted, counted as a duplicate (already in the store:
-a re-ingested file), or quarantined with its reason and source file and line. rows in = accepted +
-duplicates + quarantined. Customer ids are pseudonymized before anything is written.
+a re-ingested file), quarantined with its reason and source file and line, or suppressed (a customer
+`lam forget` erased, see suppression.py). rows in = accepted + duplicates + quarantined + suppressed.
+Customer ids are pseudonymized before anything is written.
 
 - customers -> the profile ledger (`customer_profile.parquet`): one row per change of a customer's
   declared profile fields or consent, stamped with when it took effect (`consent.recorded_at`, else
@@ -37,6 +38,7 @@ from lam_platform.events import events_dataset
 from lam_platform.ingest import IngestReport, parse_timestamps, read_raw, report_dict, text_cells, to_float
 from lam_platform.platform_config import ActionWithin, Campaigns, Catalogue, Customers, SourceFiles
 from lam_platform.privacy import Pseudonymizer
+from lam_platform.suppression import ErasedCustomers
 from lam_platform.workdir import Workdir
 
 TRUE_TEXT = {"1", "true", "t", "yes", "y"}
@@ -53,7 +55,8 @@ class SourceSchemaError(UserError):
 
 
 class TableReport(IngestReport):
-    """Counts of one table's ingestion (the event ingestion's report: rows in = accepted + dup + quarantined)."""
+    """Counts of one table's ingestion (the event ingestion's report: rows in = accepted + duplicates +
+    quarantined + suppressed)."""
 
     def as_dict(self) -> dict:
         return report_dict(self)
@@ -66,6 +69,12 @@ class _Rows:
         self.raw, self.path, self.table = raw, path, table
         self.reason = pd.Series(None, index=raw.index, dtype=object)
         self.detail = pd.Series(None, index=raw.index, dtype=object)
+        self.suppressed = pd.Series(False, index=raw.index)
+
+    def suppress_erased(self, who: pd.Series, pseudonymizer: Pseudonymizer, erased: ErasedCustomers) -> int:
+        """Rows of erased customers are neither taken nor quarantined; returns how many."""
+        self.suppressed = pd.Series(erased.mask(pseudonymizer.column(who)), index=self.raw.index)
+        return int(self.suppressed.sum())
 
     def column(self, name: str, key: str) -> pd.Series:
         if name not in self.raw.columns:
@@ -115,14 +124,15 @@ class _Rows:
 
     @property
     def ok(self) -> pd.Series:
-        return self.reason.isna()
+        return self.reason.isna() & ~self.suppressed
 
     def rejects(self, columns: list[str], who: str, pseudonymizer: Pseudonymizer) -> pd.DataFrame:
-        bad = self.raw[~self.ok][[c for c in dict.fromkeys(columns) if c in self.raw.columns] + ["_line"]].copy()
+        failed = self.reason.notna() & ~self.suppressed
+        bad = self.raw[failed][[c for c in dict.fromkeys(columns) if c in self.raw.columns] + ["_line"]].copy()
         if who in bad.columns:  # the quarantine keeps pseudonyms too, never raw ids
             bad[who] = pseudonymizer.column(text_cells(bad[who]))
         return pd.DataFrame({"source_file": str(self.path), "source_line": bad["_line"].astype("int64"),
-                             "table": self.table, "reason": self.reason[~self.ok], "detail": self.detail[~self.ok].astype(str),
+                             "table": self.table, "reason": self.reason[failed], "detail": self.detail[failed].astype(str),
                              "raw": [json.dumps(r) for r in bad.drop(columns="_line").astype(str).to_dict("records")]})
 
 
@@ -164,10 +174,12 @@ def ingest_customers(spec: Customers, base: Path, workdir: Workdir, pseudonymize
     """The customer table -> new rows of the profile ledger (see the module docstring)."""
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     report = TableReport()
+    erased = ErasedCustomers.load(workdir)
     frames, rejects = [], []
     for path, raw in _read_files(spec, base, report):
         rows = _Rows(raw, path, "customers")
         who = rows.required_text(spec.who, "customers.who")
+        report.suppressed += rows.suppress_erased(who, pseudonymizer, erased)
         recorded = (rows.timestamps(spec.consent.recorded_at, "customers.consent.recorded_at", spec)
                     if spec.consent.recorded_at else pd.Series(now, index=raw.index).astype("datetime64[us, UTC]"))
         rows.reject(recorded > now, "future_timestamp", "recorded_at is later than the ingestion time")
@@ -285,10 +297,12 @@ def ingest_campaigns(spec: Campaigns, catalogue: Catalogue, base: Path, workdir:
     """The contact log -> new rows of the campaign log (see the module docstring)."""
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     report = TableReport()
+    erased = ErasedCustomers.load(workdir)
     frames, rejects = [], []
     for path, raw in _read_files(spec, base, report):
         rows = _Rows(raw, path, "campaigns")
         who = rows.required_text(spec.who, "campaigns.who")
+        report.suppressed += rows.suppress_erased(who, pseudonymizer, erased)
         contacted = rows.timestamps(spec.contacted_at, "campaigns.contacted_at", spec)
         rows.reject(contacted > now, "future_timestamp", "contacted_at is later than the ingestion time")
         offer = rows.required_text(spec.offer, "campaigns.offer")

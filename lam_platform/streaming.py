@@ -28,6 +28,7 @@ import pyarrow as pa
 from lam_platform.events import EventAttributes, check_event_table, existing_events, write_events
 from lam_platform.features import RepoSchema
 from lam_platform.privacy import Pseudonymizer
+from lam_platform.suppression import ErasedCustomers
 from lam_platform.sequences import attribute_list, list_columns
 from lam_platform.workdir import Workdir
 
@@ -85,6 +86,9 @@ def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudo
     pseudonyms = pseudonymizer.column(events.column("customer_id").to_pandas())
     events = events.set_column(events.schema.get_field_index("customer_id"), events.schema.field("customer_id"),
                                pa.array(pseudonyms, pa.string()))
+    erased = ErasedCustomers.load(workdir).mask(pseudonyms)  # forgotten customers are not pushed back in
+    suppressed = int(erased.sum())
+    events = events.filter(pa.array(~erased))
     events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
     max_len = sequence_length(workdir)
     with push_lock(store):
@@ -99,7 +103,8 @@ def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudo
             rows = [row for row in merged if row is not None]
         if rows:
             store.write_to_online_store("customer_event_sequence", pd.DataFrame(rows))
-    return {"pushed": events.num_rows, "new": new.num_rows, "already_present": events.num_rows - new.num_rows,
+    return {"pushed": events.num_rows + suppressed, "new": new.num_rows,
+            "already_present": events.num_rows - new.num_rows, "suppressed": suppressed,
             "customers": len(rows)}
 
 

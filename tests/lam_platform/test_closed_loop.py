@@ -45,6 +45,21 @@ def test_bad_outcome_rows_are_quarantined_with_a_reason_and_good_ones_kept(tmp_p
         read_outcomes(workdir, path, ["plan_change"], ["sms"])
 
 
+def test_outcomes_of_an_erased_customer_are_neither_logged_nor_quarantined(tmp_path):
+    from lam_platform.suppression import record_erased
+    from tests.conftest import pseudonym
+
+    workdir = Workdir.at(tmp_path)
+    record_erased(workdir, [pseudonym("c1")])
+    rows = pd.DataFrame({"customer_id": [pseudonym("c1"), pseudonym("c1"), pseudonym("c2")],
+                         "event_timestamp": ["2026-06-05T10:00:00Z", "not a time", "2026-06-05T10:00:00Z"],
+                         "campaign_id": ["k"] * 3, "offer": ["plan_change"] * 3, "method": ["sms"] * 3,
+                         "treatment": [1, 1, 0], "outcome": [1, 0, 0]})
+    rows.to_csv(tmp_path / "outcomes.csv", index=False)
+    good, bad = read_outcomes(workdir, tmp_path / "outcomes.csv", ["plan_change"], ["sms"])
+    assert good.customer_id.tolist() == [pseudonym("c2")] and bad == 0
+
+
 @pytest.mark.e2e
 @pytest.mark.drill
 def test_three_rounds_of_call_outcome_update_each_use_the_newest_head(trained_world, tmp_path):

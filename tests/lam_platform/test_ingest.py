@@ -212,3 +212,21 @@ def test_one_attribute_name_has_one_kind(tmp_path):
 """
     with pytest.raises(ChannelConfigError, match="both numeric and categorical"):
         _write_config(tmp_path, two_kinds)
+
+
+def test_events_of_a_forgotten_customer_are_suppressed_on_the_next_ingest(tmp_path):
+    from lam_platform.erasure import forget
+    from tests.conftest import pseudonym
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\n"
+                                            "e1,c1,2026-01-01T10:00:00Z,s,view,\ne2,c2,2026-01-01T11:00:00Z,s,view,\n"
+                                            "e3,c1,2026-01-01T12:00:00Z,s,view,oops\n")
+    workdir = Workdir.at(tmp_path / "w")
+    first = ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
+    assert (first.accepted, first.quarantined) == (2, 1)
+    forget(workdir, [pseudonym("c1")])
+    again = ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
+    assert (again.accepted, again.duplicates, again.quarantined, again.suppressed) == (0, 1, 0, 2)
+    assert again.balanced()
+    assert set(read_events(workdir.events).column("customer_id").to_pylist()) == {pseudonym("c2")}

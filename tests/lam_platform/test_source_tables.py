@@ -158,3 +158,23 @@ def test_the_campaign_holdout_needs_randomized_controls_after_t_and_a_head_train
     # From February both arms are there; the head must have been trained by then.
     with pytest.raises(FileNotFoundError, match="no model with a 'campaign_response' head"):
         campaign_holdout(workdir, platform, pd.Timestamp("2026-02-01T00:00:00Z"), events, ledger, customers)
+
+
+def test_a_forgotten_customer_is_not_ingested_again_from_the_same_sources(tmp_path):
+    from lam_platform.erasure import forget
+
+    workdir = _workdir(tmp_path)
+    ingest_sources(workdir, PSEUDONYMIZER)
+    forget(workdir, [pseudonym("A1")])
+    assert pseudonym("A1") not in workdir.erased_customers.read_text()  # a digest, not the pseudonym
+    again = ingest_sources(workdir, PSEUDONYMIZER)
+    customers, contacts = again["customers"], again["campaigns"]
+    # A1's customer row and all four of A1's contact rows (two valid, two invalid) are suppressed: neither
+    # taken in nor quarantined; everyone else's rows are counted as before.
+    assert (customers["suppressed"], customers["duplicates"], customers["accepted"]) == (1, 2, 0)
+    assert (contacts["suppressed"], contacts["duplicates"], contacts["accepted"]) == (4, 1, 0)
+    assert customers["balanced"] and contacts["balanced"]
+    assert pseudonym("A1") not in set(pd.read_parquet(workdir.profiles).customer_id)
+    assert pseudonym("A1") not in set(read_campaign_log(workdir).customer_id)
+    quarantine = pd.concat(pd.read_parquet(p) for p in workdir.quarantine.glob("*.parquet"))
+    assert not quarantine.raw.str.contains(pseudonym("A1")).any()

@@ -76,6 +76,19 @@ def test_a_repeated_push_adds_nothing(cut_world):
     assert read_events(workdir.events).num_rows == before
 
 
+def test_a_push_for_an_erased_customer_is_suppressed(cut_world):
+    from lam_platform.suppression import record_erased
+
+    workdir, _ = cut_world
+    record_erased(workdir, [PSEUDONYMIZER.pseudonym("CUST-000002")])
+    when = load_world_config(workdir).scoring_time + pd.Timedelta(days=2)
+    result = push_events(workdir, open_store(workdir), pa.table({
+        "event_id": ["erased-1"], "customer_id": ["CUST-000002"], "event_timestamp": pa.array([when], TIMESTAMP),
+        "channel": ["app"], "object": ["page:home"], "action": ["view"]}), PSEUDONYMIZER)
+    assert (result["pushed"], result["new"], result["suppressed"]) == (1, 0, 1)
+    assert "erased-1" not in set(read_events(workdir.events).column("event_id").to_pylist())
+
+
 def _push_many(root: str, worker: int, count: int, start: str) -> None:
     workdir = Workdir.at(root)
     store = open_store(workdir)
