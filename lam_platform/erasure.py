@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from lam_platform.atomic_files import drop_rows, governance_lock, remove_staging, replace_text
 from lam_platform.audit import append_entry
+from lam_platform.errors import UserError
 from lam_platform.online_erasure import delete_online, vacuum
 from lam_platform.privacy import check_pseudonyms
 from lam_platform.suppression import record_erased
@@ -54,14 +55,39 @@ def forget(workdir: Workdir, customer_ids: list[str], crash_after_files: int | N
     customer_ids = sorted(set(check_pseudonyms(customer_ids)))
     if not customer_ids:
         raise ValueError("no customers to forget")
+    known = known_customers(workdir, customer_ids)
+    if not known and _holds_customers(workdir):
+        # Pseudonyms from another (or a rotated) key match nobody: "complete" would be a false report.
+        raise UserError(f"none of the {len(customer_ids)} customers is in {workdir.root} (profiles, events, campaign "
+                         "log): is LAM_PSEUDONYM_KEY the key this workdir was ingested with? Nothing was erased")
     request = f"erasure-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     journal = {"request": request, "requested": pd.Timestamp.now(tz="UTC").isoformat(), "status": "in_progress",
-               "customer_ids": customer_ids}
+               "customer_ids": customer_ids, "not_found": len(customer_ids) - len(known)}
     workdir.erasure_requests.mkdir(parents=True, exist_ok=True)
     replace_text(json.dumps(journal), _journal_path(workdir, request))
     append_entry(workdir.governance_log, {"time": journal["requested"], "action": "forget", "request": request,
                                           "customers": len(customer_ids), "status": "started"})
     return _run(workdir, request, crash_after_files)
+
+
+def known_customers(workdir: Workdir, customer_ids: list[str]) -> set[str]:
+    """The pseudonyms that occur in the workdir's profile ledger, event table or campaign log."""
+    from lam_platform.events import events_dataset
+
+    wanted = pa.array(customer_ids, pa.string())
+    known: set[str] = set()
+    for path in (workdir.profiles, workdir.campaign_log):
+        if path.exists():
+            known |= set(pd.read_parquet(path, columns=["customer_id"]).customer_id) & set(customer_ids)
+    if workdir.events.exists():
+        table = events_dataset(workdir.events).to_table(columns=["customer_id"],
+                                                        filter=pc.field("customer_id").isin(wanted))
+        known |= set(table.column("customer_id").to_pylist())
+    return known
+
+
+def _holds_customers(workdir: Workdir) -> bool:
+    return workdir.profiles.exists() or workdir.events.exists() or workdir.campaign_log.exists()
 
 
 def resume(workdir: Workdir, request: str) -> dict:
@@ -101,6 +127,7 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
             vacuum(store)
     summary = {"request": request, "requested": journal["requested"], "status": "complete",
                "completed": pd.Timestamp.now(tz="UTC").isoformat(), "customers": len(customers),
+               "not_found": journal.get("not_found", 0),
                "rows_removed": rows, "online_rows_removed": online, "files_deleted": deleted,
                "training_sets_deleted": training}
     replace_text(json.dumps(summary), _journal_path(workdir, request))  # the pseudonyms leave the journal

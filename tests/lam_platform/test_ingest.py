@@ -230,3 +230,20 @@ def test_events_of_a_forgotten_customer_are_suppressed_on_the_next_ingest(tmp_pa
     assert (again.accepted, again.duplicates, again.quarantined, again.suppressed) == (0, 1, 0, 2)
     assert again.balanced()
     assert set(read_events(workdir.events).column("customer_id").to_pylist()) == {pseudonym("c2")}
+
+
+def test_forget_with_pseudonyms_of_another_key_refuses_instead_of_reporting_complete(tmp_path):
+    from lam_platform.erasure import forget
+    from lam_platform.privacy import Pseudonymizer
+    from tests.conftest import pseudonym
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
+    workdir = Workdir.at(tmp_path / "w")
+    ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
+    rotated = Pseudonymizer(b"another key, not the one this workdir was ingested with").pseudonym("c1")
+    with pytest.raises(ValueError, match="LAM_PSEUDONYM_KEY"):
+        forget(workdir, [rotated])
+    assert read_events(workdir.events).num_rows == 1  # nothing was erased
+    summary = forget(workdir, [pseudonym("c1"), rotated])  # one known, one not: erased, and said so
+    assert summary["status"] == "complete" and summary["not_found"] == 1
