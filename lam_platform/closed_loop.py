@@ -26,6 +26,8 @@ from lam_platform.features import open_store, schema_fingerprint
 from lam_platform.platform_config import PlatformConfig, PlatformConfigError
 from lam_platform.source_tables import CAMPAIGN_COLUMNS, _row_ids, read_campaign_log, write_campaign_log
 from lam_platform.training_data import finetune_arrays, training_events
+from lam_platform.errors import UserError
+from lam_platform.privacy import PSEUDONYM
 from lam_platform.suppression import ErasedCustomers
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict, versions_with_head
@@ -44,11 +46,19 @@ def read_outcomes(workdir: Workdir, path: Path, offers: list[str], methods: list
 
     Raises only when the file as a whole cannot be used (unreadable, a required column missing).
     """
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    frame = pd.read_csv(path, dtype={"customer_id": str, "customer_ref": str}) if path.suffix == ".csv" \
+        else pd.read_parquet(path)
+    if "customer_id" not in frame and "customer_ref" in frame:  # the re-identified export, annotated by the callers
+        frame = frame.rename(columns={"customer_ref": "customer_id"})
     missing = [c for c in REQUIRED if c not in frame]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; an outcome file needs {REQUIRED}")
     frame = frame[[*REQUIRED, *[c for c in OPTIONAL if c in frame]]].copy()
+    ids = frame.customer_id.astype("string")
+    raw = ids.notna() & (ids != "") & ~ids.str.fullmatch(PSEUDONYM.pattern).fillna(False)
+    if raw.any():  # refused whole: a quarantine copy would store raw ids inside the workdir
+        raise UserError(f"{path}: {int(raw.sum())} customer_id values are not pseudonyms (a re-identified export?); "
+                        "the platform takes pseudonymous ids only (the export's customer_ref column). Nothing was taken")
     # Outcomes of customers erased since the list was built are dropped, never logged or quarantined.
     frame = frame[~ErasedCustomers.load(workdir).mask(frame.customer_id.astype("string"))].reset_index(drop=True)
     frame["event_timestamp"] = pd.to_datetime(frame.event_timestamp, utc=True, errors="coerce")

@@ -19,7 +19,9 @@ from lam_platform.consent import consented, read_profiles
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.workdir import Workdir
 
-EXPORT_COLUMNS = ["rank", "customer_id", "phone", "customer_ref", "offer", "method", "contact_time", "reason"]
+# The raw id is named raw_customer_id, never customer_id: a file with it must not pass for platform data
+# (`lam close-loop` takes pseudonymous customer_id, or customer_ref, the pseudonym this export keeps).
+EXPORT_COLUMNS = ["rank", "raw_customer_id", "phone", "customer_ref", "offer", "method", "contact_time", "reason"]
 
 
 def export_call_list(workdir: Workdir, pseudonymizer: Pseudonymizer, customer_master: Path, out: Path,
@@ -41,7 +43,8 @@ def export_call_list(workdir: Workdir, pseudonymizer: Pseudonymizer, customer_ma
     consenting = set(consenting.customer_id[consented(consenting.consent_marketing).to_numpy()])
     allowed = calls.customer_id.isin(consenting)
     joined = calls[allowed].rename(columns={"customer_id": "customer_ref"}).merge(
-        master[["customer_id", "phone", "customer_ref"]], on="customer_ref", how="inner")
+        master[["customer_id", "phone", "customer_ref"]].rename(columns={"customer_id": "raw_customer_id"}),
+        on="customer_ref", how="inner")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     joined.sort_values("rank")[EXPORT_COLUMNS].to_csv(out, index=False)
     return {"exported": len(joined), "out": str(out), "left_out_no_consent_now": int((~allowed).sum()),

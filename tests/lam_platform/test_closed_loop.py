@@ -24,9 +24,12 @@ def _copy(world: Workdir, to) -> Workdir:
 
 
 def test_bad_outcome_rows_are_quarantined_with_a_reason_and_good_ones_kept(tmp_path):
+    from tests.conftest import pseudonym
+
     workdir = Workdir.at(tmp_path)
+    c1, c2, c4, c5 = (pseudonym(c) for c in ("c1", "c2", "c4", "c5"))
     rows = pd.DataFrame({
-        "customer_id": ["c1", "c2", "", "c4", "c5", "c1"],
+        "customer_id": [c1, c2, "", c4, c5, c1],
         "event_timestamp": ["2026-06-05T10:00:00Z", "2026-06-05T10:00:00Z", "2026-06-05T10:00:00Z", "not a time",
                             "2026-06-05T10:00:00Z", "2026-06-05T10:00:00Z"],
         "campaign_id": ["k"] * 6, "offer": ["plan_change", "free_lunch", "plan_change", "plan_change", "plan_change",
@@ -35,14 +38,32 @@ def test_bad_outcome_rows_are_quarantined_with_a_reason_and_good_ones_kept(tmp_p
     path = tmp_path / "outcomes.csv"
     rows.to_csv(path, index=False)
     good, bad = read_outcomes(workdir, path, ["plan_change"], ["sms"])
-    assert good.customer_id.tolist() == ["c1"] and bad == 5
+    assert good.customer_id.tolist() == [c1] and bad == 5
     [quarantine] = list(workdir.quarantine.glob("outcomes-*.parquet"))
     reasons = pd.read_parquet(quarantine).fillna({"customer_id": ""}).set_index("customer_id").reason
-    assert reasons["c2"].startswith("offer") and reasons["c4"].startswith("event_timestamp")
-    assert reasons["c5"].startswith("treatment") and "second row" in reasons["c1"] and "empty" in reasons[""]
+    assert reasons[c2].startswith("offer") and reasons[c4].startswith("event_timestamp")
+    assert reasons[c5].startswith("treatment") and "second row" in reasons[c1] and "empty" in reasons[""]
     with pytest.raises(ValueError, match=r"missing columns \['outcome'\]"):
         rows.drop(columns="outcome").to_csv(path, index=False)
         read_outcomes(workdir, path, ["plan_change"], ["sms"])
+
+
+def test_a_re_identified_export_is_taken_by_its_pseudonym_and_raw_ids_are_refused(tmp_path):
+    from tests.conftest import pseudonym
+
+    workdir = Workdir.at(tmp_path)
+    annotated = pd.DataFrame({"rank": [1], "raw_customer_id": ["CUST-000007"], "phone": ["+81 3 0000 0007"],
+                              "customer_ref": [pseudonym("CUST-000007")], "event_timestamp": ["2026-06-05T10:00:00Z"],
+                              "campaign_id": ["k"], "offer": ["plan_change"], "method": ["sms"], "treatment": [1],
+                              "outcome": [1]})
+    annotated.to_csv(tmp_path / "calls.csv", index=False)
+    good, bad = read_outcomes(workdir, tmp_path / "calls.csv", ["plan_change"], ["sms"])
+    assert good.customer_id.tolist() == [pseudonym("CUST-000007")] and "raw_customer_id" not in good and bad == 0
+    annotated.drop(columns="customer_ref").rename(columns={"raw_customer_id": "customer_id"}).to_csv(
+        tmp_path / "raw.csv", index=False)
+    with pytest.raises(ValueError, match="not pseudonyms"):
+        read_outcomes(workdir, tmp_path / "raw.csv", ["plan_change"], ["sms"])
+    assert not workdir.quarantine.exists()  # no copy of a raw id was kept
 
 
 def test_outcomes_of_an_erased_customer_are_neither_logged_nor_quarantined(tmp_path):

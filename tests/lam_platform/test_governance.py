@@ -126,7 +126,7 @@ def test_no_raw_id_and_no_key_reach_any_store_output_log_or_metric(scored_world,
     assert "calls.csv" in _files_holding(tmp_path, ["CUST-"])  # the scan below does find raw ids where they are
     calls = pd.read_csv(tmp_path / "calls.csv")
     stored = pd.read_parquet(world.outputs / "call_list.parquet")
-    assert calls.customer_id.tolist() == [RAW_OF[c] for c in stored.customer_id]  # every one, in rank order
+    assert calls.raw_customer_id.tolist() == [RAW_OF[c] for c in stored.customer_id]  # every one, in rank order
     assert calls.customer_ref.tolist() == stored.customer_id.tolist()
     without_key = {k: v for k, v in os.environ.items() if k != "LAM_PSEUDONYM_KEY"}
     no_key = subprocess.run([sys.executable, "-m", "lam_platform.cli", "export-call-list", "--workdir",
@@ -174,7 +174,7 @@ def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(t
     write_customer_master(RAW_IDS, master)
     out = master.with_name("calls.csv")
     result = export_call_list(world, PSEUDONYMIZER, master, out)
-    assert result["left_out_no_consent_now"] == 1 and RAW_OF[who] not in set(pd.read_csv(out).customer_id)
+    assert result["left_out_no_consent_now"] == 1 and RAW_OF[who] not in set(pd.read_csv(out).raw_customer_id)
 
     # Scoring from t on, and after a full re-materialization, leaves the customer out.
     score(world, world_clock(world), capacity=60)
