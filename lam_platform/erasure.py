@@ -9,7 +9,8 @@ then carried out in idempotent steps:
    rewritten atomically (see `atomic_files`); CSV and JSON-lines outputs likewise; other text outputs
    that name a customer (the HTML report) are deleted, to be regenerated;
 3. the tokenized training sets (they hold the customers' events without ids), deleted: a later
-   training run rebuilds them from the scrubbed event table;
+   training run rebuilds them from the scrubbed event table; and Ray's run folders (checkpoints of
+   training on them), deleted: a later run starts from its base weights, it never resumes one of them;
 4. the online store again (a materialization that ran meanwhile cannot bring anyone back), then
    SQLite's VACUUM so freed pages keep no copy.
 Before step 1 the customers join the suppression list (`suppression.py`): a later ingest of the same
@@ -122,6 +123,7 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
         online = delete_online(store, customers) if store else 0
         rows, deleted = _scrub_files(workdir, customers, budget)
         training = _delete_training_sets(workdir)
+        ray_runs = _delete_ray_runs(workdir)
         if store:
             online += delete_online(store, customers)
             vacuum(store)
@@ -129,7 +131,7 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
                "completed": pd.Timestamp.now(tz="UTC").isoformat(), "customers": len(customers),
                "not_found": journal.get("not_found", 0),
                "rows_removed": rows, "online_rows_removed": online, "files_deleted": deleted,
-               "training_sets_deleted": training}
+               "training_sets_deleted": training, "ray_runs_deleted": ray_runs}
     replace_text(json.dumps(summary), _journal_path(workdir, request))  # the pseudonyms leave the journal
     append_entry(workdir.governance_log, {"time": summary["completed"], "action": "forget", "request": request,
                                           "customers": len(customers), "status": "complete",
@@ -182,6 +184,12 @@ def _scrub_files(workdir: Workdir, customers: list[str], budget: _CrashBudget) -
             path.unlink()
             deleted.append(name)
             budget.spend()
+            if path.name == "index.html" and path.parent == workdir.outputs / "report":
+                # Its PNGs draw the customers' events and title them with pseudonyms, which no text scan
+                # finds: the report goes whole (run `lam report` again).
+                for image in sorted(path.parent.glob("*.png")):
+                    image.unlink()
+                    deleted.append(str(image.relative_to(workdir.root)))
             continue
         else:
             continue
@@ -211,6 +219,17 @@ def _scrub_lines(path: Path, customers: list[str]) -> int:
     if len(kept) < len(body):
         replace_text("".join(header + kept), path)
     return len(body) - len(kept)
+
+
+def _delete_ray_runs(workdir: Workdir) -> int:
+    """Ray's run folders (checkpoints and logs of training on the customers' data; kept only so a crashed
+    run can resume): all deleted, so no later training resumes from weights that saw them."""
+    if not workdir.ray_results.exists():
+        return 0
+    runs = [p for p in workdir.ray_results.iterdir() if p.is_dir()]
+    for run in runs:
+        shutil.rmtree(run)
+    return len(runs)
 
 
 def _delete_training_sets(workdir: Workdir) -> list[str]:

@@ -7,6 +7,8 @@ else is a plain Lightning Trainer around a LightningModule that also runs withou
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -123,13 +125,31 @@ def ensure_ray(num_cpus: int) -> None:
                  include_dashboard=False, log_to_driver=False)
 
 
+OPERATIONAL_SETTINGS = ("kill_worker_at_step", "checkpoint_every_n_steps", "use_gpu", "threads_per_worker")
+
+
+def training_fingerprint(data: Path, loop_config: dict) -> str:
+    """A short hash of the shard files' bytes and the training settings (not how it is run: a restart
+    without the failure drill, or on other hardware, is the same run): the identity of one training."""
+    settings = {k: v for k, v in loop_config.items() if k not in OPERATIONAL_SETTINGS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in sorted(Path(data).rglob("*.parquet")):
+        digest.update(str(path.relative_to(data)).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
 def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path,
                  run_name: str, backbone_weights: Path | None = None, head_weights: Path | None = None) -> FitResult:
     """Train `head` (and the backbone unless frozen) on the shards in `data` with a Ray TorchTrainer.
 
-    The run is named `run_name` under `storage`: starting it again with the same name resumes from its
-    latest checkpoint; a worker that dies mid-run is replaced and resumes too (`max_failures` in the
-    stage config, default 2).
+    The run is named `run_name` plus a fingerprint of the training shards and the loop config under
+    `storage`: the same training started again (after a crash) resumes from its latest checkpoint; a
+    worker that dies mid-run is replaced and resumes too (`max_failures` in the stage config, default 2).
+    Different data (new outcomes, an erasure, a consent change) or settings make a new run, never a resumed
+    finished one whose weights would come back unchanged.
     """
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -146,9 +166,9 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
         "use_gpu": bool(scaling.get("use_gpu")), "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
         "checkpoint_every_n_steps": int(stage.get("checkpoint_every_n_steps", 50)),
         "kill_worker_at_step": stage.get("kill_worker_at_step"),
-        "drill_marker": str(storage / run_name / "failure-drill.done"),
-        "run_folder": str(storage / run_name),
     }
+    run_name = f"{run_name}-{training_fingerprint(data, loop_config)}"
+    loop_config.update(drill_marker=str(storage / run_name / "failure-drill.done"), run_folder=str(storage / run_name))
     # Reads are I/O: they take no CPU slot, so 2 training workers on 2 CPUs leave none idle and none short.
     dataset = ray.data.read_parquet(str(data), ray_remote_args={"num_cpus": 0})
     trainer = TorchTrainer(

@@ -245,5 +245,11 @@ def test_forget_with_pseudonyms_of_another_key_refuses_instead_of_reporting_comp
     with pytest.raises(ValueError, match="LAM_PSEUDONYM_KEY"):
         forget(workdir, [rotated])
     assert read_events(workdir.events).num_rows == 1  # nothing was erased
+    (workdir.ray_results / "finetune-v1-0123abcd").mkdir(parents=True)  # a run that trained on c1's events
+    (workdir.outputs / "report").mkdir(parents=True)
+    (workdir.outputs / "report" / "index.html").write_text(f"<h3>#1 {pseudonym('c1')}</h3>")
+    (workdir.outputs / "report" / "timeline_1.png").write_bytes(b"\x89PNG titled with the pseudonym")
     summary = forget(workdir, [pseudonym("c1"), rotated])  # one known, one not: erased, and said so
     assert summary["status"] == "complete" and summary["not_found"] == 1
+    assert summary["ray_runs_deleted"] == 1 and not list(workdir.ray_results.iterdir())
+    assert not list((workdir.outputs / "report").iterdir())  # the page and its plots

@@ -37,6 +37,12 @@ def pretrain_shards(tiny_world, tmp_path_factory) -> tuple[Path, LAMConfig, JobC
     return data, config, job
 
 
+def _run_folder(storage: Path, name: str) -> Path:
+    """The run's folder: its name plus the fingerprint of its data and settings."""
+    [folder] = storage.glob(f"{name}-*")
+    return folder
+
+
 def _resumed_steps(run: Path) -> list[int]:
     """Steps a run resumed from (one per restart), from its resumes.log; a fresh start resumes from none."""
     log = run / "resumes.log"
@@ -54,8 +60,8 @@ def _fit(shards, storage: Path, name: str, **stage_overrides):
 def test_killed_worker_resumes_from_its_last_checkpoint_and_finishes(pretrain_shards, tmp_path):
     clean = _fit(pretrain_shards, tmp_path, "clean")
     drilled = _fit(pretrain_shards, tmp_path, "drilled", kill_worker_at_step=5, max_failures=1)
-    assert (tmp_path / "drilled" / "failure-drill.done").exists()  # the worker really was killed
-    resumed = _resumed_steps(tmp_path / "drilled")  # every 2 steps a checkpoint; killed at step 5
+    assert (_run_folder(tmp_path, "drilled") / "failure-drill.done").exists()  # the worker really was killed
+    resumed = _resumed_steps(_run_folder(tmp_path, "drilled"))  # every 2 steps a checkpoint; killed at step 5
     assert resumed and all(0 < s <= 5 and s % 2 == 0 for s in resumed)
     assert drilled.metrics["epoch"] == clean.metrics["epoch"] == 2
     assert abs(drilled.metrics["train_loss"] - clean.metrics["train_loss"]) <= LOSS_TOLERANCE * clean.metrics["train_loss"]
@@ -66,8 +72,22 @@ def test_killed_worker_resumes_from_its_last_checkpoint_and_finishes(pretrain_sh
 def test_a_stopped_run_started_again_with_the_same_name_resumes(pretrain_shards, tmp_path):
     with pytest.raises(Exception, match="(?i)fail|died|error"):
         _fit(pretrain_shards, tmp_path, "stopped", kill_worker_at_step=5, max_failures=0)
-    assert not (tmp_path / "stopped" / "resumes.log").exists()
-    again = _fit(pretrain_shards, tmp_path, "stopped")
-    resumed = _resumed_steps(tmp_path / "stopped")
+    assert not (_run_folder(tmp_path, "stopped") / "resumes.log").exists()
+    again = _fit(pretrain_shards, tmp_path, "stopped")  # without the drill: the same run, resumed
+    resumed = _resumed_steps(_run_folder(tmp_path, "stopped"))
     assert resumed and all(0 < s <= 5 and s % 2 == 0 for s in resumed)  # from a checkpoint, not step 0
     assert again.metrics["epoch"] == 2
+
+
+def test_the_run_name_follows_the_training_data_and_settings_not_how_it_is_run(tmp_path):
+    from ray_jobs.training import training_fingerprint
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "part-0.parquet").write_bytes(b"rows of 4 customers")
+    settings = {"head": "campaign_response", "epochs": 3, "learning_rate": 0.001, "kill_worker_at_step": None}
+    first = training_fingerprint(shards, settings)
+    assert training_fingerprint(shards, {**settings, "kill_worker_at_step": 5, "use_gpu": True}) == first
+    assert training_fingerprint(shards, {**settings, "epochs": 4}) != first
+    (shards / "part-0.parquet").write_bytes(b"rows of 3 customers")  # one erased: another run, not a resume
+    assert training_fingerprint(shards, settings) != first
