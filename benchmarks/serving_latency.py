@@ -127,7 +127,8 @@ def main() -> None:
             workdir = Workdir.at(Path(tmp) / name)
             shutil.copytree(source.root, workdir.root, ignore=shutil.ignore_patterns("ray_results", "training"))
             if name == "redis":
-                materialize_step(workdir, profile=production_profile(Path(tmp)), as_of=as_of)
+                materialize_step(workdir, profile=production_profile(Path(tmp)), as_of=as_of,
+                                 switch_online_store=True)  # a copy of a SQLite world
             port = free_port()
             service = start_service(workdir.root, port, as_of)
             try:

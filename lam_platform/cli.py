@@ -190,12 +190,15 @@ def ingest(workdir: str, channel_path: Path | None, as_json: bool) -> None:
 @click.option("--max-len", type=int, default=None,
               help="Events per customer in the sequence view (N; default 64, incremental runs keep the full run's).")
 @click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="feature_store.yaml to use (default: infra/feast/local.yaml, SQLite online store).")
+              help="feature_store.yaml to use (default: the workdir's own; for a new one infra/feast/local.yaml, "
+                   "SQLite online store).")
+@click.option("--switch-online-store", is_flag=True,
+              help="Allow --profile to change the online store type (refused otherwise: the old store keeps its rows).")
 @click.option("--incremental", is_flag=True, help="Refresh only customers with events since the last snapshot.")
 @as_of_option
 @json_option
-def materialize(workdir: str, max_len: int | None, profile: Path | None, incremental: bool, as_of: str | None,
-                as_json: bool) -> None:
+def materialize(workdir: str, max_len: int | None, profile: Path | None, switch_online_store: bool, incremental: bool,
+                as_of: str | None, as_json: bool) -> None:
     """Build sequence and aggregate snapshots, `feast apply` the feature repo, and materialize online.
 
     Reads lam.yaml, the event table and profiles; writes WORKDIR/feature_repo/ (definitions,
@@ -203,10 +206,9 @@ def materialize(workdir: str, max_len: int | None, profile: Path | None, increme
     each customer's last N events, 7/30/90-day aggregates and profile (the fields lam.yaml declares) as
     of the snapshot time.
     """
-    from lam_platform.features import LOCAL_PROFILE
     from lam_platform.pipeline import materialize_step
 
-    _emit(materialize_step(Workdir.at(workdir), max_len, profile or LOCAL_PROFILE, incremental, _clock(as_of)),
+    _emit(materialize_step(Workdir.at(workdir), max_len, profile, incremental, _clock(as_of), switch_online_store),
           as_json)
 
 

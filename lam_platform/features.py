@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.aggregates import AggregateSpec, build_aggregates
+from lam_platform.errors import UserError
 from lam_platform.events import TIMESTAMP, EventAttributes
 from lam_platform.sequences import build_sequences, list_columns
 from lam_platform.workdir import Workdir
@@ -74,21 +75,46 @@ class RepoSchema:
                    EventAttributes(tuple(attributes.get("numeric", ())), tuple(attributes.get("categorical", ()))))
 
 
-def prepare_repo(workdir: Workdir, schema: RepoSchema, profile: Path = LOCAL_PROFILE) -> Path:
-    """Copy the feature definitions and the profile's feature_store.yaml, and write the repo schema."""
+def prepare_repo(workdir: Workdir, schema: RepoSchema, profile: Path | None = None,
+                 switch_online_store: bool = False) -> Path:
+    """Copy the feature definitions and write the repo schema; the store profile (`feature_store.yaml`)
+    is the workdir's own unless `profile` names another (default for a new repo: the local SQLite one).
+
+    Switching the online store type is refused unless `switch_online_store`: the customers stored in the
+    old one would stay there, out of reach of `lam forget` and `lam consent`, which act on the current one.
+    """
     if not (DEFINITIONS / "definitions.py").exists():
         raise FileNotFoundError(
             f"feature definitions not found at {DEFINITIONS}; install the project with `pip install -e .`"
         )
-    unset = sorted({v for v in re.findall(r"\$\{(\w+)\}", Path(profile).read_text()) if v not in os.environ})
+    current = workdir.feature_repo / "feature_store.yaml"
+    chosen = Path(profile) if profile is not None else (current if current.exists() else LOCAL_PROFILE)
+    settings = "\n".join(line for line in chosen.read_text().splitlines() if not line.lstrip().startswith("#"))
+    unset = sorted({v for v in re.findall(r"\$\{(\w+)\}", settings) if v not in os.environ})
     if unset:
-        raise ValueError(f"feature store profile {profile} needs environment variables {unset}; set them first")
+        raise UserError(f"feature store profile {chosen} needs environment variables {unset}; set them first")
+    if current.exists() and chosen != current:
+        before, after = online_store_type(current), online_store_type(chosen)
+        if before != after and not switch_online_store:
+            raise UserError(f"{workdir.root} serves from the {before} online store; {chosen} uses {after}. Customers "
+                            f"stored in {before} would stay there, out of reach of `lam forget` and `lam consent`: "
+                            "keep the workdir's profile (omit --profile), or pass --switch-online-store after "
+                            f"clearing {before}")
     workdir.feature_repo.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEFINITIONS / "definitions.py", workdir.feature_repo / "definitions.py")
     shutil.copy(DEFINITIONS / ".feastignore", workdir.feature_repo / ".feastignore")
-    shutil.copy(profile, workdir.feature_repo / "feature_store.yaml")
+    if chosen != current:
+        shutil.copy(chosen, current)
     schema.save(workdir.repo_schema)
     return workdir.feature_repo
+
+
+def online_store_type(profile: Path) -> str:
+    """The `online_store.type` a feature_store.yaml names (Feast's default: sqlite)."""
+    import yaml
+
+    store = (yaml.safe_load(Path(profile).read_text()) or {}).get("online_store") or {}
+    return str(store.get("type", "sqlite")) if isinstance(store, dict) else str(store)
 
 
 def open_store(workdir: Workdir):

@@ -13,7 +13,6 @@ from lam_platform.aggregates import AggregateSpec
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.events import EventAttributes, read_events
 from lam_platform.features import (
-    LOCAL_PROFILE,
     RepoSchema,
     apply_repo,
     customers_with_events,
@@ -42,8 +41,9 @@ def ingest_step(workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict:
                     if isinstance(r, dict) else r) for table, r in reports.items()}
 
 
-def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path = LOCAL_PROFILE,
-                     incremental: bool = False, as_of: pd.Timestamp | None = None) -> dict:
+def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path | None = None,
+                     incremental: bool = False, as_of: pd.Timestamp | None = None,
+                     switch_online_store: bool = False) -> dict:
     """Write sequence and aggregate snapshots, `feast apply`, and materialize into the online store.
 
     Full (default): every customer as of `as_of` (default: now), snapshots rebuilt, N = `max_len`
@@ -61,7 +61,7 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
     platform.check_actions(set(spec.actions), set(spec.channels))
     schema = (RepoSchema.load(workdir) if incremental
               else RepoSchema(spec.channels, spec.actions, platform.profile_fields, EventAttributes.of_events(workdir.events)))
-    prepare_repo(workdir, schema, profile)
+    prepare_repo(workdir, schema, profile, switch_online_store)  # profile None: the workdir's own
     ensure_scores_source(workdir)
     previous = snapshot_times(workdir)
     if incremental:

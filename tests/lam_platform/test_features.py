@@ -53,3 +53,22 @@ def test_a_profile_with_unset_variables_names_them(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="LAM_REDIS"):
         prepare_repo(Workdir.at(tmp_path), RepoSchema(("shop",), ("purchase",), {}),
                      PROJECT_ROOT / "infra" / "feast" / "production.yaml")
+
+
+def test_materialize_keeps_the_workdirs_store_profile_and_refuses_a_silent_switch(tmp_path, monkeypatch):
+    from lam_platform.errors import UserError
+    from lam_platform.features import LOCAL_PROFILE, PROJECT_ROOT, RepoSchema, online_store_type, prepare_repo
+    from lam_platform.workdir import Workdir
+
+    monkeypatch.setenv("LAM_REDIS", "127.0.0.1:6379")
+    monkeypatch.setenv("LAM_REGISTRY_URL", "postgresql://root@127.0.0.1:5432/test")
+    workdir, schema = Workdir.at(tmp_path), RepoSchema(("shop",), ("purchase",), {})
+    store_yaml = workdir.feature_repo / "feature_store.yaml"
+    prepare_repo(workdir, schema, PROJECT_ROOT / "infra" / "feast" / "production.yaml")
+    prepare_repo(workdir, schema)  # no profile named: the workdir keeps its own
+    assert online_store_type(store_yaml) == "redis"
+    with pytest.raises(UserError, match="serves from the redis online store.*--switch-online-store"):
+        prepare_repo(workdir, schema, LOCAL_PROFILE)
+    assert online_store_type(store_yaml) == "redis"
+    prepare_repo(workdir, schema, LOCAL_PROFILE, switch_online_store=True)
+    assert online_store_type(store_yaml) == "sqlite"

@@ -93,7 +93,8 @@ def test_redis_down_gives_503_and_the_service_recovers_when_it_is_back(trained_w
         profile["online_store"] = {"type": "redis", "connection_string": redis.connection_string}
         path = tmp_path / "redis_profile.yaml"
         path.write_text(yaml.safe_dump(profile))
-        assert materialize_step(world, max_len=TINY_MAX_LEN, profile=path, as_of=world_clock(world))["online_store"] == "redis"
+        assert materialize_step(world, max_len=TINY_MAX_LEN, profile=path, as_of=world_clock(world),
+                                switch_online_store=True)["online_store"] == "redis"
         ids = _some_customers(world, 3)
         with serve_in_thread(_app(world)) as url, httpx.Client(base_url=url, timeout=30) as http:
             before = http.post("/v1/score", json={"customer_ids": ids}, headers=HEADERS)
