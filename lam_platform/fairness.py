@@ -94,7 +94,12 @@ def call_list_fairness(workdir, settings: FairnessSettings = FairnessSettings(),
     selected = pd.DataFrame({"customer_id": call_list.customer_id, "predicted": call_list.p_order_if_called})
     if observed is not None:
         selected["observed"] = np.asarray(observed(call_list), dtype=float)
+    # A customer who withdrew (or was erased) after the list was scored has left the eligible base: judged
+    # against today's base, the list no longer holds them, and the report says how many left.
+    still = selected.customer_id.isin(eligible.customer_id).to_numpy()
+    selected = selected[still].reset_index(drop=True)
     # Age band and gender where the profile has them, else the categorical profile fields lam.yaml declares.
     attributes = tuple(a for a in ATTRIBUTES if a in profiles) or tuple(
         PlatformConfig.load(workdir.root).categorical_profile)
-    return {"call_list": str(path), **fairness_report(eligible, selected, settings, attributes)}
+    return {"call_list": str(path), "left_since_listed": int((~still).sum()),
+            **fairness_report(eligible, selected, settings, attributes)}

@@ -63,3 +63,21 @@ def test_bad_input_names_the_problem(tiny_world):
         fairness_report(eligible, pd.DataFrame({"customer_id": ["nobody"], "predicted": [0.1]}))
     with pytest.raises(ValueError, match="lacks \\['gender'\\]"):
         fairness_report(eligible.drop(columns="gender"), pd.DataFrame({"customer_id": [], "predicted": []}))
+
+
+def test_a_listed_customer_who_withdrew_since_scoring_leaves_the_report_instead_of_failing_it(tmp_path):
+    from lam_platform.fairness import call_list_fairness
+    from lam_platform.workdir import Workdir
+
+    workdir = Workdir.at(tmp_path)
+    workdir.profiles.parent.mkdir(parents=True)
+    ids = [f"{k:032x}" for k in range(40)]
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    ledger = pd.DataFrame({"customer_id": ids, "event_timestamp": start, "consent_marketing": True,
+                           "age_band": ["18-29", "30-44"] * 20, "gender": ["f", "m"] * 20})
+    withdrawal = ledger.iloc[[0]].assign(consent_marketing=False, event_timestamp=start + pd.Timedelta(days=30))
+    pd.concat([ledger, withdrawal]).to_parquet(workdir.profiles, index=False)
+    workdir.outputs.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ids[:5], "p_order_if_called": 0.2}).to_parquet(workdir.outputs / "call_list.parquet")
+    report = call_list_fairness(workdir)
+    assert report["left_since_listed"] == 1 and report["selected"] == 4 and report["eligible"] == 39
