@@ -55,18 +55,23 @@ def _emit(result: dict, as_json: bool) -> None:
             click.echo(f"  {key}: {value}")
 
 
-def _pseudonymizer(ephemeral_ok: bool = False):
-    """The platform's Pseudonymizer from LAM_PSEUDONYM_KEY(_FILE); a one-off key only where allowed."""
-    from lam_platform.privacy import PseudonymKeyError, Pseudonymizer
+def _pseudonymizer(workdir: Workdir | None, ephemeral_ok: bool = False):
+    """The platform's Pseudonymizer from LAM_PSEUDONYM_KEY(_FILE), checked against the key `workdir` was created
+    with (recorded on first use; None: the caller replaces the workdir's data and records its key itself);
+    a one-off key only where allowed."""
+    from lam_platform.privacy import PseudonymKeyError, Pseudonymizer, bind_key
 
     try:
-        return Pseudonymizer.from_env()
+        pseudonymizer = Pseudonymizer.from_env()
     except PseudonymKeyError as err:
         if not ephemeral_ok:
             raise click.ClickException(str(err)) from err
         click.secho("  no LAM_PSEUDONYM_KEY: ids are pseudonymized with a one-off key held in memory, so this\n"
                     "  world's customers can never be re-identified (set the key to keep that possible)", fg="yellow")
-        return Pseudonymizer.ephemeral()
+        pseudonymizer = Pseudonymizer.ephemeral()
+    if workdir is not None:
+        bind_key(workdir.root, pseudonymizer)
+    return pseudonymizer
 
 
 def _aware_time(text: str | None, option: str):
@@ -133,7 +138,8 @@ def simulate(workdir: str, customers: int, seed: int, sources: Path | None, forc
         raise click.BadParameter("raw tables hold raw customer ids: write them outside the workdir",
                                  param_hint="--sources")
     try:
-        result = simulate_sources(wd, WorldConfig(n_customers=customers, seed=seed), _pseudonymizer(), sources, force)
+        result = simulate_sources(wd, WorldConfig(n_customers=customers, seed=seed), _pseudonymizer(None), sources,
+                                  force)
     except WorkdirInUse as err:
         raise click.UsageError(str(err)) from None
     _emit(result, as_json)
@@ -168,7 +174,8 @@ def ingest(workdir: str, channel_path: Path | None, as_json: bool) -> None:
     """
     from lam_platform.ingest_all import ingest_sources
 
-    reports = ingest_sources(Workdir.at(workdir), _pseudonymizer(), channel_path)
+    wd = Workdir.at(workdir)
+    reports = ingest_sources(wd, _pseudonymizer(wd), channel_path)
     if not as_json:
         for table, report in reports.items():
             if not isinstance(report, dict):
@@ -241,7 +248,7 @@ def push(workdir: str, events_path: Path, as_json: bool) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
     else:
         table = pq.read_table(events_path)
-    _emit(push_events(wd, open_store(wd), table, _pseudonymizer()), as_json)
+    _emit(push_events(wd, open_store(wd), table, _pseudonymizer(wd)), as_json)
 
 
 @main.command()
@@ -643,7 +650,7 @@ def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | N
     wd = Workdir.at(workdir)
     job = _job_config(config)
     started = time.time()
-    pseudonymizer = _pseudonymizer(ephemeral_ok=True)  # one key for the simulator's sources and their ingestion
+    pseudonymizer = _pseudonymizer(None, ephemeral_ok=True)  # one key for the simulator's sources and their ingestion
     clock = {}
     steps = [
         ("simulate (raw source tables + lam.yaml)", lambda: demo_steps.simulate_step(wd, customers, seed, pseudonymizer)),

@@ -20,7 +20,8 @@ pseudonymous_option = click.option("--pseudonymous", is_flag=True,
                                    help="The ids are the platform's pseudonyms already (no key needed).")
 
 
-def _pseudonyms(customer_ids: tuple[str, ...], ids_file: Path | None, pseudonymous: bool) -> list[str]:
+def _pseudonyms(workdir: Workdir, customer_ids: tuple[str, ...], ids_file: Path | None, pseudonymous: bool
+                ) -> list[str]:
     from lam_platform.privacy import check_pseudonyms
 
     ids = list(customer_ids)
@@ -33,7 +34,7 @@ def _pseudonyms(customer_ids: tuple[str, ...], ids_file: Path | None, pseudonymo
             return check_pseudonyms(ids)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="CUSTOMER_IDS") from err
-    return _pseudonymizer().pseudonyms(ids)
+    return _pseudonymizer(workdir).pseudonyms(ids)
 
 
 def _time_or_now(text: str | None, option: str):
@@ -63,7 +64,7 @@ def consent(workdir: str, customer_ids: tuple[str, ...], withdraw: bool, as_of: 
     from lam_platform.features import open_store
 
     wd = Workdir.at(workdir)
-    ids = _pseudonyms(customer_ids, ids_file, pseudonymous)
+    ids = _pseudonyms(wd, customer_ids, ids_file, pseudonymous)
     try:
         result = record_consent(wd, open_store(wd), ids, granted=not withdraw, as_of=_time_or_now(as_of, "--as-of"))
     except ValueError as err:
@@ -99,7 +100,7 @@ def forget(workdir: str, customer_ids: tuple[str, ...], ids_file: Path | None, p
     if resume_request:
         _emit(resume(wd, resume_request), as_json)
         return
-    _emit(run_forget(wd, _pseudonyms(customer_ids, ids_file, pseudonymous)), as_json)
+    _emit(run_forget(wd, _pseudonyms(wd, customer_ids, ids_file, pseudonymous)), as_json)
 
 
 @main.command()
@@ -141,6 +142,7 @@ def export_call_list_command(workdir: str, customer_master: Path, out: Path, cal
     from lam_platform.reidentify import export_call_list
 
     try:
-        _emit(export_call_list(Workdir.at(workdir), _pseudonymizer(), customer_master, out, call_list), as_json)
+        wd = Workdir.at(workdir)
+        _emit(export_call_list(wd, _pseudonymizer(wd), customer_master, out, call_list), as_json)
     except ValueError as err:
         raise click.ClickException(str(err)) from err

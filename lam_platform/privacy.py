@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lam_platform.errors import UserError
+
 KEY_ENV = "LAM_PSEUDONYM_KEY"
 KEY_FILE_ENV = "LAM_PSEUDONYM_KEY_FILE"
 MIN_KEY_BYTES = 16
@@ -63,6 +65,10 @@ class Pseudonymizer:
         """A one-off key held only by this process: its pseudonyms can never be re-identified."""
         return cls(secrets.token_bytes(32))
 
+    def fingerprint(self) -> str:
+        """A short keyed hash of a fixed text: tells two keys apart, says nothing about the key or any id."""
+        return hmac.new(self._key, b"lam key fingerprint", hashlib.sha256).hexdigest()[:16]
+
     def pseudonym(self, raw_id: str) -> str:
         return hmac.new(self._key, raw_id.encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -89,3 +95,24 @@ def check_pseudonyms(ids: Iterable[str], what: str = "customer_ids") -> list[str
                          f"{bad[0]}; the platform stores only pseudonyms: pass raw ids through a command that "
                          "holds the key")
     return ids
+
+
+KEY_FINGERPRINT_FILE = "key.fingerprint"
+
+
+class KeyMismatchError(UserError):
+    """The key given is not the one the workdir's pseudonyms were made with."""
+
+
+def bind_key(root: Path, pseudonymizer: Pseudonymizer, replace: bool = False) -> None:
+    """Record the key's fingerprint in a new workdir, or refuse a key that is not the recorded one: with
+    another key, ingestion would split customers in two and `lam forget` or an export would match nobody.
+    `replace`: the workdir's data is being replaced whole (a new simulated world), so is its key."""
+    path = Path(root) / KEY_FINGERPRINT_FILE
+    if path.exists() and not replace:
+        if path.read_text().strip() != pseudonymizer.fingerprint():
+            raise KeyMismatchError(f"LAM_PSEUDONYM_KEY is not the key {root} was created with (its fingerprint is in "
+                                   f"{path}): use that key; pseudonyms of another key match no one here")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(pseudonymizer.fingerprint() + "\n")

@@ -36,3 +36,18 @@ def test_simulate_refuses_a_workdir_holding_a_teams_own_data_unless_forced(tmp_p
     result = CliRunner().invoke(main, ["simulate", "--workdir", str(tmp_path / "w"), "--customers", "10"])
     assert result.exit_code == 2 and "--force" in result.output and "did not come from the simulator" in result.output
     assert (events / "part-0.parquet").read_bytes() == b"ingested"  # nothing lost
+
+
+def test_a_workdir_refuses_a_key_other_than_the_one_it_was_created_with(tmp_path, monkeypatch):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("member,at,sku\nc1,2026-01-01T10:00:00Z,s\n")
+    (tmp_path / "lam.yaml").write_text("events:\n  channels:\n    shop: {files: [raw/a.csv], who: member, when: at, "
+                                       "what: sku, how_value: view}\nconsent: analysis_only\n")
+    monkeypatch.setenv("LAM_PSEUDONYM_KEY", "a" * 64)
+    first = CliRunner().invoke(main, ["ingest", "--workdir", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    monkeypatch.setenv("LAM_PSEUDONYM_KEY", "b" * 64)  # rotated, or another team's
+    for args in (["ingest"], ["forget", "c1"], ["consent", "--withdraw", "c1"]):
+        result = CliRunner().invoke(main, [*args, "--workdir", str(tmp_path)])
+        assert result.exit_code == 2 and "not the key" in result.output, (args, result.output)
+        assert "Traceback" not in result.output

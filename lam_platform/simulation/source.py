@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from lam_platform.events import read_events
-from lam_platform.privacy import Pseudonymizer
+from lam_platform.privacy import Pseudonymizer, bind_key
 from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.simulation.raw_export import CRM_FILE, channel_section, export_raw_channels
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
@@ -57,6 +57,8 @@ def simulate_sources(workdir: Workdir, config: WorldConfig, pseudonymizer: Pseud
                    workdir.quarantine, workdir.ray_results):
         shutil.rmtree(folder, ignore_errors=True)
     workdir.make()
+    bind_key(workdir.root, pseudonymizer, replace=True)  # a new world: new people, and this key is theirs
+    workdir.erased_customers.unlink(missing_ok=True)  # the old world's erasures name none of them
     counts = simulate(config, workdir, pseudonymizer)  # pseudonymized tables + ground truth
     raw_ids = pseudonymizer.matcher(raw_customer_ids(config.n_customers))
     shutil.rmtree(sources, ignore_errors=True)
