@@ -228,27 +228,18 @@ def materialize(workdir: str, max_len: int | None, profile: Path | None, switch_
 def push(workdir: str, events_path: Path, as_json: bool) -> None:
     """Push new events: append them to the event table and to each customer's online sequence.
 
-    Idempotent (event ids already present are skipped) and safe with concurrent pushers. Reads the
-    events file; writes new files into WORKDIR/feature_repo/data/events/ and updates the online store.
+    Idempotent (event ids already present are skipped) and safe with concurrent pushers. Rows are
+    validated as `lam ingest` validates them (bad ones go to WORKDIR/quarantine/ with their reason; rows of
+    erased customers are dropped). Reads the events file; writes new files into
+    WORKDIR/feature_repo/data/events/ and updates the online store.
     """
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from lam_platform.features import open_store
+    from lam_platform.ingest import read_raw
     from lam_platform.streaming import push_events
 
     wd = Workdir.at(workdir)
-    if events_path.suffix == ".csv":
-        frame = pd.read_csv(events_path)
-        frame["event_timestamp"] = pd.to_datetime(frame.event_timestamp, utc=False)
-        if frame.event_timestamp.dt.tz is None:
-            raise click.BadParameter("event_timestamp values must carry a time zone, e.g. 2026-06-05T10:00:00+00:00",
-                                     param_hint="--events")
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    else:
-        table = pq.read_table(events_path)
-    _emit(push_events(wd, open_store(wd), table, _pseudonymizer(wd)), as_json)
+    table = read_raw(events_path)  # CSV as text (an id 000042 stays 000042), Parquet as typed
+    _emit(push_events(wd, open_store(wd), table, _pseudonymizer(wd), source=str(events_path)), as_json)
 
 
 @main.command()

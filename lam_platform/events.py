@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from lam_platform.errors import UserError
+
 CHANNELS = ("app", "web", "shop", "call_centre", "telemarketing", "billing")
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -41,7 +43,7 @@ ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 RESERVED_NAMES = frozenset(CORE_SCHEMA.names) | {"event_date", "content", "shard", "row"}
 
 
-class EventContractError(ValueError):
+class EventContractError(UserError):
     """An event table does not match the 4W1H contract."""
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.channels import ChannelConfig, ChannelMapping
-from lam_platform.events import EventAttributes, existing_events, write_events
+from lam_platform.events import EventAttributes, EventContractError, existing_events, write_events
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.suppression import ErasedCustomers
 from lam_platform.workdir import Workdir
@@ -71,7 +71,6 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     quarantined rows' copies of the source row carry the pseudonym, never the raw id.
     """
     now = pd.Timestamp.now(tz="UTC") if now is None else now
-    run = uuid.uuid4().hex[:12]
     report = IngestReport()
     erased = ErasedCustomers.load(workdir)
     batches = []
@@ -99,12 +98,44 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     report.suppressed = sum(b.suppressed for b in batches)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):
-        workdir.quarantine.mkdir(parents=True, exist_ok=True)
-        path = workdir.quarantine / f"run-{run}.parquet"
-        pq.write_table(pa.Table.from_pandas(rejects.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
-                                            schema=QUARANTINE_SCHEMA, preserve_index=False), path)
-        report.quarantine_file = str(path)
+        report.quarantine_file = write_quarantine(rejects, workdir.quarantine, "run")
     return report
+
+
+def validate_pushed(raw: pd.DataFrame, source: str, channels: tuple[str, ...], declared: EventAttributes,
+                    limits: ChannelConfig | None, pseudonymizer: Pseudonymizer, erased: ErasedCustomers,
+                    now: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Events pushed in the contract's own column names, through ingestion's validation: (valid events,
+    pseudonymized; rejects with their reason and row; rows of erased customers dropped).
+
+    The mapping is the identity (customer_id, event_timestamp with zone, channel, object, action, event_id,
+    and each `declared` attribute the rows carry); `limits`: the workdir's events section (future bound,
+    string length; default: the defaults). A column that is neither is an error naming it.
+    """
+    core = {"event_id", "customer_id", "event_timestamp", "channel", "object", "action", "_line"}
+    undeclared = sorted(set(raw.columns) - core - set(declared.names))
+    if undeclared:
+        raise EventContractError(f"{source}: columns {undeclared} are not declared event attributes; declared: "
+                                 f"numeric {list(declared.numeric)}, categorical {list(declared.categorical)}")
+    mapping = ChannelMapping(name="push", files=(), who="customer_id", when="event_timestamp", what="object",
+                             how="action", event_id="event_id" if "event_id" in raw else None, channel_from="channel",
+                             numeric={n: n for n in declared.numeric if n in raw},
+                             categorical={n: n for n in declared.categorical if n in raw})
+    config = ChannelConfig({c: mapping for c in channels}, Path("."),
+                           *((limits.max_future, limits.max_string_length) if limits else ()))
+    batch = _validate(raw, Path(source), mapping, config, pd.Timestamp.now(tz="UTC") if now is None else now,
+                      pseudonymizer, erased)
+    return batch.events, batch.rejects, batch.suppressed
+
+
+def write_quarantine(rejects: pd.DataFrame, folder: Path, name: str) -> str:
+    """Rejected rows (reason, source file and line, mapped raw cells) as one Parquet file; returns its path."""
+    run = uuid.uuid4().hex[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{run}.parquet"
+    pq.write_table(pa.Table.from_pandas(rejects.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
+                                        schema=QUARANTINE_SCHEMA, preserve_index=False), path)
+    return str(path)
 
 
 def read_raw(path: Path) -> pd.DataFrame:

@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lam_platform.channels import ChannelConfig
 from lam_platform.events import EventAttributes, check_event_table, existing_events, write_events
 from lam_platform.features import RepoSchema
+from lam_platform.ingest import validate_pushed, write_quarantine
+from lam_platform.platform_config import PlatformConfig
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.suppression import ErasedCustomers
 from lam_platform.sequences import attribute_list, list_columns
@@ -77,18 +80,29 @@ def sequence_length(workdir: Workdir) -> int:
     return int(json.loads(path.read_text())["max_len"])
 
 
-def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudonymizer) -> dict[str, int]:
-    """Append `events` (keyed by raw customer ids, pseudonymized here) offline and online; returns how
-    many were new and how many were already there."""
+def push_events(workdir: Workdir, store, events: pa.Table | pd.DataFrame, pseudonymizer: Pseudonymizer,
+                source: str = "push") -> dict[str, int]:
+    """Append `events` (the contract's columns, keyed by raw customer ids) offline and online, through
+    ingestion's validation (pseudonyms at entry, quarantine with reasons, erased customers suppressed);
+    returns counts: pushed = new + already present + quarantined + suppressed.
+
+    `events`: a table, or a DataFrame of text cells as `ingest.read_raw` reads a CSV (ids stay text, so
+    000042 is not 42).
+    """
     schema = RepoSchema.load(workdir)  # the channels and attributes the workdir's views were built for
     channels = schema.channels
-    events = check_event_table(events, channels, schema.attributes)
-    pseudonyms = pseudonymizer.column(events.column("customer_id").to_pandas())
-    events = events.set_column(events.schema.get_field_index("customer_id"), events.schema.field("customer_id"),
-                               pa.array(pseudonyms, pa.string()))
-    erased = ErasedCustomers.load(workdir).mask(pseudonyms)  # forgotten customers are not pushed back in
-    suppressed = int(erased.sum())
-    events = events.filter(pa.array(~erased))
+    raw = events.to_pandas() if isinstance(events, pa.Table) else events.copy()
+    pushed = len(raw)
+    if "_line" not in raw:
+        raw["_line"] = np.arange(len(raw)) + 1
+    limits = _event_limits(workdir)
+    valid, rejects, suppressed = validate_pushed(raw, source, channels, schema.attributes, limits, pseudonymizer,
+                                                 ErasedCustomers.load(workdir))
+    quarantine = write_quarantine(rejects, workdir.quarantine, "push") if len(rejects) else None
+    attributes = EventAttributes(tuple(n for n in schema.attributes.numeric if n in valid),
+                                 tuple(n for n in schema.attributes.categorical if n in valid))
+    table = pa.Table.from_pandas(valid[attributes.schema().names], schema=attributes.schema(), preserve_index=False)
+    events = check_event_table(table, channels, schema.attributes)
     events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
     max_len = sequence_length(workdir)
     with push_lock(store):
@@ -103,9 +117,17 @@ def push_events(workdir: Workdir, store, events: pa.Table, pseudonymizer: Pseudo
             rows = [row for row in merged if row is not None]
         if rows:
             store.write_to_online_store("customer_event_sequence", pd.DataFrame(rows))
-    return {"pushed": events.num_rows + suppressed, "new": new.num_rows,
-            "already_present": events.num_rows - new.num_rows, "suppressed": suppressed,
+    return {"pushed": pushed, "new": new.num_rows, "already_present": events.num_rows - new.num_rows,
+            "quarantined": len(rejects), "suppressed": suppressed, "quarantine_file": quarantine,
             "customers": len(rows)}
+
+
+def _event_limits(workdir: Workdir) -> ChannelConfig | None:
+    """The future bound and string length of the workdir's events section (None: the defaults)."""
+    if not workdir.config.exists():
+        return None
+    platform = PlatformConfig.load(workdir.root)
+    return platform.channel_config() if platform.events.get("channels") else None
 
 
 def _drop_known_offline(workdir: Workdir, events: pa.Table) -> pa.Table:

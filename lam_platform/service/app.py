@@ -11,12 +11,14 @@ fairness report of the latest stored call list as JSON.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -35,6 +37,7 @@ from lam_platform.service.model import ModelWatcher, PopulationPrior, ServingMod
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
 
+logger = logging.getLogger("lam.service")
 DEFAULT_TIME_SLOTS = (10, 14, 17)
 EARLIEST_AS_OF, LATEST_AS_OF = 1971, 2200  # pandas timestamps end in 2262; event times start in 1970
 
@@ -51,6 +54,8 @@ class ServiceSettings:
     clock: pd.Timestamp | None = None  # a fixed "now" (`lam serve --as-of`); None = wall clock
     model_path: Path | None = None  # pin one version; None = the newest servable version, reloaded as it changes
     explain_steps: int = 32
+    max_call_list: int = 10_000  # capacity per /v1/call-list request
+    max_explained: int = 100  # call-list entries explained per request (integrated gradients are costly)
 
     @property
     def analysis_only(self) -> bool:
@@ -159,7 +164,9 @@ class LimitsAndMetrics:
         finally:
             if scope["path"].startswith("/v1/"):  # every scoring request, answered or refused
                 state = scope.get("state") or {}
-                self.audit.record(state.get("token_name"), endpoint, state.get("customers"), status[0])
+                # The write and its fsync run in a worker thread: the event loop keeps serving meanwhile.
+                await anyio.to_thread.run_sync(self.audit.record, state.get("token_name"), endpoint,
+                                               state.get("customers"), status[0])
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
             if status[0] >= 400:
@@ -220,6 +227,8 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
+        """Ready or not, and the model version; the reasons go to the service log, never to the caller
+        (they hold paths and connection details)."""
         problems = []
         if watcher.current is None:
             problems.append(f"model: {watcher.last_error}")
@@ -227,8 +236,9 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             reader.read(["__readyz_probe__"])
         except StoreUnavailable as error:
             problems.append(f"store: {error}")
-        body = {"ready": not problems, "model_version": watcher.current.version if watcher.current else None,
-                "problems": problems}
+        for problem in problems:
+            logger.warning("not ready: %s", problem)
+        body = {"ready": not problems, "model_version": watcher.current.version if watcher.current else None}
         return JSONResponse(body, status_code=503 if problems else 200)
 
     @app.get("/metrics")
@@ -283,6 +293,7 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
     @app.post("/v1/call-list", response_model=schemas.CallListResponse)
     def call_list(body: schemas.CallListRequest, request: Request,
                   _: ApiToken = Depends(require("call-list"))) -> schemas.CallListResponse:
+        _check_count("capacity", body.capacity, settings.max_call_list)
         if body.customer_ids is not None:
             _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
             ids = list(dict.fromkeys(body.customer_ids))
@@ -306,12 +317,13 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             ranked = rank_call_list(scores, body.capacity)
         entries = []
         if len(ranked):
-            explanations = None
-            if body.explain:
-                picked = eligible.set_index("customer_id").loc[ranked.customer_id].reset_index()
-                explanations = model.explain(picked, ranked, as_of, settings.explain_steps)
+            explanations = []
+            if body.explain:  # the first max_explained entries: the ones a caller reads first
+                top = ranked.head(settings.max_explained)
+                picked = eligible.set_index("customer_id").loc[top.customer_id].reset_index()
+                explanations = model.explain(picked, top, as_of, settings.explain_steps)
             for i, r in enumerate(ranked.itertuples()):
-                driving, why = explanations[i] if explanations else (None, None)
+                driving, why = explanations[i] if i < len(explanations) else (None, None)
                 entries.append(schemas.CallListEntry(
                     rank=int(r.rank), customer_id=r.customer_id, offer=r.offer, method=r.method,
                     time_slot=r.contact_time, p_order_if_contacted=float(r.p_order_if_called),
@@ -319,7 +331,7 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                     driving_events=[schemas.DrivingEventOut(**vars(e)) for e in driving] if driving is not None else None))
         return schemas.CallListResponse(model_version=model.version, as_of=as_of, capacity=body.capacity,
                                         candidates=len(ids), excluded=reasons.value_counts().to_dict(),
-                                        call_list=entries)
+                                        explained=len(explanations), call_list=entries)
 
     @app.get("/v1/fairness")
     def fairness(calibration_margin: float = Query(0.05, ge=0, le=1),
@@ -343,7 +355,7 @@ ERROR_KINDS = {**REFUSALS, 500: "internal"}
 def _check_count(field_name: str, n: int, limit: int) -> None:
     if n > limit:
         raise HTTPException(422, [{"loc": ["body", field_name], "type": "too_long",
-                                   "msg": f"{n} customers in {field_name}; the limit is {limit} per request"}])
+                                   "msg": f"{field_name}: {n}; the limit is {limit} per request"}])
 
 
 def _options(body: schemas.ScoringOptions, model: ServingModel, settings: ServiceSettings):

@@ -31,12 +31,14 @@ class ScoreRequest(ScoringOptions):
 
 
 class CallListRequest(ScoringOptions):
-    capacity: int = Field(ge=1, le=10_000_000, description="how many customers can be called")
+    capacity: int = Field(ge=1, description="how many customers can be called (at most the service's max_call_list, "
+                                            "default 10,000)")
     customer_ids: list[str] | None = Field(None, min_length=1, description="candidates; default: the customer base")
     cooldown_days: float | None = Field(None, ge=0, le=3650, description="skip customers contacted this recently")
     converted_within_days: float | None = Field(None, ge=0, le=3650,
                                                 description="skip customers who ordered this recently")
-    explain: bool = Field(True, description="add driving events and a reason for the caller")
+    explain: bool = Field(True, description="add driving events and a reason for the caller (the first "
+                                            "max_explained entries, default 100)")
 
 
 class Probability(BaseModel):
@@ -106,4 +108,5 @@ class CallListResponse(BaseModel):
     capacity: int
     candidates: int
     excluded: dict[str, int]
+    explained: int = 0  # entries with driving events and a reason (the first max_explained)
     call_list: list[CallListEntry]

@@ -247,3 +247,15 @@ def test_every_scoring_request_is_audited_without_ids_or_tokens(service, custome
     assert not any(i in text for i in ids) and SCORER not in text and CALLER not in text
     result = CliRunner().invoke(cli_main, ["audit", "--workdir", str(world.root), "--json"])
     assert result.exit_code == 0 and len(json.loads(result.output)["entries"]) >= 4
+
+
+def test_call_list_capacity_and_explanations_are_bounded_per_request_and_readyz_names_no_internals(trained_world):
+    settings = ServiceSettings.from_workdir(trained_world, clock=load_world_config(trained_world).scoring_time,
+                                            max_call_list=20, max_explained=2)
+    with TestClient(create_app(settings, parse_tokens(TOKENS, "test"))) as client:
+        too_many = client.post("/v1/call-list", json={"capacity": 21}, headers=bearer(CALLER))
+        assert too_many.status_code == 422 and "capacity" in too_many.text
+        body = client.post("/v1/call-list", json={"capacity": 5}, headers=bearer(CALLER)).json()
+        assert body["explained"] == 2 and len(body["call_list"]) == 5
+        assert [e["reason"] is not None for e in body["call_list"]] == [True, True, False, False, False]
+        assert set(client.get("/readyz").json()) == {"ready", "model_version"}

@@ -89,6 +89,26 @@ def test_a_push_for_an_erased_customer_is_suppressed(cut_world):
     assert "erased-1" not in set(read_events(workdir.events).column("event_id").to_pylist())
 
 
+def test_a_push_is_validated_as_ingestion_validates(cut_world, tmp_path):
+    from lam_platform.ingest import read_raw
+
+    workdir, _ = cut_world
+    when = (load_world_config(workdir).scoring_time + pd.Timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    csv = tmp_path / "pushed.csv"
+    csv.write_text("event_id,customer_id,event_timestamp,channel,object,action,amount\n"
+                   f"v1,000042,{when}+00:00,app,page:home,view,\n"
+                   f"v2,42,{when}+00:00,app,page:home,view,\n"
+                   f"v3,42,{when},app,page:home,view,\n"  # no zone
+                   f"v4,42,{when}+00:00,shop,phone,purchase,inf\n"
+                   f"v5,42,{when}+00:00,carrier_pigeon,page:home,view,\n")
+    result = push_events(workdir, open_store(workdir), read_raw(csv), PSEUDONYMIZER, source=str(csv))
+    assert (result["pushed"], result["new"], result["quarantined"]) == (5, 2, 3)
+    reasons = pd.read_parquet(result["quarantine_file"]).set_index("source_line").reason.to_dict()
+    assert reasons == {4: "naive_timestamp", 5: "not_finite", 6: "unknown_channel"}
+    stored = read_events(workdir.events).to_pandas().set_index("event_id").customer_id
+    assert stored["v1"] == PSEUDONYMIZER.pseudonym("000042") != stored["v2"] == PSEUDONYMIZER.pseudonym("42")
+
+
 def _push_many(root: str, worker: int, count: int, start: str) -> None:
     workdir = Workdir.at(root)
     store = open_store(workdir)
