@@ -13,5 +13,8 @@ COPY ray_jobs ray_jobs
 COPY feature_repo feature_repo
 COPY infra infra
 RUN pip install "torch>=2.4" && pip install .
+# Run as an unprivileged user that owns only the data folder (the compose volume mounts at /data).
+RUN useradd --uid 10001 --create-home lam && mkdir -p /data && chown lam /data
+USER lam
 # Ray's default GCS port (6379) is Redis's: the compose file and manifests use 6380 for Ray.
 CMD ["lam", "--help"]

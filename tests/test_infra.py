@@ -71,3 +71,16 @@ def test_images_and_ray_version_match_the_package():
     assert f"lam-platform:{PROJECT['version']}" in dockerfile
     for source in re.findall(r"^COPY (\S+)", dockerfile, flags=re.M):
         assert (ROOT / source).exists(), source
+
+
+def test_deployment_is_closed_by_default():
+    compose = yaml.safe_load((ROOT / "infra" / "docker-compose.yaml").read_text())
+    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    assert published == {"scoring-service"}  # not Redis, PostgreSQL or Ray's code-executing Jobs API
+    text = (ROOT / "infra" / "docker-compose.yaml").read_text()
+    assert "POSTGRES_PASSWORD: lam" not in text and "--requirepass" in text and "dashboard-host=0.0.0.0" not in text
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)", dockerfile, flags=re.M)
+    assert users and users[-1] not in ("root", "0")
+    policy = yaml.safe_load((ROOT / "infra" / "kuberay" / "networkpolicy.yaml").read_text())
+    assert policy["kind"] == "NetworkPolicy" and {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} >= {8265}
