@@ -11,10 +11,12 @@ Run: `LAM_PSEUDONYM_KEY=... lam export-call-list --workdir ./lam-demo --customer
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from lam_platform.audit import append_entry
 from lam_platform.consent import consented, read_profiles
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.workdir import Workdir
@@ -46,6 +48,13 @@ def export_call_list(workdir: Workdir, pseudonymizer: Pseudonymizer, customer_ma
         master[["customer_id", "phone", "customer_ref"]].rename(columns={"customer_id": "raw_customer_id"}),
         on="customer_ref", how="inner")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    joined.sort_values("rank")[EXPORT_COLUMNS].to_csv(out, index=False)
-    return {"exported": len(joined), "out": str(out), "left_out_no_consent_now": int((~allowed).sum()),
-            "left_out_not_in_master": int(allowed.sum()) - len(joined)}
+    # Raw ids and phone numbers: readable by the exporting user only, created so from the first byte.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_TRUNC
+    with os.fdopen(fd, "w", newline="") as handle:
+        joined.sort_values("rank")[EXPORT_COLUMNS].to_csv(handle, index=False)
+    result = {"exported": len(joined), "out": str(out), "left_out_no_consent_now": int((~allowed).sum()),
+              "left_out_not_in_master": int(allowed.sum()) - len(joined)}
+    append_entry(workdir.governance_log, {"time": pd.Timestamp.now(tz="UTC").isoformat(),
+                                          "action": "export-call-list", **result})  # counts and where, never who
+    return result

@@ -128,6 +128,10 @@ def test_no_raw_id_and_no_key_reach_any_store_output_log_or_metric(scored_world,
     stored = pd.read_parquet(world.outputs / "call_list.parquet")
     assert calls.raw_customer_id.tolist() == [RAW_OF[c] for c in stored.customer_id]  # every one, in rank order
     assert calls.customer_ref.tolist() == stored.customer_id.tolist()
+    assert (tmp_path / "calls.csv").stat().st_mode & 0o077 == 0  # readable by its owner only
+    exports = [e for e in map(json.loads, world.governance_log.read_text().splitlines())
+               if e["action"] == "export-call-list"]
+    assert exports and exports[-1]["exported"] == len(calls) and "CUST-" not in json.dumps(exports)
     without_key = {k: v for k, v in os.environ.items() if k != "LAM_PSEUDONYM_KEY"}
     no_key = subprocess.run([sys.executable, "-m", "lam_platform.cli", "export-call-list", "--workdir",
                              str(world.root), "--customers", str(master), "--out", str(tmp_path / "x.csv")],
