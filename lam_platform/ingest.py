@@ -2,7 +2,8 @@
 
 Every row read ends in exactly one place: accepted into the event table, counted as a duplicate of
 an event already there (same id, same content: a re-ingested file), quarantined with a reason and its
-source file and line, or suppressed (a customer `lam forget` erased: dropped, see suppression.py).
+source file and line, or suppressed (a customer `lam forget` erased, or an event older than the window
+`lam purge` enforces: dropped, see suppression.py).
 rows in = accepted + duplicates + quarantined + suppressed, always.
 
 Run: `LAM_PSEUDONYM_KEY=... lam ingest --workdir ./lam-demo` (the `events:` section of its lam.yaml)
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from lam_platform.channels import ChannelConfig, ChannelMapping
 from lam_platform.events import EventAttributes, EventContractError, existing_events, write_events
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.suppression import ErasedCustomers
+from lam_platform.suppression import ErasedCustomers, retention_cutoff
 from lam_platform.workdir import Workdir
 
 REASONS = ("missing_required_field", "unparsable_timestamp", "naive_timestamp", "future_timestamp",
@@ -72,7 +73,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     """
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     report = IngestReport()
-    erased = ErasedCustomers.load(workdir)
+    erased, retained_from = ErasedCustomers.load(workdir), retention_cutoff(workdir, now)
     batches = []
     for mapping in config.channels.values():
         for path in mapping.source_files(config.base):
@@ -83,7 +84,7 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
                 continue
             report.files += 1
             report.rows_in += len(raw)
-            batches.append(_validate(raw, path, mapping, config, now, pseudonymizer, erased))
+            batches.append(_validate(raw, path, mapping, config, now, pseudonymizer, erased, retained_from))
     events = (pd.concat([b.events for b in batches], ignore_index=True) if batches
               else _empty_events(config.attributes))
     rejects = [b.rejects for b in batches]
@@ -104,7 +105,8 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
 
 def validate_pushed(raw: pd.DataFrame, source: str, channels: tuple[str, ...], declared: EventAttributes,
                     limits: ChannelConfig | None, pseudonymizer: Pseudonymizer, erased: ErasedCustomers,
-                    now: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+                    now: pd.Timestamp | None = None, retained_from: pd.Timestamp | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Events pushed in the contract's own column names, through ingestion's validation: (valid events,
     pseudonymized; rejects with their reason and row; rows of erased customers dropped).
 
@@ -124,7 +126,7 @@ def validate_pushed(raw: pd.DataFrame, source: str, channels: tuple[str, ...], d
     config = ChannelConfig({c: mapping for c in channels}, Path("."),
                            *((limits.max_future, limits.max_string_length) if limits else ()))
     batch = _validate(raw, Path(source), mapping, config, pd.Timestamp.now(tz="UTC") if now is None else now,
-                      pseudonymizer, erased)
+                      pseudonymizer, erased, retained_from)
     return batch.events, batch.rejects, batch.suppressed
 
 
@@ -160,7 +162,8 @@ def text_cells(values: pd.Series) -> pd.Series:
 
 
 def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: ChannelConfig,
-              now: pd.Timestamp, pseudonymizer: Pseudonymizer, erased: ErasedCustomers) -> _Batch:
+              now: pd.Timestamp, pseudonymizer: Pseudonymizer, erased: ErasedCustomers,
+              retained_from: pd.Timestamp | None = None) -> _Batch:
     reason = pd.Series(None, index=raw.index, dtype=object)
     detail = pd.Series(None, index=raw.index, dtype=object)
 
@@ -219,6 +222,8 @@ def _validate(raw: pd.DataFrame, path: Path, mapping: ChannelMapping, config: Ch
 
     roles["customer_id"] = pseudonymizer.column(roles["customer_id"])  # validated raw; stored pseudonymous
     suppressed = pd.Series(erased.mask(roles["customer_id"]), index=raw.index)  # neither taken nor quarantined
+    if retained_from is not None:  # older than the retention window `lam purge` enforces
+        suppressed |= (timestamps < retained_from).fillna(False)
     ok = reason.isna() & ~suppressed
     events = pd.DataFrame({"channel": channel, **roles, "event_timestamp": timestamps, **numeric, **categorical})[ok]
     events["_source_file"], events["_source_line"] = str(path), raw["_line"][ok]

@@ -4,6 +4,7 @@ Partitions wholly before the cutoff are removed file by file (an unlink is atomi
 that straddles it is rewritten without the old rows (`atomic_files`). Sequence and aggregate
 snapshots taken before the cutoff go too. A crash leaves each file old or new; running the command
 again finishes the job. Online sequences keep their last N events until the next `lam materialize`.
+The window is recorded, and ingestion and pushes suppress events older than it from then on.
 
 Run: `lam purge --workdir ./lam-demo --retention-days 365`
 """
@@ -18,6 +19,7 @@ from lam_platform.atomic_files import drop_rows, governance_lock, remove_staging
 from lam_platform.audit import append_entry
 from lam_platform.events import TIMESTAMP
 from lam_platform.features import snapshot_path, snapshot_times
+from lam_platform.suppression import record_retention
 from lam_platform.workdir import Workdir
 
 
@@ -32,6 +34,7 @@ def purge_events(workdir: Workdir, retention_days: float, now: pd.Timestamp | No
     removed, files = 0, 0
     with governance_lock(workdir.root):
         remove_staging(workdir.root)
+        record_retention(workdir, retention_days)  # first: from now on nothing older enters again
         for path in sorted(workdir.events.rglob("*.parquet")) if workdir.events.exists() else []:
             if path.name.startswith("."):
                 continue

@@ -31,7 +31,7 @@ from lam_platform.features import RepoSchema
 from lam_platform.ingest import validate_pushed, write_quarantine
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.privacy import Pseudonymizer
-from lam_platform.suppression import ErasedCustomers
+from lam_platform.suppression import ErasedCustomers, retention_cutoff
 from lam_platform.sequences import attribute_list, list_columns
 from lam_platform.workdir import Workdir
 
@@ -96,8 +96,9 @@ def push_events(workdir: Workdir, store, events: pa.Table | pd.DataFrame, pseudo
     if "_line" not in raw:
         raw["_line"] = np.arange(len(raw)) + 1
     limits = _event_limits(workdir)
+    now = pd.Timestamp.now(tz="UTC")
     valid, rejects, suppressed = validate_pushed(raw, source, channels, schema.attributes, limits, pseudonymizer,
-                                                 ErasedCustomers.load(workdir))
+                                                 ErasedCustomers.load(workdir), now, retention_cutoff(workdir, now))
     quarantine = write_quarantine(rejects, workdir.quarantine, "push") if len(rejects) else None
     attributes = EventAttributes(tuple(n for n in schema.attributes.numeric if n in valid),
                                  tuple(n for n in schema.attributes.categorical if n in valid))

@@ -1,4 +1,4 @@
-"""Erased customers stay erased: the suppression list that every writer of customer data consults.
+"""What may not enter again: erased customers, and events older than the retention window.
 
 `lam forget` removes a customer from every store, but the source systems still hold their rows: the
 next routine `lam ingest` of the same files, a retried `lam push` or a `lam close-loop` would bring
@@ -6,11 +6,15 @@ them back. So erasure records a one-way digest of each forgotten pseudonym (sha2
 and the pseudonym: it names nobody, and matches only a row that pseudonymizes to the same customer)
 in WORKDIR/erasure/erased.digests, and ingestion, pushes and the closed loop drop matching rows,
 counting them as `suppressed` (never quarantined: the quarantine would keep a copy).
+
+Likewise `lam purge --retention-days D` records its window (WORKDIR/retention.json), and ingestion and
+pushes suppress events older than now - D: a re-ingested source file cannot bring purged events back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,3 +54,15 @@ def record_erased(workdir: Workdir, pseudonyms: list[str]) -> None:
     known = ErasedCustomers.load(workdir).digests
     workdir.erased_customers.parent.mkdir(parents=True, exist_ok=True)
     replace_text("".join(f"{d}\n" for d in sorted(known | {digest(p) for p in pseudonyms})), workdir.erased_customers)
+
+
+def record_retention(workdir: Workdir, retention_days: float) -> None:
+    """The window `lam purge` enforced: later entries older than it are suppressed."""
+    replace_text(json.dumps({"retention_days": retention_days}), workdir.retention_policy)
+
+
+def retention_cutoff(workdir: Workdir, now: pd.Timestamp) -> pd.Timestamp | None:
+    """Events before this time may not enter (None: no retention window recorded)."""
+    if not workdir.retention_policy.exists():
+        return None
+    return now - pd.Timedelta(days=float(json.loads(workdir.retention_policy.read_text())["retention_days"]))

@@ -105,6 +105,10 @@ class Workdir:
         return self.root / "erasure"  # one journal per `lam forget` request, so a crashed one can resume
 
     @property
+    def retention_policy(self) -> Path:
+        return self.root / "retention.json"  # the window of the last `lam purge` (lam_platform/suppression.py)
+
+    @property
     def erased_customers(self) -> Path:
         return self.erasure_requests / "erased.digests"  # the suppression list (lam_platform/suppression.py)
 

@@ -253,3 +253,17 @@ def test_forget_with_pseudonyms_of_another_key_refuses_instead_of_reporting_comp
     assert summary["status"] == "complete" and summary["not_found"] == 1
     assert summary["ray_runs_deleted"] == 1 and not list(workdir.ray_results.iterdir())
     assert not list((workdir.outputs / "report").iterdir())  # the page and its plots
+
+
+def test_purged_events_do_not_come_back_when_the_sources_are_ingested_again(tmp_path):
+    from lam_platform.retention import purge_events
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\n"
+                                            "old,c1,2024-01-01T10:00:00Z,s,view,\nnew,c1,2026-11-01T10:00:00Z,s,view,\n")
+    workdir = Workdir.at(tmp_path / "w")
+    assert ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW).accepted == 2
+    assert purge_events(workdir, retention_days=365, now=NOW)["events_removed"] == 1
+    again = ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
+    assert (again.accepted, again.duplicates, again.suppressed) == (0, 1, 1) and again.balanced()
+    assert read_events(workdir.events).column("event_id").to_pylist() == ["new"]
