@@ -68,6 +68,18 @@ def replace_text(text: str, path: Path) -> None:
     _sync_and_replace(staging, path)
 
 
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Let `write(staging_path)` produce the file (a DataFrame's to_parquet, torch.save, ...), then move it
+    into place: readers see the old file or the whole new one, never a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging(path)
+    try:
+        write(staging)
+        _sync_and_replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 def remove_staging(root: Path) -> int:
     """Delete staging files an interrupted rewrite left under `root`; returns how many."""
     leftovers = list(root.rglob(f".*{STAGING_SUFFIX}"))
@@ -77,11 +89,14 @@ def remove_staging(root: Path) -> int:
 
 
 @contextlib.contextmanager
-def governance_lock(root: Path) -> Iterator[None]:
-    """One consent change, erasure or purge at a time per workdir (they rewrite the same files)."""
+def governance_lock(root: Path, shared: bool = False) -> Iterator[None]:
+    """The workdir's one lock discipline. Exclusive (consent, erasure, purge, appends to the campaign log):
+    one at a time, and no writer runs meanwhile. Shared (the ordinary writers: ingest, push, materialize,
+    score): any number together, never during an exclusive holder, so a writer that read data before an
+    erasure cannot write it back after it. Not reentrant: a holder must not take it again."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".governance.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

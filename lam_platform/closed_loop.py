@@ -90,6 +90,7 @@ def read_outcomes(workdir: Workdir, path: Path, offers: list[str], methods: list
 def append_to_campaign_log(workdir: Workdir, rows: pd.DataFrame) -> int:
     """Add rows whose (campaign_id, customer_id) the log does not hold yet; returns how many were new."""
     with governance_lock(workdir.root):  # `lam forget` rewrites the same file
+        rows = rows[~ErasedCustomers.load(workdir).mask(rows.customer_id)]  # re-checked under the lock
         log = read_campaign_log(workdir)
         key = ["campaign_id", "customer_id"]
         fresh = rows.merge(log[key], on=key, how="left", indicator=True)

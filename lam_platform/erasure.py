@@ -121,17 +121,26 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
         record_erased(workdir, customers)  # first: from now on no writer takes their rows in again
         store = _store(workdir)
         online = delete_online(store, customers) if store else 0
-        rows, deleted = _scrub_files(workdir, customers, budget)
+        rows, deleted, unreadable = _scrub_files(workdir, customers, budget)
         training = _delete_training_sets(workdir)
         ray_runs = _delete_ray_runs(workdir)
         if store:
             online += delete_online(store, customers)
             vacuum(store)
-    summary = {"request": request, "requested": journal["requested"], "status": "complete",
-               "completed": pd.Timestamp.now(tz="UTC").isoformat(), "customers": len(customers),
-               "not_found": journal.get("not_found", 0),
-               "rows_removed": rows, "online_rows_removed": online, "files_deleted": deleted,
-               "training_sets_deleted": training, "ray_runs_deleted": ray_runs}
+    counts = {"customers": len(customers), "not_found": journal.get("not_found", 0), "rows_removed": rows,
+              "online_rows_removed": online, "files_deleted": deleted, "training_sets_deleted": training,
+              "ray_runs_deleted": ray_runs}
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    if unreadable:  # everything else is done; the request stays open (with its pseudonyms) until these are
+        journal.update(counts, unreadable_files=unreadable, attempted=now)
+        replace_text(json.dumps(journal), _journal_path(workdir, request))
+        append_entry(workdir.governance_log, {"time": now, "action": "forget", "request": request,
+                                              "customers": len(customers), "status": "incomplete",
+                                              "unreadable_files": len(unreadable)})
+        return {"request": request, "status": "incomplete", **counts, "unreadable_files": unreadable,
+                "next": f"repair or remove these files, then `lam forget --resume {request}`"}
+    summary = {"request": request, "requested": journal["requested"], "status": "complete", "completed": now,
+               **counts}
     replace_text(json.dumps(summary), _journal_path(workdir, request))  # the pseudonyms leave the journal
     append_entry(workdir.governance_log, {"time": summary["completed"], "action": "forget", "request": request,
                                           "customers": len(customers), "status": "complete",
@@ -170,14 +179,21 @@ def _files(workdir: Workdir) -> list[Path]:
     return files
 
 
-def _scrub_files(workdir: Workdir, customers: list[str], budget: _CrashBudget) -> tuple[dict[str, int], list[str]]:
+def _scrub_files(workdir: Workdir, customers: list[str], budget: _CrashBudget
+                 ) -> tuple[dict[str, int], list[str], dict[str, str]]:
+    """(rows removed per store, files deleted, files that could not be read: path -> error)."""
     pattern = "|".join(customers)  # pseudonyms are hex: no regex metacharacters
     rows: dict[str, int] = {}
     deleted: list[str] = []
+    unreadable: dict[str, str] = {}
     for path in _files(workdir):
         name = str(path.relative_to(workdir.root))
         if path.suffix == ".parquet":
-            removed = _scrub_parquet(path, pattern)
+            try:
+                removed = _scrub_parquet(path, pattern)
+            except (OSError, pa.ArrowException) as err:  # reported; the other files are still scrubbed
+                unreadable[name] = f"{type(err).__name__}: {err}"
+                continue
         elif path.suffix in TEXT_LINES:
             removed = _scrub_lines(path, customers)
         elif path.suffix in TEXT_WHOLE and any(c in path.read_text(errors="ignore") for c in customers):
@@ -197,7 +213,7 @@ def _scrub_files(workdir: Workdir, customers: list[str], budget: _CrashBudget) -
             store_name = "events" if path.is_relative_to(workdir.events) else name  # one line for the partitions
             rows[store_name] = rows.get(store_name, 0) + removed
             budget.spend()
-    return rows, deleted
+    return rows, deleted, unreadable
 
 
 def _scrub_parquet(path: Path, pattern: str) -> int:

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.aggregates import AggregateSpec, build_aggregates
+from lam_platform.atomic_files import replace_parquet
 from lam_platform.errors import UserError
 from lam_platform.events import TIMESTAMP, EventAttributes
 from lam_platform.sequences import build_sequences, list_columns
@@ -164,7 +165,7 @@ def write_snapshots(workdir: Workdir, events: pa.Table, as_of: datetime, max_len
     for folder, table in ((workdir.sequences, build_sequences(events, customers, times, max_len)),
                           (workdir.aggregates, build_aggregates(events, customers, times, spec))):
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, snapshot_path(folder, as_of))
+        replace_parquet(table, snapshot_path(folder, as_of))  # whole or absent for Feast's file source
     return len(customers)
 
 

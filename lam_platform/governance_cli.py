@@ -97,10 +97,11 @@ def forget(workdir: str, customer_ids: tuple[str, ...], ids_file: Path | None, p
     if resume_request == "list":
         _emit({"pending": pending_requests(wd)}, as_json)
         return
-    if resume_request:
-        _emit(resume(wd, resume_request), as_json)
-        return
-    _emit(run_forget(wd, _pseudonyms(wd, customer_ids, ids_file, pseudonymous)), as_json)
+    result = resume(wd, resume_request) if resume_request else \
+        run_forget(wd, _pseudonyms(wd, customer_ids, ids_file, pseudonymous))
+    _emit(result, as_json)
+    if result["status"] != "complete":
+        raise SystemExit(f"erasure {result['request']} is incomplete: {result.get('next', '')}")
 
 
 @main.command()

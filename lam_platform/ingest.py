@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from lam_platform.atomic_files import governance_lock, replace_parquet
 from lam_platform.channels import ChannelConfig, ChannelMapping
 from lam_platform.events import EventAttributes, EventContractError, existing_events, write_events
 from lam_platform.privacy import Pseudonymizer
@@ -69,8 +69,15 @@ def ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     """Read every configured file, validate, dedupe, append to the event table, quarantine the rest.
 
     Customer ids are pseudonymized here, before anything is written: accepted events and the
-    quarantined rows' copies of the source row carry the pseudonym, never the raw id.
+    quarantined rows' copies of the source row carry the pseudonym, never the raw id. Runs under the
+    workdir's shared governance lock: an erasure or purge waits for it, or finishes before it reads.
     """
+    with governance_lock(workdir.root, shared=True):
+        return _ingest(config, workdir, pseudonymizer, now)
+
+
+def _ingest(config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer, now: pd.Timestamp | None
+            ) -> IngestReport:
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     report = IngestReport()
     erased, retained_from = ErasedCustomers.load(workdir), retention_cutoff(workdir, now)
@@ -135,8 +142,8 @@ def write_quarantine(rejects: pd.DataFrame, folder: Path, name: str) -> str:
     run = uuid.uuid4().hex[:12]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}-{run}.parquet"
-    pq.write_table(pa.Table.from_pandas(rejects.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
-                                        schema=QUARANTINE_SCHEMA, preserve_index=False), path)
+    replace_parquet(pa.Table.from_pandas(rejects.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
+                                         schema=QUARANTINE_SCHEMA, preserve_index=False), path)
     return str(path)
 
 

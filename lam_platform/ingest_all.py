@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lam_platform.atomic_files import governance_lock
 from lam_platform.channels import ChannelConfig
 from lam_platform.ingest import ingest, report_dict
 from lam_platform.platform_config import PlatformConfig
@@ -25,6 +26,12 @@ def ingest_sources(workdir: Workdir, pseudonymizer: Pseudonymizer, channel_path:
     quarantined + suppressed)."""
     platform = PlatformConfig.load(workdir.root)
     workdir.make()
+    with governance_lock(workdir.root, shared=True):  # the three tables against one state of the erasures
+        return _ingest_tables(workdir, platform, pseudonymizer, channel_path)
+
+
+def _ingest_tables(workdir: Workdir, platform: PlatformConfig, pseudonymizer: Pseudonymizer,
+                   channel_path: Path | None) -> dict:
     reports: dict = {}
     channels = ChannelConfig.load(channel_path) if channel_path else (
         platform.channel_config() if platform.events else None)

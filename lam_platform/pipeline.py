@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from lam_platform.aggregates import AggregateSpec
+from lam_platform.atomic_files import governance_lock
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.events import EventAttributes, read_events
 from lam_platform.features import (
@@ -50,8 +51,15 @@ def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path
     (default 64); the views carry the channels and actions of the event table and the profile fields
     of lam.yaml. Incremental: only customers with events since the last snapshot, appended as a new
     snapshot with the N and views of the full run; then Feast's `materialize_incremental` loads the
-    rows it has not loaded yet.
+    rows it has not loaded yet. Runs under the workdir's shared governance lock, so a materialization
+    that read the events before an erasure cannot load them into the online store after it.
     """
+    with governance_lock(workdir.root, shared=True):
+        return _materialize(workdir, max_len, profile, incremental, as_of, switch_online_store)
+
+
+def _materialize(workdir: Workdir, max_len: int | None, profile: Path | None, incremental: bool,
+                 as_of: pd.Timestamp | None, switch_online_store: bool) -> dict:
     platform = PlatformConfig.load(workdir.root)
     as_of = parse_as_of(as_of)
     if not workdir.events.exists() or not workdir.profiles.exists():

@@ -21,6 +21,7 @@ from lam_platform.explanations import DrivingEvent, driving_events, reason
 from lam_platform.consent import consented, consenting_customers, read_profiles
 from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
 from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
+from lam_platform.atomic_files import governance_lock, write_atomically
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
 from lightning_modules.attribution import integrated_gradients
@@ -248,6 +249,11 @@ def next_contact_time(as_of: pd.Timestamp, hour: int) -> pd.Timestamp:
 def score(workdir: Workdir, as_of: pd.Timestamp, capacity: int | None = None, artifact_path: Path | None = None
           ) -> dict:
     """Score every customer the call-list rules allow from the online store and write the call list."""
+    with governance_lock(workdir.root, shared=True):  # an erasure or consent change waits, or goes first
+        return _score(workdir, as_of, capacity, artifact_path)
+
+
+def _score(workdir: Workdir, as_of: pd.Timestamp, capacity: int | None, artifact_path: Path | None) -> dict:
     platform = PlatformConfig.load(workdir.root)
     if not platform.contact_allowed:
         raise PlatformConfigError(f"{workdir.config}: consent is `analysis_only`, so no call list is built; "
@@ -271,6 +277,11 @@ def score(workdir: Workdir, as_of: pd.Timestamp, capacity: int | None = None, ar
 def score_target(workdir: Workdir, target: str, as_of: pd.Timestamp, artifact_path: Path | None = None) -> dict:
     """Score target `target` for every customer who may be trained on (consent per lam.yaml), from the online
     store; writes outputs/targets/<target>.parquet (customer_id, probability, model_version, scored_at)."""
+    with governance_lock(workdir.root, shared=True):
+        return _score_target(workdir, target, as_of, artifact_path)
+
+
+def _score_target(workdir: Workdir, target: str, as_of: pd.Timestamp, artifact_path: Path | None) -> dict:
     platform = PlatformConfig.load(workdir.root)
     platform.target(target)
     store = open_store(workdir)
@@ -283,8 +294,7 @@ def score_target(workdir: Workdir, target: str, as_of: pd.Timestamp, artifact_pa
     scores = scores.assign(model_version=artifact.path.name, scored_at=as_of).sort_values(
         "probability", ascending=False, kind="stable")
     path = workdir.outputs / "targets" / f"{target}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scores.to_parquet(path, index=False)
+    write_atomically(path, lambda p: scores.to_parquet(p, index=False))
     return {"target": target, "scores": str(path), "scored": len(scores), "model_version": artifact.path.name,
             "as_of": as_of.isoformat(), "mean_probability": round(float(scores.probability.mean()), 4) if len(scores) else None}
 
@@ -301,10 +311,10 @@ def publish_scores(workdir: Workdir, store, scores: pd.DataFrame, as_of: pd.Time
     call_list["reason"] = [why for _, why in explained]
     call_list["driving_events"] = [json.dumps([vars(e) for e in driving]) for driving, _ in explained]
     call_list = call_list[CALL_LIST_COLUMNS]
-    workdir.outputs.mkdir(parents=True, exist_ok=True)
-    call_list.to_parquet(workdir.outputs / "call_list.parquet", index=False)
-    call_list.to_csv(workdir.outputs / "call_list.csv", index=False)
-    scores.to_parquet(workdir.outputs / "scores.parquet", index=False)
+    # Each file whole or not at all: the call centre's export and the service read them while we write.
+    write_atomically(workdir.outputs / "call_list.parquet", lambda p: call_list.to_parquet(p, index=False))
+    write_atomically(workdir.outputs / "call_list.csv", lambda p: call_list.to_csv(p, index=False))
+    write_atomically(workdir.outputs / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
     push_scores(store, pd.DataFrame({
         "customer_id": best.customer_id, "event_timestamp": as_of, "best_offer": best.offer, "best_method": best.method,
         "p_order_if_called": best.p_order_if_called, "p_order_if_not_called": best.p_order_if_not_called,

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lam_platform.atomic_files import replace_parquet
 from lam_platform.clock import is_mature
@@ -163,8 +162,8 @@ def _quarantine(workdir: Workdir, rejects: list[pd.DataFrame], table: str, repor
         run = uuid.uuid4().hex[:12]
         workdir.quarantine.mkdir(parents=True, exist_ok=True)
         path = workdir.quarantine / f"{table}-run-{run}.parquet"
-        pq.write_table(pa.Table.from_pandas(frame.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
-                                            schema=QUARANTINE_SCHEMA, preserve_index=False), path)
+        replace_parquet(pa.Table.from_pandas(frame.assign(ingest_run=run)[QUARANTINE_SCHEMA.names],
+                                             schema=QUARANTINE_SCHEMA, preserve_index=False), path)
         report.quarantine_file = str(path)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lam_platform.atomic_files import governance_lock
 from lam_platform.channels import ChannelConfig
 from lam_platform.events import EventAttributes, check_event_table, existing_events, write_events
 from lam_platform.features import RepoSchema
@@ -82,6 +83,13 @@ def sequence_length(workdir: Workdir) -> int:
 
 def push_events(workdir: Workdir, store, events: pa.Table | pd.DataFrame, pseudonymizer: Pseudonymizer,
                 source: str = "push") -> dict[str, int]:
+    """See `_push_events`; runs under the workdir's shared governance lock (an erasure waits, or goes first)."""
+    with governance_lock(workdir.root, shared=True):
+        return _push_events(workdir, store, events, pseudonymizer, source)
+
+
+def _push_events(workdir: Workdir, store, events: pa.Table | pd.DataFrame, pseudonymizer: Pseudonymizer,
+                 source: str) -> dict[str, int]:
     """Append `events` (the contract's columns, keyed by raw customer ids) offline and online, through
     ingestion's validation (pseudonyms at entry, quarantine with reasons, erased customers suppressed);
     returns counts: pushed = new + already present + quarantined + suppressed.

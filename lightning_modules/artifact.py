@@ -61,6 +61,18 @@ def latest_version(artifacts: Path, head: str | None = None) -> Path:
     return versions[-1]
 
 
+def _save_whole(state: dict, path: Path) -> None:
+    """torch.save to a hidden file beside `path`, fsync, rename: a crash leaves no half-written weights."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, staging)
+        with open(staging, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 @dataclass
 class ModelArtifact:
     path: Path
@@ -69,7 +81,7 @@ class ModelArtifact:
     def create(cls, path: Path, config: LAMConfig, tokenizer: EventTokenizer, backbone: dict, card: dict) -> "ModelArtifact":
         (path / "heads").mkdir(parents=True, exist_ok=False)
         tokenizer.save(path / "tokenizer.json")
-        torch.save(backbone, path / "backbone.pt")
+        _save_whole(backbone, path / "backbone.pt")
         artifact = cls(path)
         artifact.write_card({**card, "version": path.name, "config": config.to_dict(), "heads": {}})
         return artifact
@@ -100,7 +112,7 @@ class ModelArtifact:
         """
         kind = kind or name
         head_kind(kind)
-        torch.save(state, self.path / "heads" / f"{name}.pt")
+        _save_whole(state, self.path / "heads" / f"{name}.pt")  # whole before the card lists it as servable
         card = self.card
         card["heads"][name] = {**info, "kind": kind}
         self.write_card(card)

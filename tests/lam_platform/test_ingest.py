@@ -267,3 +267,43 @@ def test_purged_events_do_not_come_back_when_the_sources_are_ingested_again(tmp_
     again = ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
     assert (again.accepted, again.duplicates, again.suppressed) == (0, 1, 1) and again.balanced()
     assert read_events(workdir.events).column("event_id").to_pylist() == ["new"]
+
+
+def test_an_ingest_waits_for_an_erasure_holding_the_governance_lock(tmp_path):
+    import threading
+    import time
+
+    from lam_platform.atomic_files import governance_lock
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
+    workdir = Workdir.at(tmp_path / "w")
+    config = _write_config(tmp_path)
+    finished = threading.Event()
+    with governance_lock(workdir.root):  # what forget, consent and purge hold
+        writer = threading.Thread(target=lambda: (ingest(config, workdir, PSEUDONYMIZER, now=NOW), finished.set()))
+        writer.start()
+        time.sleep(1.0)
+        assert not finished.is_set() and not workdir.events.exists()  # it has not read or written anything
+    writer.join(timeout=60)
+    assert finished.is_set() and read_events(workdir.events).num_rows == 1
+
+
+def test_an_unreadable_file_leaves_the_erasure_open_and_everything_else_scrubbed(tmp_path):
+    from lam_platform.erasure import forget, pending_requests, resume
+    from tests.conftest import pseudonym
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n"
+                                            "e2,c2,2026-01-01T10:00:00Z,s,view,\n")
+    workdir = Workdir.at(tmp_path / "w")
+    ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
+    broken = workdir.outputs / "broken.parquet"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"PAR1 not really")
+    result = forget(workdir, [pseudonym("c1")])
+    assert result["status"] == "incomplete" and list(result["unreadable_files"]) == ["outputs/broken.parquet"]
+    assert set(read_events(workdir.events).column("customer_id").to_pylist()) == {pseudonym("c2")}  # the rest: done
+    assert pending_requests(workdir) == [result["request"]]
+    broken.unlink()
+    assert resume(workdir, result["request"])["status"] == "complete" and pending_requests(workdir) == []
