@@ -21,6 +21,7 @@ from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import read_profiles
 from lam_platform.features import open_store, schema_fingerprint, snapshot_path, snapshot_times
 from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
+from lam_platform.atomic_files import governance_lock
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, publish_scores
 from lam_platform.workdir import Workdir
 from lightning_modules.artifact import ModelArtifact, latest_version
@@ -67,6 +68,14 @@ def score_with_ray_data(sequences: Path, artifact: ModelArtifact, profiles: Path
 
 def run(workdir: Workdir, as_of: pd.Timestamp, actors: int = 2, batch_size: int = 512, capacity: int | None = None,
         artifact_path: Path | None = None) -> dict:
+    """Score from the sequence snapshot at `as_of` and publish, under the workdir's shared governance lock
+    (an erasure or consent change waits for it, or finishes before it reads)."""
+    with governance_lock(workdir.root, shared=True):
+        return _run(workdir, as_of, actors, batch_size, capacity, artifact_path)
+
+
+def _run(workdir: Workdir, as_of: pd.Timestamp, actors: int, batch_size: int, capacity: int | None,
+         artifact_path: Path | None) -> dict:
     platform = PlatformConfig.load(workdir.root)
     if not platform.contact_allowed:
         raise PlatformConfigError(f"{workdir.config}: consent is `analysis_only`, so no call list is built")
