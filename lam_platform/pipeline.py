@@ -38,7 +38,7 @@ DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "conf
 
 def ingest_step(workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict:
     reports = ingest_sources(workdir, pseudonymizer)
-    return {table: ({k: r[k] for k in ("rows_in", "accepted", "duplicates", "quarantined", "balanced")}
+    return {table: ({k: r[k] for k in ("rows_in", "accepted", "duplicates", "quarantined", "suppressed", "balanced")}
                     if isinstance(r, dict) else r) for table, r in reports.items()}
 
 

@@ -273,3 +273,49 @@ def test_the_fairness_report_is_served_as_json_and_flags_a_biased_legacy_list(sc
     gender = {g["group"]: g for g in body["attributes"]["gender"]}
     assert gender["f"]["four_fifths_flag"] and not gender["m"]["four_fifths_flag"]
     assert any(f["kind"] == "four_fifths" and f["group"] == "f" for f in body["flags"])
+
+
+@pytest.mark.e2e
+@pytest.mark.drill
+def test_a_forgotten_customer_stays_gone_through_reingest_push_close_loop_materialize_and_finetune(
+        trained_world, tmp_path_factory):
+    """forget, then re-ingest every source, push again, close-loop the old export, re-materialize and
+    re-finetune: the customer is nowhere (every file's bytes and Parquet cells, the online store)."""
+    from lam_platform.closed_loop import close_loop
+    from lam_platform.erasure import forget
+    from lam_platform.pipeline import finetune_step
+    from lam_platform.streaming import push_events
+    from ray_jobs.training import JobConfig
+    from tests.conftest import TINY_JOB
+
+    world = _copy(trained_world, tmp_path_factory, "stays-gone")
+    sources = trained_world.root.with_name(f"{trained_world.root.name}-sources")
+    shutil.copytree(sources, world.root.parent / sources.name)  # lam.yaml names them relative to the workdir
+    score(world, world_clock(world), capacity=30)
+    master = world.root.parent / "crm.csv"
+    write_customer_master(RAW_IDS, master)
+    export = world.root.parent / "calls.csv"
+    export_call_list(world, PSEUDONYMIZER, master, export)
+    calls = pd.read_csv(export, dtype=str)
+    victim = calls.customer_ref.iloc[0]
+    raw_id = RAW_OF[victim]
+
+    assert forget(world, [victim])["status"] == "complete"
+    reingested = ingest_step(world, PSEUDONYMIZER)
+    assert reingested["events"]["accepted"] == 0 and reingested["events"]["rows_in"] > 0
+    assert json.loads(world.governance_log.read_text().splitlines()[-1])["action"] == "forget"
+    event = read_events(trained_world.events).filter(pc.equal(read_events(trained_world.events).column(
+        "customer_id"), victim)).slice(0, 1).to_pandas().assign(customer_id=raw_id, event_id="again-1")
+    pushed = push_events(world, open_store(world), event, PSEUDONYMIZER)
+    assert pushed["suppressed"] == 1 and pushed["new"] == 0
+    called = calls.assign(event_timestamp=world_clock(world).isoformat(), campaign_id="old-export", treatment=1,
+                          outcome=1)
+    called.to_csv(world.root.parent / "called.csv", index=False)
+    job = JobConfig.load(TINY_JOB)
+    close_loop(world, world.root.parent / "called.csv", job)
+    materialize_step(world, max_len=TINY_MAX_LEN, as_of=world_clock(world))
+    finetune_step(world, TINY_JOB, as_of=world_clock(world))
+
+    assert _files_holding(world.root, [victim, raw_id]) == {}
+    assert not online_has_customer(open_store(world), victim)
+    assert victim not in set(pd.read_parquet(world.campaign_log).customer_id)
