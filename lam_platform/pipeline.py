@@ -38,8 +38,8 @@ DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "conf
 
 def ingest_step(workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict:
     reports = ingest_sources(workdir, pseudonymizer)
-    return {table: ({k: r[k] for k in ("rows_in", "accepted", "duplicates", "quarantined", "suppressed", "balanced")}
-                    if isinstance(r, dict) else r) for table, r in reports.items()}
+    counts = ("rows_in", "accepted", "duplicates", "quarantined", "suppressed", "balanced")
+    return {table: ({k: r[k] for k in counts} if isinstance(r, dict) else r) for table, r in reports.items()}
 
 
 def materialize_step(workdir: Workdir, max_len: int | None = None, profile: Path | None = None,
