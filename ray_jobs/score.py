@@ -58,7 +58,7 @@ def score_with_ray_data(sequences: Path, artifact: ModelArtifact, profiles: Path
 
     catalogue = platform.require_catalogue()
     contact_time = next_contact_time(as_of, catalogue.contact_slots[0])
-    dataset = ray.data.read_parquet(str(sequences), ray_remote_args={"num_cpus": 0})
+    dataset = ray.data.read_parquet(str(sequences), num_cpus=0)
     scored = dataset.map_batches(
         CampaignScoringActor, fn_constructor_args=(str(artifact.path), str(profiles), contact_time, as_of,
                                                    catalogue.campaigns, platform.call_list.model_dump()),

@@ -170,7 +170,7 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
     run_name = f"{run_name}-{training_fingerprint(data, loop_config)}"
     loop_config.update(drill_marker=str(storage / run_name / "failure-drill.done"), run_folder=str(storage / run_name))
     # Reads are I/O: they take no CPU slot, so 2 training workers on 2 CPUs leave none idle and none short.
-    dataset = ray.data.read_parquet(str(data), ray_remote_args={"num_cpus": 0})
+    dataset = ray.data.read_parquet(str(data), num_cpus=0)
     trainer = TorchTrainer(
         train_func,
         train_loop_config=loop_config,
