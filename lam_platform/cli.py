@@ -104,6 +104,7 @@ def _job_config(config: Path | None) -> Path:
 
 
 @click.group(cls=LamGroup)
+@click.version_option(package_name="lam-platform", prog_name="lam")
 def main() -> None:
     """LAM platform: 4W1H events -> Feast -> Ray-trained Large Action Model -> online scores -> call list."""
     import feast  # noqa: F401  (its import installs warning filters of its own; ours must come after)

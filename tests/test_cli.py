@@ -51,3 +51,10 @@ def test_a_workdir_refuses_a_key_other_than_the_one_it_was_created_with(tmp_path
         result = CliRunner().invoke(main, [*args, "--workdir", str(tmp_path)])
         assert result.exit_code == 2 and "not the key" in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_lam_version_names_the_installed_package():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and version("lam-platform") in result.output
