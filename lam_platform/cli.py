@@ -16,8 +16,13 @@ import click
 from lam_platform.workdir import Workdir
 
 
-workdir_option = click.option("--workdir", default="./lam-demo", show_default=True, type=click.Path(file_okay=False),
+workdir_option = click.option("--workdir", default="./lam-demo", show_default=True, envvar="LAM_WORKDIR",
+                              show_envvar=True, type=click.Path(file_okay=False),
                               help="Platform working directory (data, feature repo, artifacts, outputs).")
+# Commands that delete data name their workdir: no default, so a forgotten option never hits ./lam-demo.
+explicit_workdir_option = click.option("--workdir", required=True, envvar="LAM_WORKDIR", show_envvar=True,
+                                       type=click.Path(file_okay=False),
+                                       help="Platform working directory (required: this command deletes data).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results last.")
 config_option = click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                              help="Ray job YAML (default: ray_jobs/configs/demo.yaml).")
@@ -41,9 +46,14 @@ class LamGroup(click.Group):
     def invoke(self, ctx):
         from lam_platform.errors import UserError
 
+        # The subcommand's own arguments, read before click consumes them.
+        wants_json = "--json" in (*getattr(ctx, "_protected_args", ()), *ctx.args)
         try:
             return super().invoke(ctx)
         except (UserError, FileNotFoundError) as err:
+            if wants_json:  # a script reads one JSON line
+                click.echo(json.dumps({"error": str(err), "kind": type(err).__name__}))
+                ctx.exit(2)
             raise click.UsageError(str(err)) from None
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from lam_platform.cli import _aware_time, _emit, _pseudonymizer, json_option, main, workdir_option
+from lam_platform.cli import (_aware_time, _emit, _pseudonymizer, explicit_workdir_option, json_option, main,
+                              workdir_option)
 from lam_platform.workdir import Workdir
 
 ids_argument = click.argument("customer_ids", nargs=-1)
@@ -75,7 +76,7 @@ def consent(workdir: str, customer_ids: tuple[str, ...], withdraw: bool, as_of: 
 
 
 @main.command()
-@workdir_option
+@explicit_workdir_option
 @ids_argument
 @ids_file_option
 @pseudonymous_option
@@ -105,7 +106,7 @@ def forget(workdir: str, customer_ids: tuple[str, ...], ids_file: Path | None, p
 
 
 @main.command()
-@workdir_option
+@explicit_workdir_option
 @click.option("--retention-days", type=float, required=True, help="Keep events of the last N days; delete older.")
 @click.option("--as-of", default=None, help="The time the window is counted back from, with zone (default: now).")
 @json_option

@@ -58,3 +58,17 @@ def test_lam_version_names_the_installed_package():
 
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and version("lam-platform") in result.output
+
+
+def test_destructive_commands_need_a_named_workdir_and_json_errors_are_json(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.delenv("LAM_WORKDIR", raising=False)
+    for args in (["forget", "--pseudonymous", "0" * 32], ["purge", "--retention-days", "30"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "--workdir" in result.output, result.output
+    monkeypatch.setenv("LAM_WORKDIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["evaluate", "--as-of", "2010-10-01T00:00:00+00:00", "--json"])
+    assert result.exit_code == 2
+    error = json.loads(result.output.strip().splitlines()[-1])
+    assert "lam init" in error["error"] and error["kind"]
