@@ -41,6 +41,13 @@ def _write_config(folder, text=SHOP_CONFIG):
     return ChannelConfig.load(folder / "channels.yaml")
 
 
+def _raw_csv(tmp_path, text: str, name: str = "a.csv") -> Workdir:
+    """A raw shop file under tmp_path/raw (the SHOP_CONFIG layout), and the workdir it is ingested into."""
+    (tmp_path / "raw").mkdir(exist_ok=True)
+    (tmp_path / "raw" / name).write_text(text)
+    return Workdir.at(tmp_path / "w")
+
+
 def test_simulated_raw_tables_round_trip_and_reingest_adds_nothing(tmp_path):
     source = Workdir.at(tmp_path / "src")
     simulate(WorldConfig(n_customers=40, seed=2), source.make(), PSEUDONYMIZER)  # the world's own tables
@@ -186,10 +193,8 @@ def test_corrupted_batches_conserve_rows_and_keep_good_rows_unchanged(tmp_path_f
 
 
 def test_declared_attributes_are_carried_and_a_later_declaration_keeps_earlier_events(tmp_path):
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price,qty,colour\n"
+    workdir = _raw_csv(tmp_path, "id,member,at,sku,kind,price,qty,colour\n"
                                             "e1,c1,2026-01-01T10:00:00Z,s,purchase,2.5,3,red\n")
-    workdir = Workdir.at(tmp_path / "w")
     assert ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW).accepted == 1
     declared = SHOP_CONFIG.replace("{amount: price}", "{amount: price, quantity: qty}\n    categorical: {colour: colour}")
     (tmp_path / "raw" / "b.csv").write_text("id,member,at,sku,kind,price,qty,colour\n"
@@ -218,11 +223,9 @@ def test_events_of_a_forgotten_customer_are_suppressed_on_the_next_ingest(tmp_pa
     from lam_platform.erasure import forget
     from tests.conftest import pseudonym
 
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\n"
+    workdir = _raw_csv(tmp_path, "id,member,at,sku,kind,price\n"
                                             "e1,c1,2026-01-01T10:00:00Z,s,view,\ne2,c2,2026-01-01T11:00:00Z,s,view,\n"
                                             "e3,c1,2026-01-01T12:00:00Z,s,view,oops\n")
-    workdir = Workdir.at(tmp_path / "w")
     first = ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
     assert (first.accepted, first.quarantined) == (2, 1)
     forget(workdir, [pseudonym("c1")])
@@ -237,9 +240,7 @@ def test_forget_with_pseudonyms_of_another_key_refuses_instead_of_reporting_comp
     from lam_platform.privacy import Pseudonymizer
     from tests.conftest import pseudonym
 
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
-    workdir = Workdir.at(tmp_path / "w")
+    workdir = _raw_csv(tmp_path, "id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
     ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
     rotated = Pseudonymizer(b"another key, not the one this workdir was ingested with").pseudonym("c1")
     with pytest.raises(ValueError, match="LAM_PSEUDONYM_KEY"):
@@ -258,10 +259,8 @@ def test_forget_with_pseudonyms_of_another_key_refuses_instead_of_reporting_comp
 def test_purged_events_do_not_come_back_when_the_sources_are_ingested_again(tmp_path):
     from lam_platform.retention import purge_events
 
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\n"
+    workdir = _raw_csv(tmp_path, "id,member,at,sku,kind,price\n"
                                             "old,c1,2024-01-01T10:00:00Z,s,view,\nnew,c1,2026-11-01T10:00:00Z,s,view,\n")
-    workdir = Workdir.at(tmp_path / "w")
     assert ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW).accepted == 2
     assert purge_events(workdir, retention_days=365, now=NOW)["events_removed"] == 1
     again = ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
@@ -275,9 +274,7 @@ def test_an_ingest_waits_for_an_erasure_holding_the_governance_lock(tmp_path):
 
     from lam_platform.atomic_files import governance_lock
 
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
-    workdir = Workdir.at(tmp_path / "w")
+    workdir = _raw_csv(tmp_path, "id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n")
     config = _write_config(tmp_path)
     finished = threading.Event()
     with governance_lock(workdir.root):  # what forget, consent and purge hold
@@ -293,10 +290,8 @@ def test_an_unreadable_file_leaves_the_erasure_open_and_everything_else_scrubbed
     from lam_platform.erasure import forget, pending_requests, resume
     from tests.conftest import pseudonym
 
-    (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "a.csv").write_text("id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n"
+    workdir = _raw_csv(tmp_path, "id,member,at,sku,kind,price\ne1,c1,2026-01-01T10:00:00Z,s,view,\n"
                                             "e2,c2,2026-01-01T10:00:00Z,s,view,\n")
-    workdir = Workdir.at(tmp_path / "w")
     ingest(_write_config(tmp_path), workdir, PSEUDONYMIZER, now=NOW)
     broken = workdir.outputs / "broken.parquet"
     broken.parent.mkdir(parents=True)
