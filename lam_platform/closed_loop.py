@@ -120,7 +120,14 @@ def head_metrics(backbone, head, arrays: dict[str, np.ndarray]) -> dict[str, flo
 
 
 def update_campaign_head(workdir: Workdir, rows: pd.DataFrame, job: JobConfig, artifact: ModelArtifact) -> dict:
-    """Fine-tune `artifact`'s campaign head on `rows` (Ray job, backbone frozen); save it as a new version."""
+    """Fine-tune `artifact`'s campaign head on `rows` (Ray job, backbone frozen); save it as a new version.
+    Under the shared governance lock, like every training: an erasure waits for it, or goes first."""
+    with governance_lock(workdir.root, shared=True):
+        return _update_campaign_head(workdir, rows, job, artifact)
+
+
+def _update_campaign_head(workdir: Workdir, rows: pd.DataFrame, job: JobConfig, artifact: ModelArtifact) -> dict:
+    rows = rows[~ErasedCustomers.load(workdir).mask(rows.customer_id)]  # erased since the log was read
     store = open_store(workdir)
     artifact.check_schema(schema_fingerprint(store))
     until = rows.event_timestamp.max() + pd.Timedelta(microseconds=1)

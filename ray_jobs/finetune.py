@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from lam_platform.atomic_files import governance_lock
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
 from lam_platform.errors import UserError
@@ -34,6 +35,12 @@ from ray_jobs.training import JobConfig, fit_with_ray
 def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: Path | None = None,
         target: str | None = None) -> dict:
     """Build the point-in-time training set, fit the head with Ray, save it into the artifact."""
+    with governance_lock(workdir.root, shared=True):  # an erasure waits for the training set, or goes first
+        return _run(workdir, job, as_of, artifact_path, target)
+
+
+def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: Path | None,
+         target: str | None) -> dict:
     platform = PlatformConfig.load(workdir.root)
     platform.check_actions(set(RepoSchema.load(workdir).actions))  # a target naming no event's action stops here
     # Default: the latest pretrained version (a version with a fine-tuned backbone points back to it).

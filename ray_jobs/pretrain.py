@@ -13,6 +13,7 @@ import json
 
 import pandas as pd
 
+from lam_platform.atomic_files import governance_lock
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
 from lam_platform.errors import UserError
@@ -27,6 +28,11 @@ from ray_jobs.training import JobConfig, fit_with_ray
 
 def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     """Build the pretraining set, fit with Ray, export the artifact; returns what the CLI prints."""
+    with governance_lock(workdir.root, shared=True):  # an erasure waits for the training set, or goes first
+        return _run(workdir, job, as_of)
+
+
+def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     platform = PlatformConfig.load(workdir.root)
     until = as_of  # training sees events strictly before the as-of time
     fingerprint = schema_fingerprint(open_store(workdir))
