@@ -1,18 +1,18 @@
 # The platform image: one image for Ray head, Ray workers and batch jobs.
-#   docker build -t lam-platform:0.1.0 .                      (CPU; torch from PyPI)
-#   docker build -t lam-platform:0.1.0-gpu --build-arg BASE=rayproject/ray:2.60.0-py311-gpu .
+#   docker build -t lam-platform:0.1.0 .                      (CPU: torch's CPU wheel, no CUDA libraries)
+#   docker build -t lam-platform:0.1.0-gpu --build-arg BASE=rayproject/ray:2.60.0-py311-gpu \
+#       --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
 # The tag follows `version` in pyproject.toml; infra/ manifests reference it (tests/test_infra.py checks).
 ARG BASE=python:3.11-slim
 FROM ${BASE}
+# PyPI's torch wheel pulls gigabytes of CUDA packages; the CPU image takes the CPU build.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 WORKDIR /app
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY lam_platform lam_platform
-COPY lightning_modules lightning_modules
-COPY ray_jobs ray_jobs
-COPY feature_repo feature_repo
-COPY infra infra
-RUN pip install "torch>=2.4" && pip install .
+# The wheel carries everything the commands read (feature repo template, store profiles, job configs).
+RUN pip install --index-url "${TORCH_INDEX}" "torch>=2.4" && pip install . && rm -rf /app/lam_platform
 # Run as an unprivileged user that owns only the data folder (the compose volume mounts at /data).
 RUN useradd --uid 10001 --create-home lam && mkdir -p /data && chown lam /data
 USER lam

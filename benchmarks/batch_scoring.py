@@ -25,9 +25,9 @@ from lam_platform.features import snapshot_path
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, latest_version
-from ray_jobs.score import score_with_ray_data
-from ray_jobs.training import ensure_ray
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.ray_jobs.score import score_with_ray_data
+from lam_platform.ray_jobs.training import ensure_ray
 
 
 def single_process(sequences, artifact, profiles, as_of, platform: PlatformConfig) -> int:

@@ -1,7 +1,7 @@
 """Compute of fine-tuning a head vs pretraining, on one world's data: FLOPs counted by PyTorch, and wall time.
 
 Run (after `lam demo --workdir ./lam-demo`, which writes the training sets):
-    python benchmarks/finetune_cost.py --workdir ./lam-demo [--config ray_jobs/configs/demo.yaml]
+    python benchmarks/finetune_cost.py --workdir ./lam-demo [--config demo]
 
 For pretraining and for each fine-tuning mode (frozen backbone, last block, whole backbone) it trains
 in one process (2 threads, plain Lightning) with the config's epochs and batch size and reports:
@@ -25,11 +25,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lam_platform.training_shards import ShardDataset
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, latest_version
-from lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
-from ray_jobs.training import JobConfig
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
+from lam_platform.ray_jobs.training import JobConfig
+from lam_platform.packaged import job_config_path
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
+DEFAULT_CONFIG = job_config_path("demo")
 
 
 def step_flops(system: pl.LightningModule, batch: dict) -> int:

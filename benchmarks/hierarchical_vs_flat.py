@@ -35,8 +35,8 @@ from lam_platform.privacy import Pseudonymizer
 from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
 from lam_platform.training_shards import ShardDataset
 from lam_platform.workdir import Workdir
-from lightning_modules.config import LAMConfig
-from lightning_modules.systems import NextActionSystem
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.systems import NextActionSystem
 
 
 class EpochTimer(pl.Callback):

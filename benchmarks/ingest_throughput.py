@@ -23,12 +23,13 @@ import pyarrow.parquet as pq
 
 from lam_platform.channels import ChannelConfig
 from lam_platform.events import read_events
-from lam_platform.features import PROJECT_ROOT
 from lam_platform.ingest import ingest
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulation.raw_export import export_raw_channels
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
 from lam_platform.workdir import Workdir
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def floor(config: ChannelConfig, out: Path) -> int:

@@ -20,7 +20,8 @@ import numpy as np
 import yaml
 
 from lam_platform.demo import simulate_step, world_clock
-from lam_platform.features import LOCAL_PROFILE, PROJECT_ROOT, open_store
+from lam_platform.packaged import feast_profile_path
+from lam_platform.features import LOCAL_PROFILE, open_store
 from lam_platform.pipeline import ingest_step, materialize_step
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.simulation.world import raw_customer_ids
@@ -75,7 +76,7 @@ def raw_redis_reader(store):
 
 
 def production_profile(folder: Path) -> Path:
-    profile = yaml.safe_load((PROJECT_ROOT / "infra" / "feast" / "production.yaml").read_text())
+    profile = yaml.safe_load((feast_profile_path("production")).read_text())
     profile["project"] = f"lam_bench_{uuid.uuid4().hex[:8]}"
     path = folder / "production.yaml"
     path.write_text(yaml.safe_dump(profile))

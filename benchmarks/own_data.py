@@ -1,7 +1,7 @@
 """Bring your own data: the whole Online Retail II year through the platform, evaluated at two as-of times.
 
 Run:  python benchmarks/own_data.py [--as-of 2010-10-01T00:00:00+00:00 2010-11-01T00:00:00+00:00]
-                                    [--config ray_jobs/configs/demo.yaml] [--every 1]
+                                    [--config demo] [--every 1]
 
 For each as-of time T, in one fresh workdir (the real event log, `consent: analysis_only`): ingest,
 materialize at T, pretrain at T, fine-tune the `purchase_30d` head at T, then `lam evaluate --as-of T`:
@@ -32,7 +32,8 @@ from lam_platform.pipeline import finetune_step, ingest_step, materialize_step, 
 from lam_platform.privacy import Pseudonymizer  # noqa: E402
 from lam_platform.targets import CutoffGrid  # noqa: E402
 from lam_platform.workdir import Workdir  # noqa: E402
-from ray_jobs.training import JobConfig  # noqa: E402
+from lam_platform.ray_jobs.training import JobConfig  # noqa: E402
+from lam_platform.packaged import job_config_path
 
 RETAIL = PROJECT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii_2009_2010.parquet"
 EXAMPLE_CONFIG = PROJECT / "infra" / "examples" / "online_retail_ii.yaml"  # the README's lam.yaml
@@ -60,7 +61,7 @@ def run_at(as_of: pd.Timestamp, source: Path, job: Path, folder: Path, pseudonym
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--as-of", nargs="+", default=["2010-10-01T00:00:00+00:00", "2010-11-01T00:00:00+00:00"])
-    parser.add_argument("--config", type=Path, default=PROJECT / "ray_jobs" / "configs" / "demo.yaml")
+    parser.add_argument("--config", type=Path, default=job_config_path("demo"))
     parser.add_argument("--every", type=int, default=1, help="keep every k-th customer (1 = the whole file)")
     args = parser.parse_args()
     pseudonymizer = Pseudonymizer.ephemeral()

@@ -1,6 +1,6 @@
 """The headline: order rate of the LAM's top-K call list vs random, legacy, LightGBM and the oracle, over worlds.
 
-Run:  python benchmarks/policy_comparison.py --seeds 7 8 9 [--config ray_jobs/configs/demo.yaml] [--customers 3000]
+Run:  python benchmarks/policy_comparison.py --seeds 7 8 9 [--config demo] [--customers 3000]
 
 For each seed: a fresh world (`lam demo --seed S`: simulate the raw sources, ingest, materialize, pretrain
 and fine-tune with Ray, score from the Feast online store, all at the world's clock), then `lam evaluate`

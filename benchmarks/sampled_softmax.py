@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from lightning_modules.config import LAMConfig
-from lightning_modules.model import NextActionHead
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.model import NextActionHead
 
 
 def step_seconds(head: NextActionHead, hidden: torch.Tensor, targets: torch.Tensor, negatives: int, repeats: int) -> float:

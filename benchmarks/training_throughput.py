@@ -17,10 +17,11 @@ from pathlib import Path
 
 from lam_platform.training_shards import read_training_shards
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, latest_version
-from ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.packaged import job_config_path
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
+DEFAULT_CONFIG = job_config_path("demo")
 
 
 def main() -> None:

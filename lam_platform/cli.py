@@ -24,8 +24,9 @@ explicit_workdir_option = click.option("--workdir", required=True, envvar="LAM_W
                                        type=click.Path(file_okay=False),
                                        help="Platform working directory (required: this command deletes data).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results last.")
-config_option = click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-                             help="Ray job YAML (default: ray_jobs/configs/demo.yaml).")
+config_option = click.option("--config", default=None, metavar="NAME|PATH",
+                             help="Ray job YAML: a file, or a shipped config (demo, quality, tiny, gpu, ml1m; "
+                                  "default: demo).")
 as_of_option = click.option("--as-of", default=None,
                             help="The clock, with zone, e.g. 2010-10-01T00:00:00+00:00 (default: now).")
 
@@ -40,8 +41,21 @@ def _clock(text: str | None):
         raise click.BadParameter(str(err), param_hint="--as-of") from None
 
 
+class LamCommand(click.Command):
+    """A `lam` subcommand: library noise is quieted when it runs, never for --help (which imports nothing)."""
+
+    def invoke(self, ctx):
+        import feast  # noqa: F401  (its import installs warning filters of its own; ours must come after)
+
+        # Ray Data and Feast warn about their own deprecated internals; nothing a user of `lam` can change.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ray|feast)(\.|$)")
+        return super().invoke(ctx)
+
+
 class LamGroup(click.Group):
     """Turns the platform's user errors (bad lam.yaml, missing input, a refused step) into one line, exit 2."""
+
+    command_class = LamCommand
 
     def invoke(self, ctx):
         from lam_platform.errors import UserError
@@ -107,20 +121,16 @@ def _ground_truth_observer(wd: Workdir):
                                                 rows.method.to_numpy(), world.scoring_time)[0]
 
 
-def _job_config(config: Path | None) -> Path:
-    from lam_platform.pipeline import DEFAULT_JOB_CONFIG
+def _job_config(config: str | None) -> Path:
+    from lam_platform.packaged import job_config_path
 
-    return config or DEFAULT_JOB_CONFIG
+    return job_config_path(config or "demo")
 
 
 @click.group(cls=LamGroup)
 @click.version_option(package_name="lam-platform", prog_name="lam")
 def main() -> None:
     """LAM platform: 4W1H events -> Feast -> Ray-trained Large Action Model -> online scores -> call list."""
-    import feast  # noqa: F401  (its import installs warning filters of its own; ours must come after)
-
-    # Ray Data and Feast warn about their own deprecated internals; nothing a user of `lam` can change.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ray|feast)(\.|$)")
 
 
 @main.command()
@@ -207,26 +217,29 @@ def ingest(workdir: str, channel_path: Path | None, as_json: bool) -> None:
 @workdir_option
 @click.option("--max-len", type=int, default=None,
               help="Events per customer in the sequence view (N; default 64, incremental runs keep the full run's).")
-@click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="feature_store.yaml to use (default: the workdir's own; for a new one infra/feast/local.yaml, "
-                   "SQLite online store).")
+@click.option("--profile", default=None, metavar="NAME|PATH",
+              help="feature_store.yaml to use: a file, or a shipped profile (local: SQLite online store; production: "
+                   "Redis + PostgreSQL registry). Default: the workdir's own; for a new workdir, local.")
 @click.option("--switch-online-store", is_flag=True,
               help="Allow --profile to change the online store type (refused otherwise: the old store keeps its rows).")
 @click.option("--incremental", is_flag=True, help="Refresh only customers with events since the last snapshot.")
 @as_of_option
 @json_option
-def materialize(workdir: str, max_len: int | None, profile: Path | None, switch_online_store: bool, incremental: bool,
+def materialize(workdir: str, max_len: int | None, profile: str | None, switch_online_store: bool, incremental: bool,
                 as_of: str | None, as_json: bool) -> None:
     """Build sequence and aggregate snapshots, `feast apply` the feature repo, and materialize online.
 
-    Reads lam.yaml, the event table and profiles; writes WORKDIR/feature_repo/ (definitions,
-    feature_store.yaml, repo_schema.json, snapshot sources under data/) and fills the online store with
+    Reads lam.yaml, the event table and profiles; writes WORKDIR/feature_repo/ (definitions.py and
+    feature_store.yaml on the first run only, then kept as the platform team edits them; repo_schema.json
+    and snapshot sources under data/ every run) and fills the online store with
     each customer's last N events, 7/30/90-day aggregates and profile (the fields lam.yaml declares) as
     of the snapshot time.
     """
+    from lam_platform.packaged import feast_profile_path
     from lam_platform.pipeline import materialize_step
 
-    _emit(materialize_step(Workdir.at(workdir), max_len, profile, incremental, _clock(as_of), switch_online_store),
+    profile_path = feast_profile_path(profile) if profile is not None else None
+    _emit(materialize_step(Workdir.at(workdir), max_len, profile_path, incremental, _clock(as_of), switch_online_store),
           as_json)
 
 
@@ -258,7 +271,7 @@ def push(workdir: str, events_path: Path, as_json: bool) -> None:
 @config_option
 @as_of_option
 @json_option
-def pretrain(workdir: str, config: Path | None, as_of: str | None, as_json: bool) -> None:
+def pretrain(workdir: str, config: str | None, as_of: str | None, as_json: bool) -> None:
     """Pretrain the LAM's next-action head with Ray Train.
 
     Reads the events before --as-of of customers who may be trained on (consent per lam.yaml); writes a
@@ -278,7 +291,7 @@ def pretrain(workdir: str, config: Path | None, as_of: str | None, as_json: bool
 @click.option("--target", default=None, help="An event-derived target of lam.yaml (default: the campaign-response head).")
 @as_of_option
 @json_option
-def finetune(workdir: str, config: Path | None, artifact: Path | None, target: str | None, as_of: str | None,
+def finetune(workdir: str, config: str | None, artifact: Path | None, target: str | None, as_of: str | None,
              as_json: bool) -> None:
     """Fine-tune a head with Ray Train: campaign response, or an event-derived target (--target NAME).
 
@@ -371,7 +384,7 @@ def rollout(workdir: str, customers: tuple[str, ...], steps: int, temperature: f
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Simulated worlds: the campaign-response artifact (default: the newest).")
 @json_option
-def evaluate(workdir: str, as_of: str | None, config: Path | None, targets: tuple[str, ...], seed: int,
+def evaluate(workdir: str, as_of: str | None, config: str | None, targets: tuple[str, ...], seed: int,
              exclude_seen: bool, capacity: int | None, artifact: Path | None, as_json: bool) -> None:
     """Evaluate on what happened after --as-of T (no ground truth needed).
 
@@ -386,7 +399,7 @@ def evaluate(workdir: str, as_of: str | None, config: Path | None, targets: tupl
     """
     from lam_platform.holdout_evaluation import evaluate_holdout
     from lam_platform.targets import CutoffGrid
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.training import JobConfig
 
     wd = Workdir.at(workdir)
     if as_of is None and wd.world_json.exists():
@@ -467,7 +480,7 @@ def serve(workdir: str, host: str, port: int, as_of: str | None, max_customers: 
 @as_of_option
 @config_option
 @json_option
-def report(workdir: str, examples: int, seed: int, as_of: str | None, config: Path | None, as_json: bool) -> None:
+def report(workdir: str, examples: int, seed: int, as_of: str | None, config: str | None, as_json: bool) -> None:
     """Write WORKDIR/outputs/report/index.html: data, training curves, evaluation, call-list examples.
 
     On a simulated world (without --as-of): the ground-truth evaluation and policy table (after `lam score`).
@@ -499,7 +512,7 @@ def report(workdir: str, examples: int, seed: int, as_of: str | None, config: Pa
     from lam_platform.holdout_evaluation import evaluate_holdout
     from lam_platform.report import build_holdout_report
     from lam_platform.targets import CutoffGrid
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.training import JobConfig
 
     grid = CutoffGrid.from_dict(JobConfig.load(_job_config(config)).target)
     holdout = evaluate_holdout(wd, _clock(as_of), grid, seed=seed)
@@ -513,7 +526,7 @@ def report(workdir: str, examples: int, seed: int, as_of: str | None, config: Pa
               help="Campaign log of the calls made (Parquet or CSV).")
 @config_option
 @json_option
-def close_loop_command(workdir: str, outcomes: Path, config: Path | None, as_json: bool) -> None:
+def close_loop_command(workdir: str, outcomes: Path, config: str | None, as_json: bool) -> None:
     """Ingest the outcomes of a called list and update the campaign head from its last version (Ray job).
 
     Needs customer_id, event_timestamp, campaign_id, offer, method, treatment (1 called, 0 held out) and
@@ -522,7 +535,7 @@ def close_loop_command(workdir: str, outcomes: Path, config: Path | None, as_jso
     these outcomes before and after; `lam score` and `lam serve` use it from then on.
     """
     from lam_platform.closed_loop import close_loop
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.training import JobConfig
 
     _emit(close_loop(Workdir.at(workdir), outcomes, JobConfig.load(_job_config(config))), as_json)
 
@@ -535,14 +548,14 @@ def close_loop_command(workdir: str, outcomes: Path, config: Path | None, as_jso
 @click.option("--seed", default=0, show_default=True, help="Seed of the hold-out draw and the outcomes.")
 @config_option
 @json_option
-def simulate_loop(workdir: str, rounds: int, capacity: int, holdout: float, seed: int, config: Path | None,
+def simulate_loop(workdir: str, rounds: int, capacity: int, holdout: float, seed: int, config: str | None,
                   as_json: bool) -> None:
     """On a simulated world: call the list, draw outcomes from the ground truth, `close-loop`, repeat.
 
     Writes WORKDIR/outputs/closed_loop/rounds.json (order rate per round), shown by `lam report`.
     """
     from lam_platform.simulation.loop import simulate_rounds
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.training import JobConfig
 
     table = simulate_rounds(Workdir.at(workdir), JobConfig.load(_job_config(config)), rounds, capacity, holdout,
                             seed=seed)
@@ -612,20 +625,20 @@ def fairness(workdir: str, calibration_margin: float, as_json: bool) -> None:
               help="movielens: ratings.dat (UserID::MovieID::Rating::Timestamp); sasrec: `user item` lines.")
 @click.option("--path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="The data file (not shipped: download it yourself).")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Job YAML with model and pretrain sections (default: ray_jobs/configs/ml1m.yaml).")
+@click.option("--config", default=None, metavar="NAME|PATH",
+              help="Job YAML with model and pretrain sections: a file or a shipped config (default: ml1m).")
 @click.option("--exclude-seen", is_flag=True, help="Rank targets without items already in the user's history.")
 @json_option
-def benchmark_public(file_format: str, path: Path, config: Path | None, exclude_seen: bool, as_json: bool) -> None:
+def benchmark_public(file_format: str, path: Path, config: str | None, exclude_seen: bool, as_json: bool) -> None:
     """Leave-one-out next-item benchmark on a public dataset: HR@k and NDCG@k with full ranking.
 
     The last item of each user is the test target, the second-last the validation target; the LAM's
     next-action system trains on the rest (one process; GPU and bf16 if present).
     """
     from lam_platform.public_benchmarks import read_movielens, read_sasrec, run_leave_one_out
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.training import JobConfig
 
-    job = JobConfig.load(config or Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "ml1m.yaml")
+    job = JobConfig.load(_job_config(config or "ml1m"))
     events = (read_movielens if file_format == "movielens" else read_sasrec)(path)
     _emit(run_leave_one_out(events, job.model, job.pretrain, job.seed, exclude_seen), as_json)
 
@@ -637,7 +650,7 @@ def benchmark_public(file_format: str, path: Path, config: Path | None, exclude_
 @click.option("--max-len", default=64, show_default=True, help="Events per customer in the sequence view.")
 @config_option
 @json_option
-def demo(workdir: str, customers: int, seed: int, max_len: int, config: Path | None, as_json: bool) -> None:
+def demo(workdir: str, customers: int, seed: int, max_len: int, config: str | None, as_json: bool) -> None:
     """Run the whole platform on the simulator: simulate, ingest, materialize, pretrain, fine-tune, score, summary.
 
     The simulator writes raw source tables (beside WORKDIR, in WORKDIR-sources) and WORKDIR/lam.yaml; from

@@ -30,10 +30,10 @@ from lam_platform.errors import UserError
 from lam_platform.privacy import PSEUDONYM
 from lam_platform.suppression import ErasedCustomers
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict, versions_with_head
-from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
+from lam_platform.lightning_modules.artifact import ModelArtifact, next_version, split_state_dict, versions_with_head
+from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lam_platform.training_shards import write_training_shards
-from ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
 
 REQUIRED = {"customer_id": "string", "event_timestamp": "timestamp", "campaign_id": "string", "offer": "string",
             "method": "string", "treatment": "0/1", "outcome": "0/1"}

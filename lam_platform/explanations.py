@@ -1,6 +1,6 @@
 """Explanations for reviewers: the past events that drove a score, and one line that says why in words.
 
-The attributions come from `lightning_modules.attribution.integrated_gradients` (per event, in uplift
+The attributions come from `lam_platform.lightning_modules.attribution.integrated_gradients` (per event, in uplift
 units). The reason names the kinds of event with the largest positive attribution and how often the
 customer did them in the 7 days before the scoring time, e.g.
 "view page:plan_5g on web 3x in 7 days; purchase device:phone_a on shop 12 days ago".

@@ -1,9 +1,12 @@
 """Feast glue: lay out the feature repo in a workdir, apply it, materialize, and read features.
 
-The definitions live in the top-level `feature_repo/` of this project; a workdir gets a copy with
-the `feature_store.yaml` of the chosen profile (`infra/feast/local.yaml` by default) and a
-`repo_schema.json` that says which channels, actions and profile fields its views carry (from the
-event table and lam.yaml), so the same definitions serve simulated and real data.
+The definitions ship with the package (`lam_platform/feast_repo/definitions.py`); the first
+`lam materialize` copies them into the workdir with the `feature_store.yaml` of the chosen profile
+(`lam_platform/feast_repo/profiles/local.yaml` by default). Both are then the platform team's to edit:
+later runs keep them and only say when the shipped definitions differ. Every run rewrites
+`repo_schema.json`, which says which profile fields, aggregates and attribute lists the views carry
+(from the event table and lam.yaml), so the same definitions serve simulated and real data and
+`feast apply` needs nothing but Feast.
 """
 
 from __future__ import annotations
@@ -25,16 +28,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lam_platform.aggregates import AggregateSpec, build_aggregates
+from lam_platform.aggregates import AggregateSpec, aggregate_feature_names, build_aggregates
 from lam_platform.atomic_files import replace_parquet
 from lam_platform.errors import UserError
 from lam_platform.events import TIMESTAMP, EventAttributes
+from lam_platform.packaged import FEAST_PROFILES, FEAST_REPO
 from lam_platform.sequences import build_sequences, list_columns
 from lam_platform.workdir import Workdir
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFINITIONS = PROJECT_ROOT / "feature_repo"
-LOCAL_PROFILE = PROJECT_ROOT / "infra" / "feast" / "local.yaml"
+DEFINITIONS = FEAST_REPO
+log = logging.getLogger(__name__)
+LOCAL_PROFILE = FEAST_PROFILES / "local.yaml"
 CONSENT_FEATURE = "consent_marketing"
 MATERIALIZED_VIEWS = ("customer_profile", "customer_event_sequence", "customer_event_aggregates")
 SCORES_SCHEMA = [("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), ("best_offer", pa.string()),
@@ -63,8 +67,10 @@ class RepoSchema:
         return ("seq_len", *list_columns(self.attributes))
 
     def save(self, path: Path) -> None:
+        """The schema, with every aggregate feature spelled out so `definitions.py` needs only Feast."""
         path.write_text(json.dumps({"channels": list(self.channels), "actions": list(self.actions),
-                                    "profile": self.profile, "attributes": self.attributes.to_dict()}, indent=1))
+                                    "profile": self.profile, "attributes": self.attributes.to_dict(),
+                                    "aggregate_features": aggregate_feature_names(self.aggregates)}, indent=1))
 
     @classmethod
     def load(cls, workdir: Workdir) -> "RepoSchema":
@@ -84,10 +90,6 @@ def prepare_repo(workdir: Workdir, schema: RepoSchema, profile: Path | None = No
     Switching the online store type is refused unless `switch_online_store`: the customers stored in the
     old one would stay there, out of reach of `lam forget` and `lam consent`, which act on the current one.
     """
-    if not (DEFINITIONS / "definitions.py").exists():
-        raise FileNotFoundError(
-            f"feature definitions not found at {DEFINITIONS}; install the project with `pip install -e .`"
-        )
     current = workdir.feature_repo / "feature_store.yaml"
     chosen = Path(profile) if profile is not None else (current if current.exists() else LOCAL_PROFILE)
     settings = "\n".join(line for line in chosen.read_text().splitlines() if not line.lstrip().startswith("#"))
@@ -102,12 +104,23 @@ def prepare_repo(workdir: Workdir, schema: RepoSchema, profile: Path | None = No
                             "keep the workdir's profile (omit --profile), or pass --switch-online-store after "
                             f"clearing {before}")
     workdir.feature_repo.mkdir(parents=True, exist_ok=True)
-    shutil.copy(DEFINITIONS / "definitions.py", workdir.feature_repo / "definitions.py")
-    shutil.copy(DEFINITIONS / ".feastignore", workdir.feature_repo / ".feastignore")
+    _write_definitions_once(workdir.feature_repo)
     if chosen != current:
         shutil.copy(chosen, current)
     schema.save(workdir.repo_schema)
     return workdir.feature_repo
+
+
+def _write_definitions_once(repo: Path) -> None:
+    """Copy the shipped definitions into a new repo; an existing repo keeps its own (a platform team's
+    edits are theirs), and a run says so when the shipped file has changed since."""
+    for name in ("definitions.py", ".feastignore"):
+        shipped, kept = DEFINITIONS / name, repo / name
+        if not kept.exists():
+            shutil.copy(shipped, kept)
+        elif kept.read_bytes() != shipped.read_bytes():
+            log.warning("%s differs from the shipped %s and is kept; compare the two and merge by hand if the "
+                        "views need the shipped changes", kept, shipped)
 
 
 def online_store_type(profile: Path) -> str:

@@ -39,8 +39,8 @@ from lam_platform.scoring import CampaignScorer, TargetScorer
 from lam_platform.sequences import build_sequences
 from lam_platform.targets import CutoffGrid, active_before, labels, target_examples
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, versions_with_head
-from lightning_modules.batches import EventBatch, dataclass_from_arrays
+from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
+from lam_platform.lightning_modules.batches import EventBatch, dataclass_from_arrays
 
 
 def profiles_at(ledger: pd.DataFrame, customers: list[str], times) -> pd.DataFrame:

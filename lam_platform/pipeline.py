@@ -30,10 +30,11 @@ from lam_platform.streaming import sequence_length
 from lam_platform.ingest_all import ingest_sources
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
+from lam_platform.packaged import job_config_path
 
 DEFAULT_SEQUENCE_LENGTH = 64
 MATERIALIZE_LOOKBACK = pd.Timedelta(days=3650)  # the views' TTL: older rows are never served
-DEFAULT_JOB_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "demo.yaml"
+DEFAULT_JOB_CONFIG = job_config_path("demo")
 
 
 def ingest_step(workdir: Workdir, pseudonymizer: Pseudonymizer) -> dict:
@@ -101,15 +102,15 @@ def _materialize(workdir: Workdir, max_len: int | None, profile: Path | None, in
 
 
 def pretrain_step(workdir: Workdir, config: Path, as_of: pd.Timestamp | None = None) -> dict:
-    from ray_jobs import pretrain
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs import pretrain
+    from lam_platform.ray_jobs.training import JobConfig
 
     return pretrain.run(workdir, JobConfig.load(config), parse_as_of(as_of))
 
 
 def finetune_step(workdir: Workdir, config: Path, artifact: Path | None = None, as_of: pd.Timestamp | None = None,
                   target: str | None = None) -> dict:
-    from ray_jobs import finetune
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs import finetune
+    from lam_platform.ray_jobs.training import JobConfig
 
     return finetune.run(workdir, JobConfig.load(config), parse_as_of(as_of), artifact, target)

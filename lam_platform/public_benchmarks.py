@@ -30,9 +30,9 @@ from lam_platform import metrics
 from lam_platform.holdout_evaluation import popularity_ranks, rank_next_objects
 from lam_platform.events import TIMESTAMP, EventAttributes
 from lam_platform.sequences import build_sequences
-from lightning_modules.config import LAMConfig
-from lightning_modules.systems import NextActionSystem
-from lightning_modules.tokenizer import EventTokenizer
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.systems import NextActionSystem
+from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 FORMATS = ("movielens", "sasrec")
 SASREC_EPOCH = pd.Timestamp("2000-01-01", tz="UTC")

@@ -25,7 +25,7 @@ from lam_platform.events import events_dataset
 from lam_platform.features import online_features, open_store
 from lam_platform.plots import save_figure as _save
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 
 EVALUATION_PLOTS = ("policies.png", "gain.png", "qini.png", "calibration.png", "next_action.png")
 

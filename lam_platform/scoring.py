@@ -23,9 +23,9 @@ from lam_platform.features import online_features, open_store, push_scores, sche
 from lam_platform.platform_config import CallListRules, PlatformConfig, PlatformConfigError
 from lam_platform.atomic_files import governance_lock, write_atomically
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, latest_version
-from lightning_modules.attribution import integrated_gradients
-from lightning_modules.batches import CampaignContext, CustomerContext, EventBatch, dataclass_from_arrays
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.lightning_modules.attribution import integrated_gradients
+from lam_platform.lightning_modules.batches import CampaignContext, CustomerContext, EventBatch, dataclass_from_arrays
 
 CALL_LIST_COLUMNS = ["rank", "customer_id", "offer", "method", "contact_time", "p_order_if_called",
                      "p_order_if_not_called", "uplift", "reason", "driving_events", "model_version", "scored_at"]
@@ -327,7 +327,7 @@ def publish_scores(workdir: Workdir, store, scores: pd.DataFrame, as_of: pd.Time
 def rollout_customers(workdir: Workdir, customer_ids: list[str], steps: int = 5, temperature: float = 1.0,
                       seed: int = 0, artifact_path: Path | None = None) -> pd.DataFrame:
     """Sample each customer's next `steps` events from the pretrained LAM, starting from the online sequence."""
-    from lightning_modules.rollout import rollout
+    from lam_platform.lightning_modules.rollout import rollout
 
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts)).with_head("next_action")
     rows = online_features(open_store(workdir), customer_ids)

@@ -28,7 +28,7 @@ from lam_platform.sequences import build_sequences
 from lam_platform.targets import CutoffGrid, Target, target_examples
 from lam_platform.workdir import Workdir
 from lam_platform.training_shards import write_training_shards
-from lightning_modules.tokenizer import EventTokenizer
+from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 ONE_MICROSECOND = pd.Timedelta(microseconds=1)
 

@@ -13,13 +13,16 @@ from lam_platform.pipeline import ingest_step, materialize_step
 from lam_platform.privacy import KEY_ENV, KEY_FILE_ENV, Pseudonymizer
 from lam_platform.simulation.world import raw_customer_ids
 from lam_platform.workdir import Workdir
+from lam_platform.packaged import job_config_path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the source tree: examples under infra/
 
 TEST_PSEUDONYM_KEY = "lam-tests-only-pseudonym-key-4b1d"  # a test key: real keys live in a secret, never in git
 PSEUDONYMIZER = Pseudonymizer(TEST_PSEUDONYM_KEY.encode())
 
 TINY_CUSTOMERS = 200
 TINY_MAX_LEN = 16
-TINY_JOB = Path(__file__).resolve().parents[1] / "ray_jobs" / "configs" / "tiny.yaml"
+TINY_JOB = job_config_path("tiny")
 
 
 def pytest_configure(config) -> None:

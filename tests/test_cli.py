@@ -2,7 +2,7 @@ import pytest
 from click.testing import CliRunner
 
 from lam_platform.cli import main
-from ray_jobs.training import JobConfig
+from lam_platform.ray_jobs.training import JobConfig
 
 COMMANDS = ["simulate", "ingest", "materialize", "pretrain", "finetune", "score", "evaluate", "summary", "demo"]
 

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from lam_platform.cli import main
+from lam_platform.packaged import job_config_path
 
-TINY_CONFIG = Path(__file__).resolve().parent.parent / "ray_jobs" / "configs" / "tiny.yaml"
+TINY_CONFIG = job_config_path("tiny")
 
 
 @pytest.mark.e2e

@@ -16,12 +16,13 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
 
 
-def test_the_contracts_hold_and_a_module_importing_the_simulator_breaks_them(tmp_path):
+def test_the_contracts_hold_and_wrong_way_imports_break_them(tmp_path):
     assert _lint(PROJECT).returncode == 0, _lint(PROJECT).stdout
     copy = tmp_path / "project"
-    for name in ("lam_platform", "ray_jobs", "lightning_modules"):
-        shutil.copytree(PROJECT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT / "lam_platform", copy / "lam_platform", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PROJECT / "pyproject.toml", copy / "pyproject.toml")
     (copy / "lam_platform" / "sneaky.py").write_text("from lam_platform.simulation.world import WorldConfig\n")
+    (copy / "lam_platform" / "lightning_modules" / "leaky.py").write_text("from lam_platform.events import TIMESTAMP\n")
     broken = _lint(copy)
     assert broken.returncode != 0 and "lam_platform.sneaky" in broken.stdout
+    assert "lam_platform.lightning_modules.leaky -> lam_platform.events" in broken.stdout

@@ -20,9 +20,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from lam_platform.packaged import job_config_path
+
 PROJECT = Path(__file__).resolve().parents[1]
 RETAIL = PROJECT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii_2009_2010.parquet"
-TINY_JOB = PROJECT / "ray_jobs" / "configs" / "tiny.yaml"
+TINY_JOB = job_config_path("tiny")
 AS_OF = "2010-10-01T00:00:00+00:00"
 
 EXAMPLE_CONFIG = PROJECT / "infra" / "examples" / "online_retail_ii.yaml"  # the README's lam.yaml for this log

@@ -18,7 +18,7 @@ import torch
 
 from lam_platform.explanations import DrivingEvent
 from lam_platform.scoring import CampaignScorer, TargetScorer, online_event_batch
-from lightning_modules.artifact import ModelArtifact, versions_with_head
+from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
 
 log = logging.getLogger(__name__)
 

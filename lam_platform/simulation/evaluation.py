@@ -25,7 +25,7 @@ from lam_platform.simulation.ground_truth import METHODS, OFFERS, GroundTruth
 from lam_platform.simulation.policies import legacy_segment_policy, random_policy
 from lam_platform.simulation.world import load_ground_truth, load_world_config
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact
+from lam_platform.lightning_modules.artifact import ModelArtifact
 
 # Not a policy anyone can run: the oracle without responsiveness (who answers calls is latent and shows in no
 # event), i.e. the best any model of behaviour alone could do. It says how much of the oracle is reachable.

@@ -23,7 +23,7 @@ from lam_platform.simulation.evaluation import (
 from lam_platform.plots import save_figure as _save
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
-from lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 
 
 def evaluate(workdir: Workdir, artifact_path: Path | None = None, capacity: int | None = None, seed: int = 0,

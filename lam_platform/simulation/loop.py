@@ -19,8 +19,8 @@ from lam_platform.platform_config import PlatformConfig
 from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time, rank_call_list
 from lam_platform.simulation.world import load_ground_truth, load_world_config
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, versions_with_head
-from ray_jobs.training import JobConfig
+from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
+from lam_platform.ray_jobs.training import JobConfig
 
 
 def simulate_rounds(workdir: Workdir, job: JobConfig, rounds: int = 3, capacity: int = 50, holdout: float = 0.2,

@@ -13,8 +13,8 @@ from lam_platform.simulation.loop import simulate_rounds
 from lam_platform.report import _loop_section
 from lam_platform.service.model import servable_versions
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact
-from ray_jobs.training import JobConfig
+from lam_platform.lightning_modules.artifact import ModelArtifact
+from lam_platform.ray_jobs.training import JobConfig
 from tests.conftest import TINY_JOB
 
 

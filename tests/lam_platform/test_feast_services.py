@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from lam_platform.events import TIMESTAMP
-from lam_platform.features import PROJECT_ROOT, online_features, open_store, schema_fingerprint
+from lam_platform.packaged import feast_profile_path
+from lam_platform.features import online_features, open_store, schema_fingerprint
 from lam_platform.simulation.world import load_world_config
 from lam_platform.streaming import push_events
 from tests.conftest import PSEUDONYMIZER, with_raw_ids
@@ -26,7 +27,7 @@ def production_world(tmp_path_factory, request):
         monkeypatch = pytest.MonkeyPatch()
         monkeypatch.setenv("LAM_REDIS", redis)
         monkeypatch.setenv("LAM_REGISTRY_URL", registry)
-        profile = yaml.safe_load((PROJECT_ROOT / "infra" / "feast" / "production.yaml").read_text())
+        profile = yaml.safe_load((feast_profile_path("production")).read_text())
         profile["project"] = f"lam_test_{uuid.uuid4().hex[:8]}"  # isolates keys and registry rows
         path = tmp_path_factory.mktemp("profile") / "feature_store.yaml"
         path.write_text(yaml.safe_dump(profile).replace(redis, "${LAM_REDIS}").replace(registry, "${LAM_REGISTRY_URL}"))

@@ -3,6 +3,7 @@ import pyarrow as pa
 import pytest
 
 from lam_platform.events import TIMESTAMP, EventAttributes, read_events
+from lam_platform.packaged import feast_profile_path
 from lam_platform.features import historical_profiles, online_features, open_store, schema_fingerprint
 from lam_platform.sequences import build_sequences, list_columns
 from lam_platform.simulation.world import load_world_config
@@ -45,26 +46,26 @@ def test_fingerprint_names_a_missing_view(tiny_world):
 
 
 def test_a_profile_with_unset_variables_names_them(tmp_path, monkeypatch):
-    from lam_platform.features import PROJECT_ROOT, RepoSchema, prepare_repo
+    from lam_platform.features import RepoSchema, prepare_repo
     from lam_platform.workdir import Workdir
 
     monkeypatch.delenv("LAM_REDIS", raising=False)
     monkeypatch.delenv("LAM_REGISTRY_URL", raising=False)
     with pytest.raises(ValueError, match="LAM_REDIS"):
         prepare_repo(Workdir.at(tmp_path), RepoSchema(("shop",), ("purchase",), {}),
-                     PROJECT_ROOT / "infra" / "feast" / "production.yaml")
+                     feast_profile_path("production"))
 
 
 def test_materialize_keeps_the_workdirs_store_profile_and_refuses_a_silent_switch(tmp_path, monkeypatch):
     from lam_platform.errors import UserError
-    from lam_platform.features import LOCAL_PROFILE, PROJECT_ROOT, RepoSchema, online_store_type, prepare_repo
+    from lam_platform.features import LOCAL_PROFILE, RepoSchema, online_store_type, prepare_repo
     from lam_platform.workdir import Workdir
 
     monkeypatch.setenv("LAM_REDIS", "127.0.0.1:6379")
     monkeypatch.setenv("LAM_REGISTRY_URL", "postgresql://root@127.0.0.1:5432/test")
     workdir, schema = Workdir.at(tmp_path), RepoSchema(("shop",), ("purchase",), {})
     store_yaml = workdir.feature_repo / "feature_store.yaml"
-    prepare_repo(workdir, schema, PROJECT_ROOT / "infra" / "feast" / "production.yaml")
+    prepare_repo(workdir, schema, feast_profile_path("production"))
     prepare_repo(workdir, schema)  # no profile named: the workdir keeps its own
     assert online_store_type(store_yaml) == "redis"
     with pytest.raises(UserError, match="serves from the redis online store.*--switch-online-store"):

@@ -285,7 +285,7 @@ def test_a_forgotten_customer_stays_gone_through_reingest_push_close_loop_materi
     from lam_platform.erasure import forget
     from lam_platform.pipeline import finetune_step
     from lam_platform.streaming import push_events
-    from ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.training import JobConfig
     from tests.conftest import TINY_JOB
 
     world = _copy(trained_world, tmp_path_factory, "stays-gone")

@@ -6,12 +6,13 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.conftest import PROJECT_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lam_platform.channels import ChannelConfig, ChannelConfigError
 from lam_platform.events import read_events
-from lam_platform.features import PROJECT_ROOT
 from lam_platform.ingest import ingest
 from lam_platform.simulation.raw_export import export_raw_channels
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate

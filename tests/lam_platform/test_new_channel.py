@@ -3,7 +3,8 @@
 import pandas as pd
 
 from lam_platform.channels import ChannelConfig
-from lam_platform.features import PROJECT_ROOT, open_store
+from lam_platform.features import open_store
+from tests.conftest import PROJECT_ROOT
 from lam_platform.ingest import ingest
 from lam_platform.pipeline import materialize_step
 from lam_platform.simulation.world import load_world_config

@@ -10,7 +10,7 @@ from lam_platform.sequences_ray import build_sequences_ray
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from ray_jobs.training import ensure_ray
+    from lam_platform.ray_jobs.training import ensure_ray
 
     ensure_ray(2)  # the platform's local Ray (it keeps a CPU slot for Ray Data, which training needs too)
     yield

@@ -18,7 +18,7 @@ from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import TokenConfigError, load_tokens, parse_tokens
 from lam_platform.service.model import PRIOR_STRENGTH, PopulationPrior
 from lam_platform.simulation.world import load_world_config
-from lightning_modules.artifact import ModelArtifact
+from lam_platform.lightning_modules.artifact import ModelArtifact
 
 SCORER = "scorer-token-0123456789"
 CALLER = "caller-token-0123456789"

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from lam_platform.demo import world_clock
+from lam_platform.packaged import feast_profile_path
 from lam_platform.pipeline import materialize_step
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
@@ -25,7 +26,7 @@ from tests.services import restartable_redis
 
 TOKEN = "live-test-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-LOCAL_PROFILE = Path(__file__).resolve().parents[2] / "infra" / "feast" / "local.yaml"
+LOCAL_PROFILE = feast_profile_path("local")
 
 
 def _copy(world: Workdir, to: Path) -> Workdir:

@@ -63,7 +63,7 @@ def test_tiny_pretrain_job_succeeds_through_the_jobs_api(tiny_world, monkeypatch
         client = JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}",
                                      headers={"Authorization": f"Bearer {token}"})
         job_id = client.submit_job(
-            entrypoint=f"python -m ray_jobs.pretrain --config ray_jobs/configs/tiny.yaml --workdir {tiny_world.root}",
+            entrypoint=f"python -m lam_platform.ray_jobs.pretrain --config tiny --workdir {tiny_world.root}",
             runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES})
         deadline = time.time() + 300
         while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,

@@ -6,17 +6,17 @@ import torch
 
 from lam_platform.events import TIMESTAMP
 from lam_platform.sequences import build_sequences
-from lightning_modules.artifact import (
+from lam_platform.lightning_modules.artifact import (
     ModelArtifact,
     SchemaMismatchError,
     split_state_dict,
 )
-from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
-from lightning_modules.config import LAMConfig
-from lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
-from lightning_modules.rollout import rollout
-from lightning_modules.systems import NextActionSystem
-from lightning_modules.tokenizer import EventTokenizer
+from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
+from lam_platform.lightning_modules.rollout import rollout
+from lam_platform.lightning_modules.systems import NextActionSystem
+from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 OBJECTS = ["a", "b", "c", "d"]
 

@@ -11,13 +11,11 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
-from lam_platform.aggregates import AggregateSpec, aggregate_feature_names
-
-# What this workdir's views carry: written by `lam materialize` from the event table and lam.yaml
-# (channels and actions of the aggregates, the declared profile fields and event attributes).
+# What this workdir's views carry: rewritten by every `lam materialize` from the event table and lam.yaml
+# (the declared profile fields, every aggregate feature, the event attributes). This file imports only
+# Feast, so `feast apply` runs where only Feast is installed; it is copied once and then yours to edit.
 REPO_SCHEMA = json.loads((Path(__file__).resolve().parent / "repo_schema.json").read_text())
 ATTRIBUTES = REPO_SCHEMA.get("attributes", {"numeric": [], "categorical": []})
-AGGREGATES = AggregateSpec(tuple(REPO_SCHEMA["channels"]), tuple(REPO_SCHEMA["actions"]), tuple(ATTRIBUTES["numeric"]))
 PROFILE_TYPES = {"categorical": String, "numeric": Float64}
 
 # The customer: the "who" of every 4W1H event.
@@ -71,7 +69,7 @@ customer_event_aggregates = FeatureView(
     entities=[customer],
     ttl=timedelta(days=3650),
     schema=[Field(name=name, dtype=Int64 if kind == "count" else Float64)
-            for name, kind in aggregate_feature_names(AGGREGATES)],
+            for name, kind in REPO_SCHEMA["aggregate_features"]],
     source=customer_event_aggregates_source,
     online=True,
 )

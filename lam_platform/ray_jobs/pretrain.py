@@ -1,7 +1,7 @@
 """Pretrain the LAM (backbone + next-action head) with Ray Train and save a new model artifact.
 
-Run:  python -m ray_jobs.pretrain --config ray_jobs/configs/demo.yaml --workdir ./lam-demo [--as-of T]
-On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.pretrain --config ... --workdir <shared path>
+Run:  python -m lam_platform.ray_jobs.pretrain --config demo --workdir ./lam-demo [--as-of T]
+On a cluster:  ray job submit --working-dir . -- python -m lam_platform.ray_jobs.pretrain --config ... --workdir <shared path>
 Reads lam.yaml, the event table and profiles; trains on events strictly before the as-of time (default
 now); writes <workdir>/artifacts/lam-v<N>/.
 """
@@ -21,9 +21,9 @@ from lam_platform.features import MODEL_VIEWS, open_store, schema_fingerprint
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
-from lightning_modules.config import LAMConfig
-from ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
 
 
 def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
@@ -62,7 +62,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="job YAML, e.g. ray_jobs/configs/demo.yaml")
+    parser.add_argument("--config", required=True, help="job YAML: a file, or a shipped config name (demo, quality, tiny, gpu, ml1m)")
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
     parser.add_argument("--as-of", default=None, help="training cut-off, with zone (default: now)")
     args = parser.parse_args(argv)

@@ -82,7 +82,7 @@ def record_resume(checkpoint_file: str, log: Path) -> int:
     """Append "resumed from step N" to the run's resumes.log (rank 0 calls this); returns N."""
     import torch
 
-    from lightning_modules.config import LAMConfig
+    from lam_platform.lightning_modules.config import LAMConfig
 
     with torch.serialization.safe_globals([LAMConfig]):
         step = int(torch.load(checkpoint_file, map_location="cpu", weights_only=True)["global_step"])

@@ -1,7 +1,7 @@
 """Fine-tune a head on a pretrained backbone with Ray Train: the campaign-response head on the campaign
 log, or (`--target NAME`) the head of an event-derived target declared in lam.yaml.
 
-Run:  python -m ray_jobs.finetune --config ray_jobs/configs/demo.yaml --workdir ./lam-demo [--target NAME]
+Run:  python -m lam_platform.ray_jobs.finetune --config demo --workdir ./lam-demo [--target NAME]
       [--as-of T] [--artifact PATH]
 Reads lam.yaml, the campaign log (contacts whose outcome is known at the as-of time) or the event table
 (target labels mature at the as-of time), profiles point-in-time from Feast and the event table; adds
@@ -28,8 +28,8 @@ from lam_platform.source_tables import campaign_outcomes, read_campaign_log
 from lam_platform.targets import CutoffGrid
 from lam_platform.training_data import build_finetune_set, build_target_set, training_events
 from lam_platform.workdir import Workdir
-from lightning_modules.artifact import ModelArtifact, latest_version, next_version, split_state_dict
-from ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version, next_version, split_state_dict
+from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
 
 
 def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: Path | None = None,
@@ -86,7 +86,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: P
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="job YAML, e.g. ray_jobs/configs/demo.yaml")
+    parser.add_argument("--config", required=True, help="job YAML: a file, or a shipped config name (demo, quality, tiny, gpu, ml1m)")
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
     parser.add_argument("--artifact", type=Path, help="artifact folder to fine-tune (default: the latest pretrained one)")
     parser.add_argument("--target", default=None, help="an event-derived target of lam.yaml (default: campaign response)")

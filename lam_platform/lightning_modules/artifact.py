@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_modules.config import LAMConfig
-from lightning_modules.heads import head_kind
-from lightning_modules.model import LAMBackbone
-from lightning_modules.tokenizer import EventTokenizer
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.heads import head_kind
+from lam_platform.lightning_modules.model import LAMBackbone
+from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 
 class SchemaMismatchError(RuntimeError):
@@ -107,7 +107,7 @@ class ModelArtifact:
     def add_head(self, name: str, state: dict, info: dict, kind: str | None = None) -> None:
         """Save a head's weights next to the backbone and record its kind, metrics and cost in the card.
 
-        kind: the registered head kind (lightning_modules.heads); default: the head's name (next_action,
+        kind: the registered head kind (lam_platform.lightning_modules.heads); default: the head's name (next_action,
         campaign_response). Target heads are named after their target, of kind "target".
         """
         kind = kind or name

@@ -14,10 +14,11 @@ from lam_platform.simulation.world import load_world_config
 from lam_platform.consent import consenting_customers
 from lam_platform.platform_config import PlatformConfig
 from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
-from lightning_modules.config import LAMConfig
-from ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.packaged import job_config_path
 
-TINY = Path(__file__).resolve().parents[2] / "ray_jobs" / "configs" / "tiny.yaml"
+TINY = job_config_path("tiny")
 # Final training loss of a recovered run vs an uninterrupted one: they differ only in the data order
 # of the epoch that was cut (a resumed epoch starts its stream again), so they agree loosely, not exactly.
 LOSS_TOLERANCE = 0.15
@@ -80,7 +81,7 @@ def test_a_stopped_run_started_again_with_the_same_name_resumes(pretrain_shards,
 
 
 def test_the_run_name_follows_the_training_data_and_settings_not_how_it_is_run(tmp_path):
-    from ray_jobs.training import training_fingerprint
+    from lam_platform.ray_jobs.training import training_fingerprint
 
     shards = tmp_path / "shards"
     shards.mkdir()

@@ -5,7 +5,7 @@ import pytest
 
 from lam_platform.demo import world_clock
 from lam_platform.scoring import score
-from ray_jobs import score as batch_score
+from lam_platform.ray_jobs import score as batch_score
 
 
 @pytest.mark.e2e

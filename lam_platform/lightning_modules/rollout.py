@@ -4,7 +4,7 @@ Autoregressive: predict the next event from the history, sample its channel, obj
 the head's softmax (at a temperature), place it after the predicted time gap, append it to the
 history, repeat. Amounts and durations are not predicted, so generated events carry them as missing.
 
-    from lightning_modules.rollout import rollout
+    from lam_platform.lightning_modules.rollout import rollout
     future = rollout(artifact.load_backbone(), artifact.load_head("next_action"), events, steps=5)
     tokenizer.decode_events(future)   # a DataFrame: row, step, channel, object, action, hours_after
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from lightning_modules.batches import EventBatch
-from lightning_modules.model import LAMBackbone, NextActionHead
+from lam_platform.lightning_modules.batches import EventBatch
+from lam_platform.lightning_modules.model import LAMBackbone, NextActionHead
 
 
 @dataclass

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_modules.config import LAMConfig
-from lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem
 
 B, L = 64, 12
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.packaged import job_config_path
 
 SECTIONS = ("model", "pretrain", "finetune", "update", "target", "scaling", "seed")
 DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
@@ -40,10 +41,9 @@ class JobConfig:
             self.update = dict(self.finetune)
 
     @classmethod
-    def load(cls, path: str | Path) -> "JobConfig":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"job config {path} not found; see ray_jobs/configs/ for examples")
+    def load(cls, name_or_path: str | Path) -> "JobConfig":
+        """A job YAML by path, or by the name of a shipped config (demo, quality, tiny, gpu, ml1m)."""
+        path = job_config_path(name_or_path)
         values = yaml.safe_load(path.read_text()) or {}
         unknown = set(values) - set(SECTIONS)
         if unknown:
@@ -57,9 +57,9 @@ def train_func(config: dict) -> None:
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
 
-    from lightning_modules.heads import head_kind
-    from lightning_modules.systems import BackboneFinetuning
-    from ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, TrainingHistory, record_resume, resume_path
+    from lam_platform.lightning_modules.heads import head_kind
+    from lam_platform.lightning_modules.systems import BackboneFinetuning
+    from lam_platform.ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, TrainingHistory, record_resume, resume_path
 
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)

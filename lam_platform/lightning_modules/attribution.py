@@ -14,8 +14,8 @@ from dataclasses import fields, replace
 import torch
 from torch import Tensor
 
-from lightning_modules.batches import CampaignContext, EventBatch
-from lightning_modules.model import CampaignResponseHead, LAMBackbone
+from lam_platform.lightning_modules.batches import CampaignContext, EventBatch
+from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbone
 
 
 def _repeat(batch, n: int):

@@ -2,9 +2,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lightning_modules.attribution import integrated_gradients
-from lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
-from lightning_modules.model import CampaignResponseHead, LAMBackbone
+from lam_platform.lightning_modules.attribution import integrated_gradients
+from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
+from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbone
 from tests.lightning_modules.test_model import _config, _sequences, _tokenizer
 
 

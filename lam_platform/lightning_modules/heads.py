@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 from torch import nn
 
-from lightning_modules.model import CampaignResponseHead, NextActionHead, TargetHead
-from lightning_modules.systems import CampaignResponseSystem, NextActionSystem, TargetSystem
+from lam_platform.lightning_modules.model import CampaignResponseHead, NextActionHead, TargetHead
+from lam_platform.lightning_modules.systems import CampaignResponseSystem, NextActionSystem, TargetSystem
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import BaseFinetuning
 
-from lightning_modules.batches import (
+from lam_platform.lightning_modules.batches import (
     CampaignContext,
     CampaignLabels,
     CustomerContext,
@@ -20,8 +20,8 @@ from lightning_modules.batches import (
     TargetLabels,
     dataclass_from_arrays,
 )
-from lightning_modules.config import LAMConfig
-from lightning_modules.model import (
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.model import (
     CampaignResponseHead,
     CampaignResponseOutput,
     LAMBackbone,

@@ -1,7 +1,7 @@
 """Evaluate models at --as-of T on what happened after T (the same as `lam evaluate --as-of T`).
 
-Run:  python -m ray_jobs.evaluate --workdir ./lam-demo --as-of T [--config ray_jobs/configs/demo.yaml]
-On a cluster:  ray job submit --working-dir . -- python -m ray_jobs.evaluate --workdir <shared path> --as-of T
+Run:  python -m lam_platform.ray_jobs.evaluate --workdir ./lam-demo --as-of T [--config demo]
+On a cluster:  ray job submit --working-dir . -- python -m lam_platform.ray_jobs.evaluate --workdir <shared path> --as-of T
 Per target of lam.yaml: the LAM against LightGBM on aggregates and a recency rule; next-item HR/NDCG.
 Writes outputs/evaluation/holdout-<T>.json and prints it as one JSON line.
 """
@@ -15,7 +15,7 @@ from lam_platform.clock import as_of as parse_as_of
 from lam_platform.holdout_evaluation import evaluate_holdout
 from lam_platform.targets import CutoffGrid
 from lam_platform.workdir import Workdir
-from ray_jobs.training import JobConfig
+from lam_platform.ray_jobs.training import JobConfig
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.batches import CampaignContext, CustomerContext, EventBatch
-from lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.batches import CampaignContext, CustomerContext, EventBatch
+from lam_platform.lightning_modules.config import LAMConfig
 
 
 class EventEmbedding(nn.Module):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lightning_modules.batches import EventBatch
-from lightning_modules.config import LAMConfig
-from lightning_modules.model import LAMBackbone, NextActionHead
+from lam_platform.lightning_modules.batches import EventBatch
+from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.model import LAMBackbone, NextActionHead
 
 
 def _batch(b: int = 4, length: int = 32) -> EventBatch:
