@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import yaml
 
+from lam_platform.errors import yaml_problem
 from lam_platform.events import CHANNELS, EventAttributes, EventContractError
 ROLE_KEYS = {"files", "who", "when", "what", "how", "how_value", "timestamp_format", "time_zone", "event_id",
              "numeric", "categorical", "channel_from"}
@@ -94,7 +95,7 @@ class ChannelConfig:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ChannelConfigError(f"{path}: not valid YAML: {err}") from err
+            raise ChannelConfigError(f"{path}: {yaml_problem(err)}") from err
         return channel_config_from_dict(raw, path.resolve().parent, str(path))
 
 

@@ -53,22 +53,45 @@ class LamCommand(click.Command):
 
 
 class LamGroup(click.Group):
-    """Turns the platform's user errors (bad lam.yaml, missing input, a refused step) into one line, exit 2."""
+    """One error handler for every command. A user's mistake (a bad option, a bad lam.yaml, missing input, a
+    refused step) prints one line naming the input and the fix and exits 2; anything else is a bug and prints
+    one line too, exit 1. With --json the line is `{"error": ..., "hint": ...}`; with --debug (or LAM_DEBUG=1)
+    the traceback instead."""
 
     command_class = LamCommand
 
     def invoke(self, ctx):
         from lam_platform.errors import UserError
 
-        # The subcommand's own arguments, read before click consumes them.
-        wants_json = "--json" in (*getattr(ctx, "_protected_args", ()), *ctx.args)
+        # The subcommand and its own arguments, read before click consumes them.
+        args = (*getattr(ctx, "_protected_args", ()), *ctx.args)
+        wants_json, name = "--json" in args, (args[0] if args else "")
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as err:  # a usage mistake: an unknown option, a missing or bad value
+            _fail(err.format_message(), f"see `lam {name} --help`", wants_json, 2)
         except (UserError, FileNotFoundError) as err:
-            if wants_json:  # a script reads one JSON line
-                click.echo(json.dumps({"error": str(err), "kind": type(err).__name__}))
-                ctx.exit(2)
-            raise click.UsageError(str(err)) from None
+            if ctx.params.get("debug"):
+                raise
+            _fail(str(err), getattr(err, "hint", None) or f"see `lam {name} --help`", wants_json, 2)
+        except Exception as err:
+            if ctx.params.get("debug"):
+                raise
+            _fail(f"{type(err).__name__}: {err}", "not a mistake of yours as far as lam can tell: rerun with "
+                  "`lam --debug` (or LAM_DEBUG=1) for the traceback and report it", wants_json, 1)
+
+
+def _fail(message: str, hint: str, as_json: bool, code: int) -> None:
+    """Print one error line (JSON on stdout for --json, text on stderr otherwise) and exit with `code`."""
+    from lam_platform.errors import one_line
+
+    if as_json:
+        click.echo(json.dumps({"error": one_line(message), "hint": hint}))
+    else:
+        click.echo(f"Error: {one_line(message)} ({hint})", err=True)
+    sys.exit(code)
 
 
 def _emit(result: dict, as_json: bool) -> None:
@@ -129,7 +152,8 @@ def _job_config(config: str | None) -> Path:
 
 @click.group(cls=LamGroup)
 @click.version_option(package_name="lam-platform", prog_name="lam")
-def main() -> None:
+@click.option("--debug", is_flag=True, envvar="LAM_DEBUG", help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
     """LAM platform: 4W1H events -> Feast -> Ray-trained Large Action Model -> online scores -> call list."""
 
 

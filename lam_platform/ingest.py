@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from lam_platform.atomic_files import governance_lock, replace_parquet
 from lam_platform.channels import ChannelConfig, ChannelMapping
+from lam_platform.errors import UserError
 from lam_platform.events import EventAttributes, EventContractError, existing_events, write_events
 from lam_platform.privacy import Pseudonymizer
 from lam_platform.suppression import ErasedCustomers, retention_cutoff
@@ -148,13 +149,16 @@ def write_quarantine(rejects: pd.DataFrame, folder: Path, name: str) -> str:
 
 
 def read_raw(path: Path) -> pd.DataFrame:
-    """A source table as text (CSV) or native types (Parquet), with 1-based source line numbers."""
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-        frame["_line"] = np.arange(len(frame)) + 2  # line 1 is the header
-    else:
-        frame = pd.read_parquet(path)
-        frame["_line"] = np.arange(len(frame)) + 1
+    """A source table as text (CSV) or native types (Parquet), with 1-based source line numbers; a file that
+    cannot be read as its suffix says is a UserError naming it."""
+    is_csv = path.suffix.lower() == ".csv"
+    try:
+        frame = (pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False) if is_csv
+                 else pd.read_parquet(path))
+    except (OSError, ValueError, pd.errors.ParserError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(f"{path}: not a readable {'CSV' if is_csv else 'Parquet'} file ({type(err).__name__}: {err})",
+                        hint="source tables are Parquet, or CSV with a .csv suffix and a header line") from err
+    frame["_line"] = np.arange(len(frame)) + (2 if is_csv else 1)  # a CSV's line 1 is the header
     return frame
 
 

@@ -20,7 +20,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lam_platform.channels import ChannelConfig, ChannelConfigError, channel_config_from_dict
-from lam_platform.errors import UserError
+from lam_platform.errors import UserError, yaml_problem
 
 CONFIG_NAME = "lam.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -287,7 +287,7 @@ class PlatformConfig(_Section):
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
-            raise PlatformConfigError(f"{source}: not valid YAML: {err}") from err
+            raise PlatformConfigError(f"{source}: {yaml_problem(err)}") from err
         if not isinstance(raw, dict):
             raise PlatformConfigError(f"{source}: must be a mapping of sections")
         if "base" in raw:
@@ -303,6 +303,9 @@ class PlatformConfig(_Section):
     @classmethod
     def load(cls, workdir_root: Path) -> "PlatformConfig":
         path = Path(workdir_root) / CONFIG_NAME
+        if not Path(workdir_root).is_dir():
+            raise PlatformConfigError(f"workdir {Path(workdir_root)} does not exist: check --workdir (or LAM_WORKDIR), "
+                                      f"or create it with `lam init --workdir {Path(workdir_root)}`")
         if not path.exists():
             raise PlatformConfigError(f"no {CONFIG_NAME} in {Path(workdir_root)}: run `lam init --workdir "
                                       f"{Path(workdir_root)}` and declare your sources, or `lam demo` for the simulator")
