@@ -4,35 +4,50 @@ Run: `lam serve --workdir ./lam-demo` (tokens from LAM_API_TOKENS or LAM_API_TOK
 `lam_platform/service/auth.py`), then e.g.
     curl -H "Authorization: Bearer $TOKEN" -d '{"customer_ids": ["<pseudonym>"]}' localhost:8000/v1/score
 Customer ids are the platform's pseudonyms (see lam_platform/privacy.py), never raw ids.
-The OpenAPI spec is at /openapi.json, Prometheus metrics at /metrics; GET /v1/fairness gives the
+The OpenAPI spec is at /openapi.json (a bearer security scheme, each /v1 route's scope and its error
+responses; /docs has an Authorize button), Prometheus metrics at /metrics; GET /v1/fairness gives the
 fairness report of the latest stored call list as JSON.
+
+Under an ASGI server of your own, `app_from_env` builds the app from the environment: LAM_WORKDIR
+(required), LAM_API_TOKENS or LAM_API_TOKENS_FILE, and optionally LAM_AS_OF, LAM_MAX_CUSTOMERS,
+LAM_MAX_BODY_BYTES, LAM_POLL_SECONDS and LAM_ARTIFACT (the `lam serve` options of the same names):
+    uvicorn --factory lam_platform.service.app:app_from_env --host 0.0.0.0 --port 8000
+    gunicorn -k uvicorn.workers.UvicornWorker -w 4 -b 0.0.0.0:8000 'lam_platform.service.app:app_from_env()'
+Each worker process loads the model, watches for new versions and keeps its own /metrics counters (a
+scrape sees one worker's); all of them append to the same audit log.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from lam_platform.audit import REFUSALS, AuditLog
+from lam_platform.clock import as_of as parse_as_of
+from lam_platform.errors import UserError
 from lam_platform.fairness import FairnessSettings, call_list_fairness
 from lam_platform.features import online_features, open_store
 from lam_platform.consent import consented
 from lam_platform.platform_config import CallListRules, PlatformConfig
 from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
 from lam_platform.service import schemas
-from lam_platform.service.auth import ApiToken, Authenticator
+from lam_platform.service.auth import ApiToken, Authenticator, load_tokens
 from lam_platform.service.model import ModelWatcher, PopulationPrior, ServingModel
 from lam_platform.workdir import Workdir
 from lam_platform.consent import read_profiles
@@ -72,6 +87,58 @@ class ServiceSettings:
         slots = tuple(platform.catalogue.contact_slots) if platform.catalogue else DEFAULT_TIME_SLOTS
         return cls(workdir=workdir.root, rules=platform.call_list, time_slots=slots,
                    contact_allowed=platform.contact_allowed, **overrides)
+
+
+class ServiceConfigError(UserError):
+    """A service setting in the environment is missing or malformed; the message names the variable."""
+
+
+# The `lam serve` limits an ASGI server's workers read from the environment; unset ones keep the defaults.
+ENV_LIMITS: dict[str, tuple[str, type[int | float]]] = {
+    "LAM_MAX_CUSTOMERS": ("max_customers", int), "LAM_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "LAM_POLL_SECONDS": ("poll_seconds", float)}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> ServiceSettings:
+    """ServiceSettings from LAM_* variables, for servers that start the app themselves (`app_from_env`): the
+    `lam serve` options by their environment names, the rest from lam.yaml through `from_workdir` as there."""
+    environ = os.environ if environ is None else environ
+    root = environ.get("LAM_WORKDIR")
+    if not root:
+        raise ServiceConfigError("LAM_WORKDIR is not set: it names the platform working directory to serve")
+    if not Path(root).is_dir():
+        raise ServiceConfigError(f"LAM_WORKDIR={root} is not a directory")
+    overrides: dict[str, Any] = {}
+    for variable, (field, kind) in ENV_LIMITS.items():
+        if environ.get(variable):
+            overrides[field] = _positive(variable, environ[variable], kind)
+    if environ.get("LAM_AS_OF"):
+        overrides["clock"] = parse_as_of(environ["LAM_AS_OF"], "LAM_AS_OF")  # ClockError names the variable
+    if environ.get("LAM_ARTIFACT"):
+        artifact = Path(environ["LAM_ARTIFACT"])
+        if not artifact.is_dir():
+            raise ServiceConfigError(f"LAM_ARTIFACT={artifact} is not a model version folder")
+        overrides["model_path"] = artifact
+    return ServiceSettings.from_workdir(Workdir.at(root), **overrides)
+
+
+def _positive(variable: str, text: str, kind: type[int | float]) -> int | float:
+    """A limit from the environment, refused (naming the variable) unless it is a positive number."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ServiceConfigError(f"{variable}={text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if value <= 0:
+        raise ServiceConfigError(f"{variable}={text!r} must be positive")
+    return value
+
+
+def app_from_env(environ: Mapping[str, str] | None = None) -> FastAPI:
+    """The app for `uvicorn --factory lam_platform.service.app:app_from_env` and gunicorn's uvicorn workers:
+    each worker reads its settings and tokens from the environment when it starts (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    tokens = load_tokens(environ)  # first, as `lam serve` does: a token mistake fails before a model loads
+    return create_app(settings_from_env(environ), tokens)
 
 
 class StoreUnavailable(RuntimeError):
@@ -196,16 +263,18 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                   description="Scores customers from the Feast online store with the latest LAM version.")
     app.state.watcher, app.state.settings, app.state.metrics = watcher, settings, metrics
 
-    def require(scope: str):
-        def check(request: Request) -> ApiToken:
-            token = auth.identify(request.headers.get("authorization"))
-            if token is None:
-                raise HTTPException(401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
-            request.state.token_name = token.name  # for the audit log, refused or not
+    def authorize(request: Request, required: SecurityScopes,
+                  credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiToken:
+        """The caller's token if it has every scope the route declares (`Security(authorize, scopes=...)`):
+        the scopes that OpenAPI shows are the ones enforced here."""
+        token = auth.identify(credentials.credentials if credentials is not None else None)
+        if token is None:
+            raise HTTPException(401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
+        request.state.token_name = token.name  # for the audit log, refused or not
+        for scope in required.scopes:
             if scope not in token.scopes:
                 raise HTTPException(403, f"token {token.name!r} lacks the {scope!r} scope")
-            return token
-        return check
+        return token
 
     app.add_middleware(LimitsAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics,
                        audit=AuditLog(workdir.audit_log))
@@ -225,7 +294,8 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=schemas.Readiness, responses={
+        503: {"model": schemas.Readiness, "description": "not ready: no model loaded or the store unreadable"}})
     def readyz() -> JSONResponse:
         """Ready or not, and the model version; the reasons go to the service log, never to the caller
         (they hold paths and connection details)."""
@@ -241,13 +311,13 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         body = {"ready": not problems, "model_version": watcher.current.version if watcher.current else None}
         return JSONResponse(body, status_code=503 if problems else 200)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/score", response_model=schemas.ScoreResponse)
+    @app.post("/v1/score", response_model=schemas.ScoreResponse, responses=_errors(400, 401, 403, 413, 422, 503))
     def score(body: schemas.ScoreRequest, request: Request,
-              _: ApiToken = Depends(require("score"))) -> schemas.ScoreResponse:
+              _: ApiToken = Security(authorize, scopes=["score"])) -> schemas.ScoreResponse:
         request.state.customers = len(body.customer_ids)
         _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
         model = current_model()
@@ -290,9 +360,10 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         return schemas.ScoreResponse(model_version=model.version, as_of=as_of,
                                      customers=[answers[c] for c in ids])
 
-    @app.post("/v1/call-list", response_model=schemas.CallListResponse)
+    @app.post("/v1/call-list", response_model=schemas.CallListResponse,
+              responses=_errors(400, 401, 403, 409, 413, 422, 503))
     def call_list(body: schemas.CallListRequest, request: Request,
-                  _: ApiToken = Depends(require("call-list"))) -> schemas.CallListResponse:
+                  _: ApiToken = Security(authorize, scopes=["call-list"])) -> schemas.CallListResponse:
         _check_count("capacity", body.capacity, settings.max_call_list)
         if body.customer_ids is not None:
             _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
@@ -315,9 +386,8 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         if len(eligible):
             scores = model.campaigns.score(eligible, times, campaigns)
             ranked = rank_call_list(scores, body.capacity)
-        entries = []
+        entries, explanations = [], []  # no eligible candidate: an empty list, none explained (not a 500)
         if len(ranked):
-            explanations = []
             if body.explain:  # the first max_explained entries: the ones a caller reads first
                 top = ranked.head(settings.max_explained)
                 picked = eligible.set_index("customer_id").loc[top.customer_id].reset_index()
@@ -333,9 +403,11 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                                         candidates=len(ids), excluded=reasons.value_counts().to_dict(),
                                         explained=len(explanations), call_list=entries)
 
-    @app.get("/v1/fairness")
+    # exclude_unset: a group's calibration_gap is absent, not null, where outcomes are unknown (as `lam fairness`)
+    @app.get("/v1/fairness", response_model=schemas.FairnessReport, response_model_exclude_unset=True,
+             responses=_errors(401, 403, 404, 422))
     def fairness(calibration_margin: float = Query(0.05, ge=0, le=1),
-                 _: ApiToken = Depends(require("call-list"))) -> dict:
+                 _: ApiToken = Security(authorize, scopes=["call-list"])) -> schemas.FairnessReport:
         """Selection, predicted and observed order rates of the latest stored call list by age band and
         gender against the consenting base, with four-fifths and calibration flags (as `lam fairness`)."""
         try:
@@ -343,9 +415,37 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         except FileNotFoundError as err:
             raise HTTPException(404, "no stored call list: run `lam score` first") from err
         report.pop("call_list")  # a server path, not the caller's business
-        return report
+        return schemas.FairnessReport.model_validate(report)
 
     return app
+
+
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearerToken", description=(
+    "A token from LAM_API_TOKENS or LAM_API_TOKENS_FILE. Each operation lists the scope it needs (score or "
+    "call-list); without a known token the answer is 401, without the scope 403."))
+# auto_error=False: a missing or malformed header reaches `authorize`, which answers 401 in the service's words.
+
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {"model": schemas.ErrorBody, "description": "a body FastAPI cannot read as JSON text (e.g. not UTF-8)"},
+    401: {"model": schemas.ErrorBody, "description": "no bearer token, or one the service does not know",
+          "headers": {"WWW-Authenticate": {"description": "`Bearer`: the scheme to authenticate with",
+                                           "schema": {"type": "string"}}}},
+    403: {"model": schemas.ErrorBody, "description": "the token lacks the scope this operation needs"},
+    404: {"model": schemas.ErrorBody, "description": "no stored call list: run `lam score` first"},
+    409: {"model": schemas.ErrorBody, "description": "an analysis-only workdir (lam.yaml `consent: analysis_only`)"},
+    413: {"model": schemas.ErrorBody, "description": "the body exceeds max_body_bytes (declared or chunked)"},
+    422: {"model": schemas.ValidationErrorBody, "description": "a field is invalid (each entry's loc names it): "
+          "malformed, out of range, a value the model does not know, or over a per-request limit"},
+    503: {"model": schemas.ErrorBody, "description": "no model loaded (or none with a campaign-response head), "
+          "or the online store unavailable (then with Retry-After)",
+          "headers": {"Retry-After": {"description": "seconds; sent when the store is unavailable",
+                                      "schema": {"type": "integer"}}}},
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of one operation: each code it can answer, with the body it gets."""
+    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/v1/fairness", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}

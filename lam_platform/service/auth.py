@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def parse_tokens(entries: object, source: str) -> list[ApiToken]:
     return tokens
 
 
-def load_tokens(environ: dict[str, str] | None = None) -> list[ApiToken]:
+def load_tokens(environ: Mapping[str, str] | None = None) -> list[ApiToken]:
     """The service's tokens from LAM_API_TOKENS or LAM_API_TOKENS_FILE (exactly one must be set)."""
     environ = os.environ if environ is None else environ
     inline, file = environ.get("LAM_API_TOKENS"), environ.get("LAM_API_TOKENS_FILE")
@@ -82,15 +83,17 @@ def load_tokens(environ: dict[str, str] | None = None) -> list[ApiToken]:
 
 
 class Authenticator:
-    """Maps an Authorization header to the token it carries, by digest."""
+    """Maps a bearer credential (the text after `Bearer `, as FastAPI's HTTPBearer parses the Authorization
+    header) to the token it is, by digest."""
 
     def __init__(self, tokens: list[ApiToken]) -> None:
         self.tokens = tokens
 
-    def identify(self, authorization: str | None) -> ApiToken | None:
-        if not authorization or not authorization.lower().startswith("bearer "):
+    def identify(self, credentials: str | None) -> ApiToken | None:
+        """The token these credentials are, or None (no credentials, or ones no configured token has)."""
+        if not credentials:
             return None
-        digest = _digest(authorization[7:].strip())
+        digest = _digest(credentials.strip())
         found = None
         for token in self.tokens:  # compare against all of them: the time taken does not depend on which matched
             if hmac.compare_digest(token.digest, digest):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,3 +111,67 @@ class CallListResponse(BaseModel):
     excluded: dict[str, int]
     explained: int = 0  # entries with driving events and a reason (the first max_explained)
     call_list: list[CallListEntry]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_version: str | None = Field(description="the version being served; null before one is loaded")
+
+
+class FairnessGroup(BaseModel):
+    """One group of an attribute (lam_platform/fairness.py `fairness_report`)."""
+
+    group: str
+    eligible: int = Field(description="consenting customers of this group in the base")
+    selected: int = Field(description="of them on the call list")
+    selection_rate: float
+    predicted_order_rate: float | None = Field(description="mean P(order | called) of the selected; null if none")
+    observed_order_rate: float | None = Field(description="null where the caller does not know outcomes")
+    calibration_gap: float | None = Field(None, description="predicted - observed; only where observed is known")
+    ratio_to_best: float | None = Field(description="selection rate over the best supported group's")
+    four_fifths_flag: bool
+    calibration_flag: bool
+
+
+class FairnessFlag(BaseModel):
+    attribute: str
+    group: str
+    kind: Literal["four_fifths", "calibration"]
+    value: float = Field(description="the ratio to the best group, or the calibration gap minus the list's")
+
+
+class FairnessReport(BaseModel):
+    """GET /v1/fairness: the report of `lam fairness --json` without the server path of the call list."""
+
+    left_since_listed: int = Field(description="listed customers no longer in the consenting base")
+    eligible: int
+    selected: int
+    overall_selection_rate: float | None = Field(description="null when the consenting base is empty")
+    overall_calibration_gap: float | None
+    calibration_margin: float
+    attributes: dict[str, list[FairnessGroup]] = Field(description="per attribute (age_band, gender, or lam.yaml's "
+                                                                   "categorical profile fields), its groups")
+    flags: list[FairnessFlag]
+
+
+class ErrorBody(BaseModel):
+    """A refusal (401, 403, 404, 409, 413, 503): FastAPI's HTTPException body; `detail` names the cause,
+    never a token."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One invalid field: pydantic's errors (with `input` and `ctx`) and the service's own limit checks."""
+
+    loc: list[str | int] = Field(description='where, e.g. ["body", "customer_ids"]')
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    """422: the request is well-formed JSON but a field is invalid, unknown to the model or over a limit."""
+
+    detail: list[FieldError]

@@ -5,17 +5,22 @@ from __future__ import annotations
 import itertools
 import json
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from lam_platform.cli import main as cli_main
+from lam_platform.clock import ClockError
+from lam_platform.fairness import call_list_fairness
 from lam_platform.features import online_features, open_store
 from lam_platform.scoring import CampaignScorer, next_contact_time
-from lam_platform.service.app import ServiceSettings, create_app
+from lam_platform.service.app import ServiceConfigError, ServiceSettings, app_from_env, create_app, settings_from_env
 from lam_platform.service.auth import TokenConfigError, load_tokens, parse_tokens
+from lam_platform.service.schemas import FairnessReport
 from lam_platform.service.model import PRIOR_STRENGTH, PopulationPrior
 from lam_platform.simulation.world import load_world_config
 from lam_platform.lightning_modules.artifact import ModelArtifact
@@ -184,6 +189,15 @@ def test_call_list_ranks_one_campaign_per_eligible_customer_with_reasons(service
     assert set(relaxed["excluded"]) == {"no_consent"} and relaxed["call_list"][0]["reason"] is None
 
 
+def test_a_call_list_without_an_eligible_candidate_is_empty_not_a_server_error(service, customers):
+    client, _, _ = service
+    response = client.post("/v1/call-list", json={"capacity": 5, "customer_ids": [customers["refused"], ""]},
+                           headers=bearer(CALLER))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["call_list"] == [] and body["explained"] == 0 and body["excluded"] == {"no_consent": 2}
+
+
 def test_the_api_and_the_batch_call_list_apply_the_same_exclusions(service):
     """`lam score` (the list exported to the call centre) and /v1/call-list follow one rule set (lam.yaml)."""
     from lam_platform.scoring import score
@@ -259,3 +273,139 @@ def test_call_list_capacity_and_explanations_are_bounded_per_request_and_readyz_
         assert body["explained"] == 2 and len(body["call_list"]) == 5
         assert [e["reason"] is not None for e in body["call_list"]] == [True, True, False, False, False]
         assert set(client.get("/readyz").json()) == {"ready", "model_version"}
+
+
+SCOPE_TOKENS = {"score": SCORER, "call-list": CALLER}  # each token has exactly one of the two scopes
+PROTECTED = {("/v1/score", "post"): "score", ("/v1/call-list", "post"): "call-list", ("/v1/fairness", "get"): "call-list"}
+OPEN = {("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get")}
+
+
+def _operations(spec: dict) -> dict[tuple[str, str], dict]:
+    return {(path, method): op for path, item in spec["paths"].items() for method, op in item.items()}
+
+
+def _conforms(spec: dict, path: str, method: str, status: int, body: object) -> None:
+    """Validate `body` against the schema the spec documents for this status (its $refs resolved in the spec)."""
+    schema = spec["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+    jsonschema.validate(body, {**schema, "components": spec["components"]})
+
+
+def test_openapi_has_a_bearer_scheme_that_the_protected_routes_name_with_the_scope_they_enforce(service):
+    client, _, _ = service
+    spec = client.get("/openapi.json").json()
+    [(name, scheme)] = spec["components"]["securitySchemes"].items()
+    assert scheme["type"] == "http" and scheme["scheme"].lower() == "bearer"
+    assert "security" not in spec  # no global requirement: the probes stay open
+    operations = _operations(spec)
+    assert set(operations) == set(PROTECTED) | OPEN
+    assert {key: op.get("security") for key, op in operations.items()} == {
+        **{key: [{name: [scope]}] for key, scope in PROTECTED.items()}, **{key: None for key in OPEN}}
+    for (path, method), scope in PROTECTED.items():  # what the spec says is what the service does
+        send = getattr(client, method)
+        body = {"json": {}} if method == "post" else {}
+        assert send(path, **body).status_code == 401
+        other = next(token for s, token in SCOPE_TOKENS.items() if s != scope)
+        assert send(path, **body, headers=bearer(other)).status_code == 403
+        assert send(path, **body, headers=bearer(SCOPE_TOKENS[scope])).status_code not in (401, 403)
+    for path, method in OPEN:
+        assert getattr(client, method)(path).status_code not in (401, 403)
+
+
+def test_error_responses_are_documented_with_the_bodies_the_service_sends(service, customers):
+    client, _, settings = service
+    spec = client.get("/openapi.json").json()
+    documented = {key: {int(code) for code in op["responses"]} for key, op in _operations(spec).items()}
+    assert documented[("/v1/score", "post")] == {200, 400, 401, 403, 413, 422, 503}
+    assert documented[("/v1/call-list", "post")] == {200, 400, 401, 403, 409, 413, 422, 503}
+    assert documented[("/v1/fairness", "get")] == {200, 401, 403, 404, 422}
+    assert documented[("/readyz", "get")] == {200, 503}
+    assert "WWW-Authenticate" in spec["paths"]["/v1/score"]["post"]["responses"]["401"]["headers"]
+    assert "text/plain" in spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    ok = {"customer_ids": customers["consenting"][:1]}
+    refusals = {
+        401: client.post("/v1/score", json=ok),
+        403: client.post("/v1/score", json=ok, headers=bearer(CALLER)),
+        413: client.post("/v1/score", json={"customer_ids": ["x" * settings.max_body_bytes]}, headers=bearer(SCORER)),
+        400: client.post("/v1/score", content=b'{"customer_ids": ["\xff"]}',
+                         headers={**bearer(SCORER), "Content-Type": "application/json"}),
+    }
+    for status, response in refusals.items():
+        assert response.status_code == status
+        _conforms(spec, "/v1/score", "post", status, response.json())
+    assert refusals[401].headers["WWW-Authenticate"] == "Bearer"
+    invalid = [  # pydantic's own errors, and the service's limit and vocabulary checks
+        client.post("/v1/score", json={"customer_ids": "c1"}, headers=bearer(SCORER)),
+        client.post("/v1/score", json={"customer_ids": [f"c{i}" for i in range(settings.max_customers + 1)]},
+                    headers=bearer(SCORER)),
+        client.post("/v1/score", json={"customer_ids": ["c1"], "targets": ["nothing_like_it"]}, headers=bearer(SCORER)),
+    ]
+    for response in invalid:
+        assert response.status_code == 422, response.text
+        _conforms(spec, "/v1/score", "post", 422, response.json())
+    with pytest.raises(jsonschema.ValidationError):  # the documented bodies are not "anything goes"
+        _conforms(spec, "/v1/score", "post", 422, {"detail": "a plain string"})
+
+
+def test_fairness_serves_the_lam_fairness_report_and_it_validates_against_its_model(service):
+    from lam_platform.scoring import score
+
+    client, world, settings = service
+    score(world, settings.clock, capacity=10)  # the stored call list the report is about
+    response = client.get("/v1/fairness", headers=bearer(CALLER))
+    assert response.status_code == 200, response.text
+    report = call_list_fairness(world)
+    report.pop("call_list")
+    assert response.json() == json.loads(json.dumps(report))  # typed, yet nothing added, dropped or renamed
+    spec = client.get("/openapi.json").json()
+    _conforms(spec, "/v1/fairness", "get", 200, response.json())
+    # Where outcomes are known (the CLI on a simulated world), groups carry calibration_gap: the model keeps it.
+    observed = call_list_fairness(world, observed=lambda calls: np.linspace(0, 0.2, len(calls)))
+    observed.pop("call_list")
+    assert all("calibration_gap" in g for groups in observed["attributes"].values() for g in groups if g["selected"])
+    assert FairnessReport.model_validate(observed).model_dump(exclude_unset=True) == observed
+
+
+def test_the_app_factory_builds_the_service_from_environment_variables(trained_world, customers, monkeypatch):
+    clock = load_world_config(trained_world).scoring_time
+    environ = {"LAM_WORKDIR": str(trained_world.root), "LAM_API_TOKENS": json.dumps(TOKENS),
+               "LAM_AS_OF": clock.isoformat(), "LAM_MAX_CUSTOMERS": "2", "LAM_MAX_BODY_BYTES": "5000"}
+    monkeypatch.delenv("LAM_API_TOKENS_FILE", raising=False)
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    config = uvicorn.Config("lam_platform.service.app:app_from_env", factory=True, log_config=None)
+    config.load()  # what `uvicorn --factory lam_platform.service.app:app_from_env` does before serving
+    with TestClient(config.loaded_app) as client:
+        ids = customers["consenting"][:3]
+        answer = client.post("/v1/score", json={"customer_ids": ids[:2]}, headers=bearer(SCORER))
+        assert answer.status_code == 200 and pd.Timestamp(answer.json()["as_of"]) == clock  # LAM_AS_OF
+        too_many = client.post("/v1/score", json={"customer_ids": ids}, headers=bearer(SCORER))  # LAM_MAX_CUSTOMERS
+        assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "customer_ids"]
+        huge = client.post("/v1/score", json={"customer_ids": ["x" * 5000]}, headers=bearer(SCORER))
+        assert huge.status_code == 413 and "max_body_bytes=5000" in huge.text  # LAM_MAX_BODY_BYTES
+        assert client.post("/v1/score", json={"customer_ids": ids[:1]}, headers=bearer(SCORER[::-1])).status_code == 401
+    # The same settings as `lam serve --workdir W` where nothing else is set: lam.yaml through from_workdir.
+    base = {"LAM_WORKDIR": str(trained_world.root)}
+    assert settings_from_env(base) == ServiceSettings.from_workdir(trained_world)
+    version = next(p for p in trained_world.artifacts.iterdir() if p.is_dir())
+    assert settings_from_env({**base, "LAM_ARTIFACT": str(version), "LAM_POLL_SECONDS": "0.5"}) == \
+        ServiceSettings.from_workdir(trained_world, model_path=version, poll_seconds=0.5)
+
+
+@pytest.mark.parametrize(("environ", "error", "match"), [
+    ({}, ServiceConfigError, "LAM_WORKDIR is not set"),
+    ({"LAM_WORKDIR": "/nowhere/at/all"}, ServiceConfigError, "LAM_WORKDIR=/nowhere/at/all"),
+    ({"LAM_MAX_CUSTOMERS": "many"}, ServiceConfigError, "LAM_MAX_CUSTOMERS='many' is not an integer"),
+    ({"LAM_MAX_BODY_BYTES": "-1"}, ServiceConfigError, "LAM_MAX_BODY_BYTES='-1' must be positive"),
+    ({"LAM_POLL_SECONDS": "0"}, ServiceConfigError, "LAM_POLL_SECONDS='0' must be positive"),
+    ({"LAM_AS_OF": "2026-06-04T10:00:00"}, ClockError, "LAM_AS_OF .* has no time zone"),
+    ({"LAM_ARTIFACT": "/no/such/version"}, ServiceConfigError, "LAM_ARTIFACT=/no/such/version"),
+])
+def test_the_app_factory_refuses_a_bad_environment_naming_the_variable(tiny_world, environ, error, match):
+    environ = {"LAM_WORKDIR": str(tiny_world.root), **environ} if environ else environ
+    with pytest.raises(error, match=match):
+        settings_from_env(environ)
+
+
+def test_the_app_factory_needs_tokens_before_anything_else(tiny_world):
+    with pytest.raises(TokenConfigError, match="exactly one"):
+        app_from_env({"LAM_WORKDIR": str(tiny_world.root)})
