@@ -11,13 +11,16 @@ later runs keep them and only say when the shipped definitions differ. Every run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -205,19 +208,27 @@ def _current_state_end(end: datetime) -> datetime:
     return max(pd.Timestamp(end), pd.Timestamp.now(tz="UTC")) + timedelta(seconds=1)
 
 
+@contextlib.contextmanager
+def _quiet_feast() -> Iterator[None]:
+    """Feast's materialize prints a colour-coded banner per call to stdout and logs each view at INFO: neither
+    says more than the step's own summary, and stdout belongs to `--json`."""
+    logging.getLogger("feast").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
 def materialize(store, start: datetime, end: datetime) -> None:
     """Load the latest row per customer with timestamp in [start, end] (profiles: up to now) into the online store."""
-    # Feast's materialize logs each view at INFO through its own handlers; keep the demo output readable.
-    logging.getLogger("feast").setLevel(logging.WARNING)
-    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
-    store.materialize(start_date=start, end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
+    with _quiet_feast():
+        store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
+        store.materialize(start_date=start, end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def materialize_incremental(store, end: datetime) -> None:
     """Load rows newer than the last materialization, up to `end` (profiles: up to now), into the online store."""
-    logging.getLogger("feast").setLevel(logging.WARNING)
-    store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
-    store.materialize_incremental(end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
+    with _quiet_feast():
+        store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
+        store.materialize_incremental(end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def profile_features(store) -> list[str]:

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import lightning.pytorch as pl
 import torch
 
-from lam_platform import metrics
+from lam_platform import metrics, progress
 from lam_platform.holdout_evaluation import popularity_ranks, rank_next_objects
 from lam_platform.events import TIMESTAMP, EventAttributes
 from lam_platform.sequences import build_sequences
@@ -104,12 +105,25 @@ def leave_one_out(events: pa.Table, min_events: int = 3) -> LeaveOneOutSplit:
     )
 
 
+class EpochLines(pl.Callback):
+    """One line per epoch (loss, elapsed time) for a run with no bar: a log shows a long run moving."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.time()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        loss = trainer.callback_metrics.get("train_loss")
+        progress.say(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
+                     f"train_loss {float(loss) if loss is not None else float('nan'):.4f}, "
+                     f"{time.time() - self.started:.0f} s")
+
+
 def run_leave_one_out(events: pa.Table, model: dict, train: dict, seed: int = 7,
                       exclude_seen: bool = False, work: Path | None = None) -> dict:
     """Fit the LAM's next-action system on the training split; HR@k / NDCG@k on validation and test."""
     import tempfile
 
-    import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
     from lam_platform.training_data import build_pretrain_set
@@ -128,8 +142,11 @@ def run_leave_one_out(events: pa.Table, model: dict, train: dict, seed: int = 7,
         examples = build_pretrain_set(split.train, tokenizer, int(train.get("samples_per_customer", 8)),
                                       config.recent_events, seed, data)
         system = NextActionSystem(config, learning_rate=float(train.get("learning_rate", 1e-3)))
+        # Lightning's bar (loss, ETA) for a person at a terminal; a line per epoch in a log.
+        bar = progress.interactive()
         trainer = pl.Trainer(max_epochs=int(train.get("epochs", 10)), accelerator="auto", devices=1, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, enable_progress_bar=bar, enable_model_summary=False,
+                             callbacks=[] if bar else [EpochLines()],
                              precision="bf16-mixed" if torch.cuda.is_available() else "32-true")
         started = time.time()
         trainer.fit(system, DataLoader(ShardDataset(data), batch_size=int(train.get("batch_size", 128)), shuffle=True))

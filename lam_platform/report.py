@@ -116,8 +116,11 @@ def _training_curves(artifact: ModelArtifact, folder: Path) -> list[str]:
             continue
         frame = pd.DataFrame(history)
         fig, ax = plt.subplots(figsize=(6, 3.2))
-        for column in [c for c in frame.columns if c.endswith("loss")]:
+        for column in [c for c in ("train_loss", "val_loss") if c in frame.columns]:  # the two curves to compare
             ax.plot(frame.epoch + 1, frame[column], "o-", label=column)
+        if "best_epoch" in owner.card["heads"][head].get("metrics", {}):  # the weights the artifact kept
+            ax.axvline(owner.card["heads"][head]["metrics"]["best_epoch"] + 1, color="grey", linestyle=":",
+                       label="best epoch (kept)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.set_title(f"{head} ({owner.path.name})")

@@ -27,7 +27,7 @@ from lam_platform.platform_config import PlatformConfig
 from lam_platform.sequences import build_sequences
 from lam_platform.targets import CutoffGrid, Target, target_examples
 from lam_platform.workdir import Workdir
-from lam_platform.training_shards import write_training_shards
+from lam_platform.training_shards import EXAMPLE_TIME, write_training_shards
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 ONE_MICROSECOND = pd.Timedelta(microseconds=1)
@@ -73,6 +73,7 @@ def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_
     arrays = {k: v[:, :-1] for k, v in full.items() if k != "last_event_us"}  # inputs: all but the target
     arrays["next_categorical"] = full["categorical"][:, 1:][:, -recent:]  # each input position's successor
     arrays["next_log_gap_hours"] = full["log_gap_hours"][:, 1:][:, -recent:]
+    arrays[EXAMPLE_TIME] = pd.DatetimeIndex(times[picked]).as_unit("us").asi8  # the predicted event's time
     write_training_shards(arrays, path)
     return len(picked)
 
@@ -133,6 +134,7 @@ def finetune_arrays(store, events: pa.Table, campaign_log: pd.DataFrame, tokeniz
     arrays["treatment"] = log.treatment.to_numpy(np.int64)
     arrays["outcome"] = log.outcome.to_numpy(np.float32)
     arrays["weight"] = inverse_propensity_weights(log)
+    arrays[EXAMPLE_TIME] = pd.DatetimeIndex(log.event_timestamp).as_unit("us").asi8  # the contact
     ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
     weighted = "propensity" in log and bool(log.propensity.notna().any())
     return arrays, {"rows": len(log), "excluded_without_consent": dropped, "propensity_weighted": weighted,
@@ -158,6 +160,7 @@ def target_arrays(store, events: pa.Table, examples: pd.DataFrame, tokenizer: Ev
     at_us = pd.DatetimeIndex(examples.event_timestamp).as_unit("us").asi8
     arrays.update(tokenizer.encode_customers(profiles, at_us, arrays.pop("last_event_us")))
     arrays["label"] = examples.label.to_numpy(np.float32)
+    arrays[EXAMPLE_TIME] = at_us  # the cut-off
     return arrays
 
 

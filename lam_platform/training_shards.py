@@ -18,6 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# Every training set's time column: when each example's input ends (UTC microseconds). Training validates
+# on the newest examples by it (lam_platform.ray_jobs.training.ValidationSplit).
+EXAMPLE_TIME = "example_time_us"
+
 
 def _tensor_array(values: np.ndarray) -> pa.Array:
     from ray.data.extensions import ArrowTensorArray  # registers Ray's tensor extension type with Arrow
@@ -42,15 +46,30 @@ def write_training_shards(arrays: dict[str, np.ndarray], folder: Path, rows_per_
     return n
 
 
-def read_training_shards(folder: Path) -> dict[str, np.ndarray]:
-    """All shards of `folder` as numpy arrays (for runs without Ray, tests and benchmarks)."""
+def read_training_shards(folder: Path, since_us: int | None = None) -> dict[str, np.ndarray]:
+    """All shards of `folder` as numpy arrays (for runs without Ray, tests and benchmarks); with `since_us`,
+    only the examples at or after that time (a validation split)."""
+    import pyarrow.compute as pc
     import ray.data.extensions  # noqa: F401  (the tensor extension type must be registered to read it back)
 
     files = sorted(Path(folder).glob("part-*.parquet"))
     if not files:
         raise FileNotFoundError(f"no training shards in {folder}: build the training set first")
     table = pa.concat_tables(pq.read_table(f) for f in files)
+    if since_us is not None:
+        table = table.filter(pc.greater_equal(table.column(EXAMPLE_TIME), since_us))
     return {name: _to_numpy(table.column(name)) for name in table.column_names}
+
+
+def batches_of(arrays: dict[str, np.ndarray], batch_size: int):
+    """In-order batches of torch tensors as one DataLoader (a bare list would read as many loaders to
+    Lightning): a validation loader to iterate every epoch."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    n = len(next(iter(arrays.values()), []))
+    batches = [{k: torch.as_tensor(v[lo : lo + batch_size]) for k, v in arrays.items()} for lo in range(0, n, batch_size)]
+    return DataLoader(batches, batch_size=None)
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Ray Train checkpoints every N steps, the resume path, and a worker-kill switch for failure drills.
+"""Ray Train checkpoints every N steps, the best epoch's weights, progress for the driver, the resume path,
+and a worker-kill switch for failure drills.
 
 Ray's own RayTrainReportCallback reports a checkpoint at the end of each epoch; StepCheckpoint adds one
 every `every_n_steps` optimizer steps, so a killed worker loses at most N steps. On restart (a worker
@@ -8,10 +9,12 @@ failure under FailureConfig(max_failures > 0), or the same RunConfig(name, stora
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -63,6 +66,68 @@ class TrainingHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.epochs = list(state_dict["epochs"])
+
+
+class BestWeights(pl.Callback):
+    """The weights of the epoch with the lowest validation loss, kept in every checkpoint after it.
+
+    Validation runs before `on_train_epoch_end`, so the epoch-end checkpoint RayTrainReportCallback reports
+    already holds that epoch's verdict; the driver takes these weights instead of the last epoch's.
+    """
+
+    def __init__(self, monitor: str = "val_loss") -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.best: float | None = None
+        self.epoch: int | None = None
+        self.weights: dict | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        if self.best is None or float(value) < self.best:
+            self.best, self.epoch = float(value), trainer.current_epoch
+            self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "epoch": self.epoch, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.epoch, self.weights = state_dict["best"], state_dict["epoch"], state_dict["weights"]
+
+
+class ProgressFile(pl.Callback):
+    """Rank 0 writes {step, epoch, loss, val_loss} to `path` at most every `every_s` seconds and at each
+    validation, for the driver's progress bar (`lam_platform.progress.follow_training`)."""
+
+    def __init__(self, path: Path, every_s: float = 1.0) -> None:
+        super().__init__()
+        self.path, self.every_s = Path(path), every_s
+        self.record: dict = {}
+        self.written = 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.record.update(step=trainer.global_step, epoch=trainer.current_epoch,
+                           loss=float(loss) if loss is not None else None)
+        if time.monotonic() - self.written >= self.every_s:
+            self._write(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get("val_loss")
+        if not trainer.sanity_checking and value is not None:
+            self.record["val_loss"] = float(value)
+            self._write(trainer)
+
+    def _write(self, trainer: pl.Trainer) -> None:
+        if trainer.global_rank != 0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_name(self.path.name + ".staging")
+        staging.write_text(json.dumps(self.record))
+        os.replace(staging, self.path)  # the driver never reads half a record
+        self.written = time.monotonic()
 
 
 def resume_path() -> str | None:

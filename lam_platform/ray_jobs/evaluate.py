@@ -1,7 +1,7 @@
 """Evaluate models at --as-of T on what happened after T (the same as `lam evaluate --as-of T`).
 
 Run:  python -m lam_platform.ray_jobs.evaluate --workdir ./lam-demo --as-of T [--config demo]
-On a cluster:  ray job submit --working-dir . -- python -m lam_platform.ray_jobs.evaluate --workdir <shared path> --as-of T
+On a cluster:  ray job submit -- python -m lam_platform.ray_jobs.evaluate --workdir <shared path> --as-of T
 Per target of lam.yaml: the LAM against LightGBM on aggregates and a recency rule; next-item HR/NDCG.
 Writes outputs/evaluation/holdout-<T>.json and prints it as one JSON line.
 """

@@ -1,7 +1,7 @@
 """Pretrain the LAM (backbone + next-action head) with Ray Train and save a new model artifact.
 
 Run:  python -m lam_platform.ray_jobs.pretrain --config demo --workdir ./lam-demo [--as-of T]
-On a cluster:  ray job submit --working-dir . -- python -m lam_platform.ray_jobs.pretrain --config ... --workdir <shared path>
+On a cluster:  ray job submit -- python -m lam_platform.ray_jobs.pretrain --config ... --workdir <shared path>
 Reads lam.yaml, the event table and profiles; trains on events strictly before the as-of time (default
 now); writes <workdir>/artifacts/lam-v<N>/.
 """

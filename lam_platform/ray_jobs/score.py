@@ -1,7 +1,7 @@
 """Batch-score the whole base with Ray Data: a pool of model actors over the offline sequence table.
 
 Run:  python -m lam_platform.ray_jobs.score --workdir ./lam-demo [--as-of T] [--actors 2] [--batch-size 512] [--capacity 150]
-On a cluster:  ray job submit --working-dir . -- python -m lam_platform.ray_jobs.score --workdir <shared path> --as-of T
+On a cluster:  ray job submit -- python -m lam_platform.ray_jobs.score --workdir <shared path> --as-of T
 Reads lam.yaml, the sequence snapshot materialized at T (`lam materialize --as-of T`) and the profiles;
 every customer the call-list rules allow is scored for every campaign of the catalogue by `map_batches`
 over an actor pool (each actor loads the artifact once). Writes outputs/call_list.{parquet,csv} and scores.parquet and pushes each

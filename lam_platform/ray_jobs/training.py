@@ -3,22 +3,31 @@
 Ray touches the Lightning loop in exactly four places, as in Ray Train's Lightning guide:
 RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback and prepare_trainer. Everything
 else is a plain Lightning Trainer around a LightningModule that also runs without Ray.
+
+Every training set carries `example_time_us` (when each example's input ends); the newest
+`validation_fraction` of examples (default 0.1, by time) validate each epoch. Training stops early after
+`early_stopping_patience` epochs without a better validation loss (default 2), and the artifact gets the
+best epoch's weights. Metrics go to `<run folder>/metrics/version_N/metrics.csv` (Lightning's CSVLogger).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
+from lam_platform import progress
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.packaged import job_config_path
+from lam_platform.training_shards import EXAMPLE_TIME, batches_of, read_training_shards
 
 SECTIONS = ("model", "pretrain", "finetune", "update", "target", "scaling", "seed")
 DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
@@ -55,17 +64,27 @@ def train_func(config: dict) -> None:
     """Runs on every Ray Train worker: build the system, stream its data shard, fit with Lightning, report."""
     import lightning.pytorch as pl
     import ray.train
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.loggers import CSVLogger
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
 
     from lam_platform.lightning_modules.heads import head_kind
     from lam_platform.lightning_modules.systems import BackboneFinetuning
-    from lam_platform.ray_jobs.checkpoints import KillWorkerOnce, StepCheckpoint, TrainingHistory, record_resume, resume_path
+    from lam_platform.ray_jobs.checkpoints import (BestWeights, KillWorkerOnce, ProgressFile, StepCheckpoint,
+                                                   TrainingHistory, record_resume, resume_path)
 
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     kind = head_kind(config["head"])
     system = kind.system(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
-    callbacks: list = [TrainingHistory(), RayTrainReportCallback(), StepCheckpoint(config["checkpoint_every_n_steps"])]
+    validating = config["validation_cut_us"] is not None
+    # Order matters: history and the best weights are updated before the epoch-end checkpoint is reported.
+    callbacks: list = [TrainingHistory(), BestWeights(), RayTrainReportCallback(),
+                       StepCheckpoint(config["checkpoint_every_n_steps"]),
+                       ProgressFile(Path(config["run_folder"]) / PROGRESS_FILE)]
+    if validating and config["early_stopping_patience"]:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=config["early_stopping_patience"],
+                                       check_on_train_epoch_end=False))
     if config.get("kill_worker_at_step"):
         callbacks.append(KillWorkerOnce(config["kill_worker_at_step"], Path(config["drill_marker"])))
     if config.get("backbone_weights"):
@@ -82,9 +101,10 @@ def train_func(config: dict) -> None:
         plugins=[RayLightningEnvironment()],
         callbacks=callbacks,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=False,  # workers' output does not reach a terminal; the driver draws the bar
         enable_model_summary=False,
-        logger=False,
+        logger=CSVLogger(config["run_folder"], name="metrics"),
+        num_sanity_val_steps=0,
     )
     trainer = prepare_trainer(trainer)
     # This worker's shard of the Parquet training set, streamed by Ray Data (never loaded whole).
@@ -92,12 +112,16 @@ def train_func(config: dict) -> None:
     batches = shard.iter_torch_batches(batch_size=config["batch_size"],
                                        local_shuffle_buffer_size=config["batch_size"] * 8,
                                        local_shuffle_seed=config["seed"])
+    # The validation rows are few (the newest fraction): every worker reads them all and gets the same loss,
+    # which spares a second Ray Data pipeline per epoch.
+    validation = batches_of(read_training_shards(Path(config["data"]), since_us=config["validation_cut_us"]),
+                            config["batch_size"]) if validating else None
     checkpoint = resume_path()
     if checkpoint and ray.train.get_context().get_world_rank() == 0:
         record_resume(checkpoint, Path(config["run_folder"]) / "resumes.log")
     # Resuming loads the checkpoint with weights_only=True: allow the one class it holds besides tensors.
     with torch.serialization.safe_globals([LAMConfig]):
-        trainer.fit(system, train_dataloaders=batches, ckpt_path=checkpoint)
+        trainer.fit(system, train_dataloaders=batches, val_dataloaders=validation, ckpt_path=checkpoint)
 
 
 @dataclass
@@ -121,8 +145,50 @@ def ensure_ray(num_cpus: int) -> None:
         # machine recorded, and that cluster is not ours to size. One logical CPU more than the workers
         # take: Ray Data's file listing needs a CPU slot, and with every slot held by a training worker
         # the input pipeline would wait forever. It is light work.
+        # Token auth stays on (Ray's default for a new local cluster); its notice about that default, and INFO
+        # lines such as "Started a local Ray instance", say nothing a user of `lam` acts on.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            lambda record: "Token authentication is enabled" not in record.getMessage())
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus) + DATA_CPUS,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+
+
+PROGRESS_FILE = "progress.json"
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """The newest examples by time validate: those at or after `cut_us` (None: no validation)."""
+
+    cut_us: int | None
+    train_rows: int
+    validation_rows: int
+
+    @classmethod
+    def of(cls, data: Path, fraction: float, workers: int) -> "ValidationSplit":
+        """The cut at the (1 - fraction) quantile of example times. No split when the set has no times, or
+        either side would leave a worker without a row (DDP needs every worker to step and validate)."""
+        import pyarrow.dataset as pads
+
+        dataset = pads.dataset(str(data), format="parquet")
+        if EXAMPLE_TIME not in dataset.schema.names:
+            return cls(None, dataset.count_rows(), 0)
+        times = dataset.to_table(columns=[EXAMPLE_TIME]).column(EXAMPLE_TIME).to_numpy()
+        if fraction <= 0 or len(times) == 0:
+            return cls(None, len(times), 0)
+        cut = int(np.quantile(times, 1.0 - fraction, method="higher"))
+        validation = int((times >= cut).sum())
+        if validation < workers or len(times) - validation < workers:
+            return cls(None, len(times), 0)
+        return cls(cut, len(times) - validation, validation)
+
+    def training_rows(self, dataset):
+        """The Ray Dataset the workers train on: the examples before the cut (all when there is none)."""
+        if self.cut_us is None:
+            return dataset
+        from ray.data.expressions import col
+
+        return dataset.filter(expr=col(EXAMPLE_TIME) < self.cut_us)
 
 
 OPERATIONAL_SETTINGS = ("kill_worker_at_step", "checkpoint_every_n_steps", "use_gpu", "threads_per_worker")
@@ -156,7 +222,9 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
     from ray.train.torch import TorchTrainer
 
     scaling = job.scaling
-    ensure_ray(scaling["num_workers"] * scaling.get("cpus_per_worker", 1))
+    workers = scaling["num_workers"]
+    ensure_ray(workers * scaling.get("cpus_per_worker", 1))
+    split = ValidationSplit.of(data, float(stage.get("validation_fraction", 0.1)), workers)
     loop_config = {
         "head": head, "model": model.to_dict(), "seed": job.seed,
         "epochs": stage["epochs"], "batch_size": stage["batch_size"], "learning_rate": stage["learning_rate"],
@@ -166,11 +234,14 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
         "use_gpu": bool(scaling.get("use_gpu")), "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
         "checkpoint_every_n_steps": int(stage.get("checkpoint_every_n_steps", 50)),
         "kill_worker_at_step": stage.get("kill_worker_at_step"),
+        "validation_cut_us": split.cut_us, "early_stopping_patience": int(stage.get("early_stopping_patience", 2)),
     }
     run_name = f"{run_name}-{training_fingerprint(data, loop_config)}"
-    loop_config.update(drill_marker=str(storage / run_name / "failure-drill.done"), run_folder=str(storage / run_name))
+    loop_config.update(drill_marker=str(storage / run_name / "failure-drill.done"), run_folder=str(storage / run_name),
+                       data=str(Path(data).resolve()))
     # Reads are I/O: they take no CPU slot, so 2 training workers on 2 CPUs leave none idle and none short.
-    dataset = ray.data.read_parquet(str(data), num_cpus=0)
+    # One read at a time: reads without a CPU slot could otherwise each start a worker process at once.
+    dataset = ray.data.read_parquet(str(data), num_cpus=0, concurrency=1)
     trainer = TorchTrainer(
         train_func,
         train_loop_config=loop_config,
@@ -179,10 +250,12 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
         run_config=RunConfig(name=run_name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=int(stage.get("max_failures", 2))),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        datasets={"train": dataset},
+        datasets={"train": split.training_rows(dataset)},
     )
     started = time.time()
-    result = trainer.fit()
+    steps = stage["epochs"] * -(-(split.train_rows // workers) // stage["batch_size"])
+    with progress.follow_training(storage / run_name / PROGRESS_FILE, run_name, steps, stage["epochs"]):
+        result = trainer.fit()
     hours = (time.time() - started) / 3600
     if result.checkpoint is None:
         raise RuntimeError(f"Ray run {run_name} finished without a checkpoint; see {storage / run_name}")
@@ -190,11 +263,27 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
         # Lightning checkpoints hold the LAMConfig hyperparameters: allow exactly that class, nothing else.
         with torch.serialization.safe_globals([LAMConfig]):
             checkpoint = torch.load(Path(folder) / "checkpoint.ckpt", map_location="cpu", weights_only=True)
-    workers = scaling["num_workers"]
+    best = checkpoint.get("callbacks", {}).get("BestWeights") or {}
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    metrics.update(train_rows=split.train_rows, validation_rows=split.validation_rows)
+    if best.get("weights") is not None:
+        metrics.update(best_epoch=best["epoch"], best_val_loss=best["best"])
+    progress.say(_summary(run_name, metrics, time.time() - started))
     return FitResult(
-        state_dict=checkpoint["state_dict"],
-        metrics={k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
+        state_dict=best["weights"] if best.get("weights") is not None else checkpoint["state_dict"],
+        metrics=metrics,
         compute={"wall_hours": hours, "worker_hours": hours * workers,
                  "gpu_hours": hours * workers if scaling.get("use_gpu") else 0.0, "workers": workers},
         history=checkpoint.get("callbacks", {}).get("TrainingHistory", {}).get("epochs", []),
     )
+
+
+def _summary(run_name: str, metrics: dict, seconds: float) -> str:
+    """The one line a training prints when it ends (the bar's last word, or all a log gets)."""
+    parts = [f"{run_name}: {int(metrics.get('epoch', 0)) + 1} epochs in {seconds:.0f} s"]
+    parts += [f"{k} {metrics[k]:.4f}" for k in ("train_loss", "val_loss") if k in metrics]
+    if "best_epoch" in metrics:
+        parts.append(f"best epoch {int(metrics['best_epoch']) + 1} (val_loss {metrics['best_val_loss']:.4f})")
+    else:
+        parts.append("no validation split (too few examples or distinct times)")
+    return ", ".join(parts)

@@ -73,3 +73,33 @@ def test_materialize_keeps_the_workdirs_store_profile_and_refuses_a_silent_switc
     assert online_store_type(store_yaml) == "redis"
     prepare_repo(workdir, schema, LOCAL_PROFILE, switch_online_store=True)
     assert online_store_type(store_yaml) == "sqlite"
+
+
+def test_the_repo_files_are_written_once_and_a_teams_edits_survive(tmp_path, caplog):
+    from lam_platform.features import RepoSchema, load_definitions, prepare_repo
+    from lam_platform.workdir import Workdir
+
+    workdir, schema = Workdir.at(tmp_path), RepoSchema(("shop",), ("purchase",), {"plan": "categorical"})
+    prepare_repo(workdir, schema)
+    definitions = workdir.feature_repo / "definitions.py"
+    edited = definitions.read_text() + "\n# our team's note: keep the 30-day TTL discussion in mind\n"
+    definitions.write_text(edited)
+    with caplog.at_level("WARNING", logger="lam_platform.features"):
+        prepare_repo(workdir, schema)
+    assert definitions.read_text() == edited  # kept, not overwritten
+    assert "differs from the shipped" in caplog.text and "definitions.py" in caplog.text
+    names = {obj.name for obj in load_definitions(workdir.feature_repo)}
+    assert {"customer_profile", "customer_event_aggregates", "customer_event_sequence", "lam_scores"} <= names
+
+
+def test_the_shipped_definitions_import_nothing_but_feast_and_the_standard_library():
+    import ast
+    import sys
+
+    from lam_platform.packaged import FEAST_REPO
+
+    tree = ast.parse((FEAST_REPO / "definitions.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported - set(sys.stdlib_module_names) == {"feast"}, imported
