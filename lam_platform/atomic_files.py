@@ -21,8 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lam_platform.errors import UserError
-
 STAGING_SUFFIX = ".lam-staging"
 
 
@@ -96,9 +94,7 @@ def governance_lock(root: Path, shared: bool = False) -> Iterator[None]:
     one at a time, and no writer runs meanwhile. Shared (the ordinary writers: ingest, push, materialize,
     score): any number together, never during an exclusive holder, so a writer that read data before an
     erasure cannot write it back after it. Not reentrant: a holder must not take it again."""
-    if not root.is_dir():  # a mistyped --workdir must not leave an empty folder behind
-        raise UserError(f"workdir {root} does not exist: check --workdir (or LAM_WORKDIR)",
-                        hint=f"create it with `lam init --workdir {root}`, or `lam demo` for the simulator")
+    root.mkdir(parents=True, exist_ok=True)
     with open(root / ".governance.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:

@@ -16,13 +16,27 @@ import click
 from lam_platform.workdir import Workdir
 
 
+def _existing_workdir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A command that reads a workdir refuses one that is not there (a typo must not leave a new folder)."""
+    if value is not None and not Path(value).is_dir():
+        raise click.BadParameter(f"{value} does not exist: check the path (or LAM_WORKDIR); `lam init --workdir "
+                                 f"{value}` creates a workdir, `lam demo` one on the simulator", param=param)
+    return value
+
+
+# Commands that create a workdir (init, simulate, demo, ingest) take any path; the others need an existing one.
+new_workdir_option = click.option("--workdir", default="./lam-demo", show_default=True, envvar="LAM_WORKDIR",
+                                  show_envvar=True, type=click.Path(file_okay=False),
+                                  help="Platform working directory (data, feature repo, artifacts, outputs); "
+                                       "created if missing.")
 workdir_option = click.option("--workdir", default="./lam-demo", show_default=True, envvar="LAM_WORKDIR",
-                              show_envvar=True, type=click.Path(file_okay=False),
+                              show_envvar=True, type=click.Path(file_okay=False), callback=_existing_workdir,
                               help="Platform working directory (data, feature repo, artifacts, outputs).")
 # Commands that delete data name their workdir: no default, so a forgotten option never hits ./lam-demo.
 explicit_workdir_option = click.option("--workdir", required=True, envvar="LAM_WORKDIR", show_envvar=True,
-                                       type=click.Path(file_okay=False),
-                                       help="Platform working directory (required: this command deletes data).")
+                                       type=click.Path(file_okay=False), callback=_existing_workdir,
+                                       help="Platform working directory (required: this command deletes or rewrites "
+                                            "data).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results last.")
 config_option = click.option("--config", default=None, metavar="NAME|PATH",
                              help="Ray job YAML: a file, or a shipped config (demo, quality, tiny, gpu, ml1m; "
@@ -47,8 +61,11 @@ class LamCommand(click.Command):
     def invoke(self, ctx):
         import feast  # noqa: F401  (its import installs warning filters of its own; ours must come after)
 
+        from lam_platform import progress
+
         # Ray Data and Feast warn about their own deprecated internals; nothing a user of `lam` can change.
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ray|feast)(\.|$)")
+        progress.set_quiet(bool(ctx.params.get("as_json")))  # --json: stdout is one object, stderr stays quiet
         return super().invoke(ctx)
 
 
@@ -158,7 +175,7 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@workdir_option
+@new_workdir_option
 @click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same world).")
 @click.option("--sources", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -191,7 +208,7 @@ def simulate(workdir: str, customers: int, seed: int, sources: Path | None, forc
 
 
 @main.command()
-@workdir_option
+@new_workdir_option
 @click.option("--force", is_flag=True, help="Replace an existing lam.yaml with the template.")
 def init(workdir: str, force: bool) -> None:
     """Write a commented WORKDIR/lam.yaml template: declare your event tables, customers and consent,
@@ -203,7 +220,7 @@ def init(workdir: str, force: bool) -> None:
 
 
 @main.command()
-@workdir_option
+@new_workdir_option
 @click.option("--channels", "channel_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A standalone channel config for the events (default: the `events:` section of WORKDIR/lam.yaml).")
 @json_option
@@ -668,7 +685,7 @@ def benchmark_public(file_format: str, path: Path, config: str | None, exclude_s
 
 
 @main.command()
-@workdir_option
+@new_workdir_option
 @click.option("--customers", default=3000, show_default=True, help="Number of simulated customers.")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the world.")
 @click.option("--max-len", default=64, show_default=True, help="Events per customer in the sequence view.")

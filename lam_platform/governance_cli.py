@@ -46,7 +46,7 @@ def _time_or_now(text: str | None, option: str):
 
 
 @main.command()
-@workdir_option
+@explicit_workdir_option
 @ids_argument
 @click.option("--withdraw/--grant", "withdraw", required=True, help="Withdraw or grant marketing consent.")
 @click.option("--as-of", default=None, help="When the change took effect, with zone (default: now; not in the future).")

@@ -64,7 +64,8 @@ def test_destructive_commands_need_a_named_workdir_and_json_errors_are_json(tmp_
     import json
 
     monkeypatch.delenv("LAM_WORKDIR", raising=False)
-    for args in (["forget", "--pseudonymous", "0" * 32], ["purge", "--retention-days", "30"]):
+    for args in (["forget", "--pseudonymous", "0" * 32], ["purge", "--retention-days", "30"],
+                 ["consent", "--withdraw", "c1"]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2 and "--workdir" in result.output, result.output
     monkeypatch.setenv("LAM_WORKDIR", str(tmp_path))

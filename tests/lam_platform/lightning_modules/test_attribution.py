@@ -5,7 +5,7 @@ import torch
 from lam_platform.lightning_modules.attribution import integrated_gradients
 from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbone
-from tests.lightning_modules.test_model import _config, _sequences, _tokenizer
+from tests.lam_platform.lightning_modules.test_model import _config, _sequences, _tokenizer
 
 
 def _inputs(hierarchical: bool):
