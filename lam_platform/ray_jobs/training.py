@@ -30,6 +30,7 @@ from lam_platform.packaged import job_config_path
 from lam_platform.training_shards import EXAMPLE_TIME, batches_of, read_training_shards
 
 SECTIONS = ("model", "pretrain", "finetune", "update", "target", "scaling", "seed")
+STARTUP_CONCURRENCY = 8  # worker processes a local raylet starts at once (its default: the core count)
 DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
 
 
@@ -132,14 +133,16 @@ class FitResult:
     history: list[dict[str, float]]  # one entry per epoch: the metrics logged in it
 
 
-def ensure_ray(num_cpus: int) -> None:
-    """Connect to the cluster in RAY_ADDRESS (e.g. under `ray job submit`), else start a local Ray."""
+def ensure_ray(num_cpus: int) -> bool:
+    """Connect to the cluster in RAY_ADDRESS (e.g. under `ray job submit`), else start a local Ray; True when
+    this call started a local one (its caller may shut it down)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
+        return False
     else:
         # address="local": without it ray.init() joins whatever cluster the last `ray start` on this
         # machine recorded, and that cluster is not ours to size. One logical CPU more than the workers
@@ -150,7 +153,13 @@ def ensure_ray(num_cpus: int) -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             lambda record: "Token authentication is enabled" not in record.getMessage())
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus) + DATA_CPUS,
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 # One training starts about ten processes (controller, workers, their sync actor, Ray Data's
+                 # coordinator, stats and autoscaling actors, list and read tasks). The raylet lets as many
+                 # start at once as there are cores and calls 4x that a worker explosion, so on 2 cores
+                 # every run drew its warning. Starting is import-bound: allow 8 at once.
+                 _system_config={"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY})
+        return True
 
 
 PROGRESS_FILE = "progress.json"
@@ -215,15 +224,28 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
     `storage`: the same training started again (after a crash) resumes from its latest checkpoint; a
     worker that dies mid-run is replaced and resumes too (`max_failures` in the stage config, default 2).
     Different data (new outcomes, an erasure, a consent change) or settings make a new run, never a resumed
-    finished one whose weights would come back unchanged.
+    finished one whose weights would come back unchanged. A local Ray this call started is shut down after
+    it: the next training starts its actors on a fresh node, whose raylet has not yet counted (and warned
+    about, at 4x the cores) the worker processes of the runs before.
     """
+    import ray
+
+    started_ray = ensure_ray(job.scaling["num_workers"] * job.scaling.get("cpus_per_worker", 1))
+    try:
+        return _fit(head, data, model, stage, job, storage, run_name, backbone_weights, head_weights)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _fit(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path, run_name: str,
+         backbone_weights: Path | None, head_weights: Path | None) -> FitResult:
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     scaling = job.scaling
     workers = scaling["num_workers"]
-    ensure_ray(workers * scaling.get("cpus_per_worker", 1))
     split = ValidationSplit.of(data, float(stage.get("validation_fraction", 0.1)), workers)
     loop_config = {
         "head": head, "model": model.to_dict(), "seed": job.seed,
