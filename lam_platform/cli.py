@@ -55,6 +55,10 @@ def _clock(text: str | None):
         raise click.BadParameter(str(err), param_hint="--as-of") from None
 
 
+# No status line: a server logs requests, and the demo and the simulated loop print their own steps.
+LONG_RUNNING = {"serve", "demo", "simulate-loop"}
+
+
 class LamCommand(click.Command):
     """A `lam` subcommand: library noise is quieted when it runs, never for --help (which imports nothing)."""
 
@@ -66,7 +70,10 @@ class LamCommand(click.Command):
         # Ray Data and Feast warn about their own deprecated internals; nothing a user of `lam` can change.
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ray|feast)(\.|$)")
         progress.set_quiet(bool(ctx.params.get("as_json")))  # --json: stdout is one object, stderr stays quiet
-        return super().invoke(ctx)
+        if self.name in LONG_RUNNING:
+            return super().invoke(ctx)
+        with progress.status(f"lam {self.name}"):
+            return super().invoke(ctx)
 
 
 class LamGroup(click.Group):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lam_platform import progress
 from lam_platform.aggregates import AggregateSpec
 from lam_platform.atomic_files import governance_lock
 from lam_platform.clock import as_of as parse_as_of
@@ -65,6 +66,7 @@ def _materialize(workdir: Workdir, max_len: int | None, profile: Path | None, in
     as_of = parse_as_of(as_of)
     if not workdir.events.exists() or not workdir.profiles.exists():
         raise FileNotFoundError(f"no ingested data in {workdir.root}: run `lam ingest --workdir {workdir.root}` first")
+    progress.stage("reading events")
     events = read_events(workdir.events)
     spec = AggregateSpec.of(events)
     platform.check_actions(set(spec.actions), set(spec.channels))
@@ -90,8 +92,11 @@ def _materialize(workdir: Workdir, max_len: int | None, profile: Path | None, in
         max_len = max_len or DEFAULT_SEQUENCE_LENGTH
         customers = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
         workdir.sequence_view.write_text(json.dumps({"max_len": max_len}))
+    progress.stage(f"sequence and aggregate snapshots of {len(customers):,} customers")
     rows = write_snapshots(workdir, events, as_of, max_len, customers)
+    progress.stage("feast apply")
     store = apply_repo(workdir)
+    progress.stage("feast materialize")
     if incremental:
         materialize_incremental(store, as_of)
     else:

@@ -3,7 +3,8 @@
 Lines go to stderr, so a script reading `--json` output from stdout never sees them. The CLI calls
 `set_quiet(True)` for --json; library callers (tests, benchmarks) get the TTY rule alone.
 
-Training runs in Ray workers; the rank-0 worker writes its step, losses and epoch to a small JSON file
+A command shows one status line while it runs (`status`): its name, the stage it is in (`stage`, called
+by the steps: "writing snapshots", "feast materialize", ...) and the seconds so far. Training runs in Ray workers; the rank-0 worker writes its step, losses and epoch to a small JSON file
 in the run folder (`lam_platform.ray_jobs.checkpoints.ProgressFile`) and `follow_training` draws it here,
 with the step total and ETA the driver knows from the training set's size.
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 _quiet = False
+_stage = {"text": "", "paused": False}  # what the status line shows; paused while a bar owns the terminal
 
 
 def set_quiet(quiet: bool) -> None:
@@ -37,6 +40,75 @@ def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def stage(text: str) -> None:
+    """Name the stage a long step is in (shown on the status line at a terminal; free otherwise)."""
+    _stage["text"] = text
+
+
+class _StatusLine:
+    """One line at the bottom of a terminal, redrawn every half second; anything else written to stdout or
+    stderr erases it first (and it comes back under that output at the next tick)."""
+
+    def __init__(self, label: str, stream) -> None:
+        self.label, self.stream, self.started = label, stream, time.monotonic()
+        self.lock, self.drawn = threading.Lock(), False
+
+    def draw(self) -> None:
+        text = " · ".join(t for t in (self.label, _stage["text"], f"{time.monotonic() - self.started:.0f} s") if t)
+        with self.lock:
+            self.stream.write("\r\033[K" + text[:160])
+            self.stream.flush()
+            self.drawn = True
+
+    def erase(self) -> None:
+        with self.lock:
+            if self.drawn:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+                self.drawn = False
+
+
+class _Erasing:
+    """A stdout/stderr stand-in that clears the status line before passing a write through."""
+
+    def __init__(self, stream, line: _StatusLine) -> None:
+        self._stream, self._line = stream, line
+
+    def write(self, text: str) -> int:
+        self._line.erase()
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def status(label: str) -> Iterator[None]:
+    """While the body runs, keep one line on a terminal: `label · stage · N s`; erased when it ends."""
+    if not interactive():
+        yield
+        return
+    line, stop = _StatusLine(label, sys.stderr), threading.Event()
+    _stage["text"] = ""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Erasing(sys.stdout, line), _Erasing(sys.stderr, line)
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            if not _stage["paused"]:
+                line.draw()
+
+    drawer = threading.Thread(target=tick, name="lam-status", daemon=True)
+    drawer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        drawer.join()
+        sys.stdout, sys.stderr = saved
+        line.erase()
+
+
 def read_progress(path: Path) -> dict:
     """The latest progress record a training worker wrote ({} before the first)."""
     try:
@@ -54,6 +126,8 @@ def follow_training(path: Path, label: str, total_steps: int, epochs: int) -> It
     from tqdm import tqdm
 
     stop = threading.Event()
+    _stage["paused"] = True  # the bar takes the line the status had
+    sys.stderr.write("\r\033[K")
     bar = tqdm(total=total_steps, desc=label, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def draw() -> None:
@@ -75,3 +149,4 @@ def follow_training(path: Path, label: str, total_steps: int, epochs: int) -> It
         stop.set()
         drawer.join()
         bar.close()
+        _stage["paused"] = False

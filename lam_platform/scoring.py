@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from lam_platform import progress
 from lam_platform.explanations import DrivingEvent, driving_events, reason
 from lam_platform.consent import consented, consenting_customers, read_profiles
 from lam_platform.features import online_features, open_store, push_scores, schema_fingerprint
@@ -264,6 +265,7 @@ def _score(workdir: Workdir, as_of: pd.Timestamp, capacity: int | None, artifact
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     artifact.check_schema(schema_fingerprint(store))
     customer_ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+    progress.stage(f"reading {len(customer_ids):,} customers from the online store")
     online = online_features(store, customer_ids)
     reasons = call_exclusions(online, as_of, platform.call_list)
     eligible = online[reasons.isna().to_numpy()].reset_index(drop=True)

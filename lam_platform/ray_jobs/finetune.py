@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from lam_platform import progress
 from lam_platform.atomic_files import governance_lock
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
@@ -59,6 +60,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: P
     if target is not None:
         spec = platform.target(target)
         data = workdir.training / f"target-{target}"
+        progress.stage(f"building the {target} training set")
         counts = build_target_set(store, events, eligible, as_of, spec, CutoffGrid.from_dict(job.target),
                                   artifact.tokenizer, data)
         kind, head, run_name = "target", target, f"target-{target}-{artifact.path.name}"
@@ -68,6 +70,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: P
                                     "`lam ingest`, or fine-tune a target head with --target NAME")
         log = campaign_outcomes(read_campaign_log(workdir), platform.campaigns, events, as_of)
         data = workdir.training / "finetune"
+        progress.stage("building the campaign training set (point in time)")
         counts = build_finetune_set(store, events, log, artifact.tokenizer, data, eligible, platform.consent_mode)
         kind, head, run_name = "campaign_response", "campaign_response", f"finetune-{artifact.path.name}"
     fit = fit_with_ray(kind, data, artifact.config, job.finetune, job, workdir.ray_results, run_name,

@@ -13,6 +13,7 @@ import json
 
 import pandas as pd
 
+from lam_platform import progress
 from lam_platform.atomic_files import governance_lock
 from lam_platform.clock import as_of as parse_as_of
 from lam_platform.consent import consenting_customers, read_profiles
@@ -45,6 +46,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
     workdir.training.mkdir(parents=True, exist_ok=True)
     data = workdir.training / "pretrain"
+    progress.stage("building the pretraining set")
     examples = build_pretrain_set(events, tokenizer, job.pretrain["samples_per_customer"], config.recent_events,
                                   job.seed, data)
     version = next_version(workdir.artifacts)
