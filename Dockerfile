@@ -7,6 +7,8 @@ ARG BASE=python:3.11-slim
 FROM ${BASE}
 # PyPI's torch wheel pulls gigabytes of CUDA packages; the CPU image takes the CPU build.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# rayproject/ray images run as user `ray`: install and create our user as root, then drop to `lam` below.
+USER root
 WORKDIR /app
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md LICENSE ./
