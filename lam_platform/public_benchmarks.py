@@ -140,7 +140,7 @@ def run_leave_one_out(events: pa.Table, model: dict, train: dict, seed: int = 7,
     with tempfile.TemporaryDirectory(dir=work) as folder:
         data = Path(folder) / "train"
         examples = build_pretrain_set(split.train, tokenizer, int(train.get("samples_per_customer", 8)),
-                                      config.recent_events, seed, data)
+                                      config.recent_events, seed, data, train.get("target_sampling", "random"))
         system = NextActionSystem(config, learning_rate=float(train.get("learning_rate", 1e-3)))
         # Lightning's bar (loss, ETA) for a person at a terminal; a line per epoch in a log.
         bar = progress.interactive()

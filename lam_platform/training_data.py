@@ -55,18 +55,33 @@ def fit_tokenizer(events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp,
                               categorical_profile=platform.categorical_profile, numeric_profile=platform.numeric_profile)
 
 
+TARGET_SAMPLING = ("random", "latest")
+
+
 def build_pretrain_set(events: pa.Table, tokenizer: EventTokenizer, samples_per_customer: int, recent: int,
-                       seed: int, path: Path) -> int:
-    """Sample target events per customer and write inputs and next-event targets as shards in `path`."""
+                       seed: int, path: Path, sampling: str = "random") -> int:
+    """Pick target events per customer and write inputs and next-event targets as shards in `path`.
+
+    random: `samples_per_customer` targets drawn from all but each customer's first event (windows overlap,
+    so the hierarchical mode's long history is seen from several ends). latest: each customer's last event
+    only, its window of `tokenizer.max_len` events trained at its last `recent` positions: with recent equal
+    to max_len, every position once, as SASRec trains (no position counted twice in an epoch).
+    """
+    if sampling not in TARGET_SAMPLING:
+        raise ValueError(f"target_sampling {sampling!r}: expected one of {TARGET_SAMPLING}")
     rng = np.random.default_rng(seed)
     customers = events.column("customer_id").to_numpy(zero_copy_only=False)
     times = events.column("event_timestamp").to_numpy(zero_copy_only=False)
     # Targets: any event but a customer's first (it needs at least one event before it).
     first = np.r_[True, customers[1:] != customers[:-1]]
-    candidates = np.flatnonzero(~first)
-    per_customer = pd.Series(candidates).groupby(customers[candidates]).apply(
-        lambda idx: rng.choice(idx.to_numpy(), size=min(samples_per_customer, len(idx)), replace=False))
-    picked = np.sort(np.concatenate(per_customer.to_numpy())) if len(per_customer) else np.array([], int)
+    if sampling == "latest":
+        last = np.r_[customers[1:] != customers[:-1], True]
+        picked = np.flatnonzero(last & ~first)
+    else:
+        candidates = np.flatnonzero(~first)
+        per_customer = pd.Series(candidates).groupby(customers[candidates]).apply(
+            lambda idx: rng.choice(idx.to_numpy(), size=min(samples_per_customer, len(idx)), replace=False))
+        picked = np.sort(np.concatenate(per_customer.to_numpy())) if len(per_customer) else np.array([], int)
     as_of = pa.array(pd.DatetimeIndex(times[picked]).tz_localize("UTC") + ONE_MICROSECOND, TIMESTAMP)
     sequences = build_sequences(events, pa.array(customers[picked], pa.string()), as_of, tokenizer.max_len + 1)
     full = tokenizer.encode_events(sequences, max_len=tokenizer.max_len + 1)

@@ -48,7 +48,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     data = workdir.training / "pretrain"
     progress.stage("building the pretraining set")
     examples = build_pretrain_set(events, tokenizer, job.pretrain["samples_per_customer"], config.recent_events,
-                                  job.seed, data)
+                                  job.seed, data, job.pretrain.get("target_sampling", "random"))
     version = next_version(workdir.artifacts)
     fit = fit_with_ray("next_action", data, config, job.pretrain, job, workdir.ray_results, f"pretrain-{version.name}")
     parts = split_state_dict(fit.state_dict)

@@ -70,3 +70,32 @@ def test_inverse_propensity_weights_are_capped_normalised_and_checked():
     assert (inverse_propensity_weights(log.drop(columns="propensity")) == 1).all()
     with pytest.raises(ValueError, match="customer c in w0"):
         inverse_propensity_weights(log.assign(propensity=[0.5, 0.5, 0.0, 0.5]))
+
+
+def test_latest_sampling_trains_each_customers_last_window_once(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from lam_platform.events import TIMESTAMP
+    from lam_platform.sequences import build_sequences
+    from lam_platform.training_data import build_pretrain_set
+    from lam_platform.training_shards import EXAMPLE_TIME, read_training_shards
+    from lam_platform.lightning_modules.tokenizer import EventTokenizer
+
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    rows = [("a", start + pd.Timedelta(hours=k), f"item{k}") for k in range(5)]
+    rows += [("b", start + pd.Timedelta(hours=10 + k), f"item{4 - k}") for k in range(3)]
+    frame = pd.DataFrame(rows, columns=["customer_id", "event_timestamp", "object"])
+    events = pa.table({"event_id": [f"e{i}" for i in range(len(frame))], "customer_id": frame.customer_id,
+                       "event_timestamp": pa.array(frame.event_timestamp, TIMESTAMP), "channel": ["shop"] * len(frame),
+                       "object": frame.object, "action": ["purchase"] * len(frame)})
+    snapshot = build_sequences(events, ["a", "b"], pa.array([start + pd.Timedelta(days=1)] * 2, TIMESTAMP), 10**6)
+    tokenizer = EventTokenizer.fit(snapshot, pd.DataFrame(), ["-"], ["-"], 8, min_count=1)
+    assert build_pretrain_set(events, tokenizer, 3, 8, 7, tmp_path / "latest", sampling="latest") == 2
+    arrays = read_training_shards(tmp_path / "latest")
+    ends = pd.DatetimeIndex(arrays[EXAMPLE_TIME].astype("datetime64[us]")).tz_localize("UTC")
+    assert sorted(ends) == [start + pd.Timedelta(hours=4), start + pd.Timedelta(hours=12)]  # each one's last event
+    last_objects = tokenizer.encode_tokens("objects", pd.Series(["item4", "item2"]))
+    order = np.argsort(arrays[EXAMPLE_TIME])
+    assert list(arrays["next_categorical"][order, -1, 1]) == list(last_objects)  # the final target is the last event
+    assert build_pretrain_set(events, tokenizer, 3, 8, 7, tmp_path / "random") == 3 + 2  # random: up to 3 each
