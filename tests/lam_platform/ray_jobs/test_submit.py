@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # What `ray job submit --working-dir .` would upload, minus what a cluster must not receive.
 EXCLUDES = [".venv", ".git", "lam-demo", "**/__pycache__", ".pytest_cache", "feature_repo/data"]
 
