@@ -129,11 +129,11 @@ def _events(users, items, stamps) -> pa.Table:
 def retail_events() -> pa.Table:
     """One event per invoice line of a known customer; lines of one invoice keep their file order (1 µs apart)."""
     frame = pd.read_parquet(RETAIL, columns=["Customer ID", "StockCode", "InvoiceDate"]).dropna(subset=["Customer ID"])
-    frame = frame.reset_index(names="line").assign(at=pd.to_datetime(frame.InvoiceDate).dt.tz_localize("UTC"))
-    frame = frame.sort_values(["Customer ID", "at", "line"], kind="stable")
-    tie = frame.groupby(["Customer ID", "at"]).cumcount().to_numpy()
+    frame = frame.assign(stamp=pd.to_datetime(frame.InvoiceDate).dt.tz_localize("UTC")).reset_index(names="line")
+    frame = frame.sort_values(["Customer ID", "stamp", "line"], kind="stable")
+    tie = frame.groupby(["Customer ID", "stamp"]).cumcount().to_numpy()
     return _events(frame["Customer ID"].astype(int).to_numpy(), frame.StockCode.to_numpy(),
-                   frame.at + pd.to_timedelta(tie, unit="us"))
+                   pd.DatetimeIndex(frame.stamp) + pd.to_timedelta(tie, unit="us"))
 
 
 def pattern_events(users: int, items: int = 500, length: int = 40, noise: float = 0.1, seed: int = 7) -> pa.Table:
