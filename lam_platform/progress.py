@@ -88,25 +88,34 @@ def status(label: str) -> Iterator[None]:
     if not interactive():
         yield
         return
-    line, stop = _StatusLine(label, sys.stderr), threading.Event()
+    line = _StatusLine(label, sys.stderr)
     _stage["text"] = ""
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Erasing(sys.stdout, line), _Erasing(sys.stderr, line)
+    try:
+        with _every_half_second(lambda: None if _stage["paused"] else line.draw(), "lam-status"):
+            yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        line.erase()
 
-    def tick() -> None:
+
+@contextmanager
+def _every_half_second(redraw, name: str) -> Iterator[None]:
+    """Call `redraw` every half second on a thread of its own while the body runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
         while not stop.wait(0.5):
-            if not _stage["paused"]:
-                line.draw()
+            redraw()
 
-    drawer = threading.Thread(target=tick, name="lam-status", daemon=True)
+    drawer = threading.Thread(target=loop, name=name, daemon=True)
     drawer.start()
     try:
         yield
     finally:
         stop.set()
         drawer.join()
-        sys.stdout, sys.stderr = saved
-        line.erase()
 
 
 def read_progress(path: Path) -> dict:
@@ -125,28 +134,22 @@ def follow_training(path: Path, label: str, total_steps: int, epochs: int) -> It
         return
     from tqdm import tqdm
 
-    stop = threading.Event()
     _stage["paused"] = True  # the bar takes the line the status had
     sys.stderr.write("\r\033[K")
     bar = tqdm(total=total_steps, desc=label, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def draw() -> None:
-        while not stop.wait(0.5):
-            record = read_progress(path)
-            if not record:
-                continue
+        record = read_progress(path)
+        if record:
             bar.n = min(int(record.get("step", 0)), total_steps)
             shown = {"epoch": f"{int(record.get('epoch', 0)) + 1}/{epochs}"}
             shown.update({k: f"{record[k]:.4f}" for k in ("loss", "val_loss") if record.get(k) is not None})
             bar.set_postfix(shown, refresh=False)
             bar.refresh()
 
-    drawer = threading.Thread(target=draw, name="lam-training-progress", daemon=True)
-    drawer.start()
     try:
-        yield
+        with _every_half_second(draw, "lam-training-progress"):
+            yield
     finally:
-        stop.set()
-        drawer.join()
         bar.close()
         _stage["paused"] = False
