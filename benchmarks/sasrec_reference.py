@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--lam-samples", type=int, default=8, help="LAM: target events sampled per user (random)")
     parser.add_argument("--lam-sampling", choices=["random", "latest"], default="random",
                         help="LAM: random targets per user, or each user's latest window once (as SASRec)")
+    parser.add_argument("--lam-aux-weight", type=float, default=1.0,
+                        help="LAM: weight of the channel, action and gap losses next to the object loss")
     parser.add_argument("--exclude-seen", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -183,7 +185,7 @@ def main() -> None:
                                                                args.max_len, args.exclude_seen), ks)}
     lam_model = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.heads, "n_layers": args.layers,
                  "dropout": args.dropout, "hierarchical": False, "recent_events": args.max_len, "max_windows": 1,
-                 "sampled_negatives": 0}
+                 "sampled_negatives": 0, "auxiliary_loss_weight": args.lam_aux_weight}
     lam_train = {"samples_per_customer": args.lam_samples, "epochs": args.epochs, "batch_size": args.batch_size,
                  "learning_rate": args.learning_rate, "target_sampling": args.lam_sampling}
     lam = run_leave_one_out(events, lam_model, lam_train, args.seed, args.exclude_seen)

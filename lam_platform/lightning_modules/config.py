@@ -28,6 +28,8 @@ class LAMConfig:
     max_windows: int = 16  # day windows for older events; anything older shares the oldest window
     # Next-action head: 0 = full softmax over all objects; n > 0 = sampled softmax with n shared negatives.
     sampled_negatives: int = 0
+    # Weight of the channel, action and gap terms next to the object term (1) in the next-action loss.
+    auxiliary_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.profile_vocab_sizes = tuple(self.profile_vocab_sizes)
@@ -36,6 +38,8 @@ class LAMConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 0 < self.recent_events <= self.max_len:
             raise ValueError(f"recent_events must be in 1..max_len ({self.max_len}), got {self.recent_events}")
+        if self.auxiliary_loss_weight < 0:
+            raise ValueError(f"auxiliary_loss_weight must be >= 0, got {self.auxiliary_loss_weight}")
         if self.sampled_negatives < 0:
             raise ValueError(f"sampled_negatives must be >= 0 (0 = full softmax), got {self.sampled_negatives}")
 

@@ -63,7 +63,8 @@ class NextActionSystem(pl.LightningModule):
             "action": F.cross_entropy(out.action_logits.transpose(1, 2), ignore[..., 2], ignore_index=0),
             "gap": F.mse_loss(out.log_gap_hours[has_next], targets.log_gap_hours[has_next]),
         }
-        loss = sum(losses.values())
+        auxiliary = getattr(self.hparams.config, "auxiliary_loss_weight", 1.0)  # checkpoints from before the field
+        loss = losses["object"] + auxiliary * (losses["channel"] + losses["action"] + losses["gap"])
         metrics = {f"{stage}_loss": loss, **{f"{stage}_{k}_loss": v for k, v in losses.items()}}
         if stage != "train":
             with torch.no_grad():

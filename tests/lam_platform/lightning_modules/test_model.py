@@ -201,3 +201,21 @@ def test_a_retrained_backbone_gets_a_new_version_without_stale_heads(tmp_path):
     assert derived.with_head("next_action").path.name == "lam-v1"
     assert derived.with_head("campaign_response").path.name == "lam-v2"
     torch.testing.assert_close(derived.load_backbone().state_dict(), {k: v for k, v in retrained.items()})
+
+
+def test_the_auxiliary_loss_weight_scales_only_the_channel_action_and_gap_terms():
+    sequences = _sequences(n_customers=6)
+    tokenizer = _tokenizer(sequences)
+    batch = _pretrain_batch(tokenizer, sequences, recent=8)
+    logged: dict = {}
+    totals = {}
+    for weight in (0.0, 1.0, 2.0):
+        torch.manual_seed(0)
+        system = NextActionSystem(_config(tokenizer, auxiliary_loss_weight=weight))
+        system.log_dict = lambda metrics, **k: logged.update({k_: float(v) for k_, v in metrics.items()})
+        totals[weight] = float(system._common_step(batch, "val"))
+    auxiliary = logged["val_channel_loss"] + logged["val_action_loss"] + logged["val_gap_loss"]
+    assert abs(totals[0.0] - logged["val_object_loss"]) < 1e-5  # the object term alone
+    assert abs(totals[2.0] - totals[1.0] - auxiliary) < 1e-4  # each unit of weight adds the three terms once
+    with pytest.raises(ValueError, match="auxiliary_loss_weight"):
+        _config(tokenizer, auxiliary_loss_weight=-1.0)
