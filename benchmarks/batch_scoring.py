@@ -19,13 +19,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lam_platform.consent import read_profiles
-from lam_platform.demo import world_clock
-from lam_platform.features import snapshot_path
-from lam_platform.platform_config import PlatformConfig
-from lam_platform.scoring import CampaignScorer, call_exclusions, next_contact_time
-from lam_platform.workdir import Workdir
+from lam_platform.campaigns.scoring import CampaignScorer, call_exclusions, next_contact_time
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.features.store import snapshot_path
+from lam_platform.governance.consent import read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
+from lam_platform.orchestration.demo import world_clock
 from lam_platform.ray_jobs.score import score_with_ray_data
 from lam_platform.ray_jobs.training import ensure_ray
 
@@ -33,7 +33,8 @@ from lam_platform.ray_jobs.training import ensure_ray
 def single_process(sequences, artifact, profiles, as_of, platform: PlatformConfig) -> int:
     catalogue = platform.require_catalogue()
     rows = pd.read_parquet(sequences).join(
-        read_profiles(profiles).drop(columns="event_timestamp").set_index("customer_id"), on="customer_id")
+        read_profiles(profiles).drop(columns="event_timestamp").set_index("customer_id"), on="customer_id"
+    )
     rows = rows[call_exclusions(rows, as_of, platform.call_list).isna().to_numpy()].reset_index(drop=True)
     contact_time = next_contact_time(as_of, catalogue.contact_slots[0])
     scores = CampaignScorer(artifact).score(rows, contact_time, catalogue.campaigns, 512)
@@ -45,8 +46,9 @@ def _replicate(sequences: Path, profiles: Path, copies: int, folder: Path) -> tu
     out = []
     for path, name in ((sequences, "sequences.parquet"), (profiles, "profiles.parquet")):
         frame = pd.read_parquet(path)
-        frame = pd.concat([frame.assign(customer_id=frame.customer_id + f"-{k}") for k in range(copies)],
-                          ignore_index=True)
+        frame = pd.concat(
+            [frame.assign(customer_id=frame.customer_id + f"-{k}") for k in range(copies)], ignore_index=True
+        )
         frame.to_parquet(folder / name, index=False)
         out.append(folder / name)
     return out[0], out[1]
@@ -56,8 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="./lam-demo")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--copies", type=int, default=1,
-                        help="score the base this many times over (ids suffixed), to see throughput past start-up")
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="score the base this many times over (ids suffixed), to see throughput past start-up",
+    )
     args = parser.parse_args()
     workdir = Workdir.at(args.workdir)
     as_of = world_clock(workdir)

@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/cli_startup.py [--repeats 7]
 Each figure is the median wall time of `--repeats` fresh processes, measured in one run side by side
-with `python -c pass` (the floor) and `python -c "import lam_platform.cli"` (the CLI module alone).
+with `python -c pass` (the floor) and `python -c "import lam_platform.cli.main"` (the CLI module alone).
 The goal (issue: installable, quiet and legible) is under 1 s for every command's --help.
 """
 
@@ -33,13 +33,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     lam = shutil.which("lam") or str(Path(sys.executable).with_name("lam"))
-    from lam_platform.cli import main as group
+    from lam_platform.cli.main import main as group
 
     floor = _median_seconds([sys.executable, "-c", "pass"], args.repeats)
-    rows = [("python -c pass (floor)", floor),
-            ("import lam_platform.cli", _median_seconds([sys.executable, "-c", "import lam_platform.cli"], args.repeats)),
-            ("lam --help", _median_seconds([lam, "--help"], args.repeats))]
-    rows += [(f"lam {name} --help", _median_seconds([lam, name, "--help"], args.repeats)) for name in sorted(group.commands)]
+    rows = [
+        ("python -c pass (floor)", floor),
+        (
+            "import lam_platform.cli.main",
+            _median_seconds([sys.executable, "-c", "import lam_platform.cli.main"], args.repeats),
+        ),
+        ("lam --help", _median_seconds([lam, "--help"], args.repeats)),
+    ]
+    rows += [
+        (f"lam {name} --help", _median_seconds([lam, name, "--help"], args.repeats)) for name in sorted(group.commands)
+    ]
     print(f"{'command':32s} {'median s':>9s} {'x floor':>8s}")
     for name, seconds in rows:
         print(f"{name:32s} {seconds:9.3f} {seconds / floor:7.1f}x")

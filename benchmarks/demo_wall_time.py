@@ -18,8 +18,12 @@ from pathlib import Path
 
 def run_demo(workdir: Path) -> tuple[float, dict]:
     started = time.time()
-    out = subprocess.run([sys.executable, "-m", "lam_platform.cli", "demo", "--workdir", str(workdir), "--json"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lam_platform.cli.main", "demo", "--workdir", str(workdir), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.time() - started, json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -34,11 +38,16 @@ def main() -> None:
             walls.append(wall)
             summaries.append(summary)
             print(f"run {i + 1}: {wall:.1f}s  order rates {summary['order_rate']}", flush=True)
-    print(f"\nlam demo wall time: median {statistics.median(walls):.1f}s over {args.runs} runs "
-          f"(min {min(walls):.1f}s, max {max(walls):.1f}s)")
+    print(
+        f"\nlam demo wall time: median {statistics.median(walls):.1f}s over {args.runs} runs "
+        f"(min {min(walls):.1f}s, max {max(walls):.1f}s)"
+    )
     for policy in summaries[0]["order_rate"]:
         rates = [s["order_rate"][policy] for s in summaries]
-        print(f"  {policy:<16} order rate median {statistics.median(rates):.3f}  (runs: {', '.join(f'{r:.3f}' for r in rates)})")
+        print(
+            f"  {policy:<16} order rate median {statistics.median(rates):.3f}"
+            f"  (runs: {', '.join(f'{r:.3f}' for r in rates)})"
+        )
     print(f"  lam vs legacy: median {statistics.median(s['lam_vs_legacy'] for s in summaries):.2f}x")
 
 

@@ -23,12 +23,12 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from lam_platform.training_shards import ShardDataset
-from lam_platform.workdir import Workdir
+from lam_platform.campaigns.training_shards import ShardDataset
+from lam_platform.core.packaged import job_config_path
+from lam_platform.core.workdir import Workdir
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
 from lam_platform.ray_jobs.training import JobConfig
-from lam_platform.packaged import job_config_path
 
 DEFAULT_CONFIG = job_config_path("demo")
 
@@ -50,8 +50,11 @@ def measure(system: pl.LightningModule, data: Path, stage: dict, callbacks: list
     for callback in callbacks:  # apply the freezing the Trainer would apply at epoch 0
         callback.freeze_before_training(system)
         if isinstance(callback, BackboneFinetuning) and callback.trainable_blocks != 0:
-            modules = [system.backbone] if callback.trainable_blocks == "all" else [
-                *system.backbone.blocks[-callback.trainable_blocks :], system.backbone.ln_f]
+            modules = (
+                [system.backbone]
+                if callback.trainable_blocks == "all"
+                else [*system.backbone.blocks[-callback.trainable_blocks :], system.backbone.ln_f]
+            )
             for module in modules:
                 for p in module.parameters():
                     p.requires_grad = True
@@ -60,8 +63,15 @@ def measure(system: pl.LightningModule, data: Path, stage: dict, callbacks: list
         p.requires_grad = True
     del system.log_dict, system.log
     steps = math.ceil(len(dataset) / stage["batch_size"]) * stage["epochs"]
-    trainer = pl.Trainer(max_epochs=stage["epochs"], accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    trainer = pl.Trainer(
+        max_epochs=stage["epochs"],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
     started = time.perf_counter()
     trainer.fit(system, loader)
     return {"examples": len(dataset), "steps": steps, "flops": flops * steps, "seconds": time.perf_counter() - started}
@@ -77,18 +87,29 @@ def main() -> None:
     job = JobConfig.load(args.config)
     config = ModelArtifact(latest_version(workdir.artifacts)).config
     pl.seed_everything(job.seed, verbose=False)
-    rows = {"pretrain": measure(NextActionSystem(config, learning_rate=job.pretrain["learning_rate"]),
-                                workdir.training / "pretrain", job.pretrain, [])}
+    rows = {
+        "pretrain": measure(
+            NextActionSystem(config, learning_rate=job.pretrain["learning_rate"]),
+            workdir.training / "pretrain",
+            job.pretrain,
+            [],
+        )
+    }
     for label, blocks in (("finetune, frozen backbone", 0), ("finetune, last block", 1), ("finetune, all", "all")):
         system = CampaignResponseSystem(config, learning_rate=job.finetune["learning_rate"])
-        rows[label] = measure(system, workdir.training / "finetune", job.finetune,
-                              [BackboneFinetuning(blocks, unfreeze_at_epoch=0)])
+        rows[label] = measure(
+            system, workdir.training / "finetune", job.finetune, [BackboneFinetuning(blocks, unfreeze_at_epoch=0)]
+        )
     base = rows["pretrain"]
-    print(f"config {args.config.name}: pretrain {job.pretrain['epochs']} epochs, finetune {job.finetune['epochs']} epochs")
+    print(
+        f"config {args.config.name}: pretrain {job.pretrain['epochs']} epochs, finetune {job.finetune['epochs']} epochs"
+    )
     print(f"{'stage':<28}{'examples':>9}{'steps':>7}{'GFLOP':>10}{'of pretrain':>13}{'seconds':>9}{'of pretrain':>13}")
     for label, row in rows.items():
-        print(f"{label:<28}{row['examples']:>9}{row['steps']:>7}{row['flops'] / 1e9:>10.1f}"
-              f"{row['flops'] / base['flops']:>12.1%} {row['seconds']:>8.1f}{row['seconds'] / base['seconds']:>12.1%}")
+        print(
+            f"{label:<28}{row['examples']:>9}{row['steps']:>7}{row['flops'] / 1e9:>10.1f}"
+            f"{row['flops'] / base['flops']:>12.1%} {row['seconds']:>8.1f}{row['seconds'] / base['seconds']:>12.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,19 +24,19 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from lam_platform import metrics
-from lam_platform.consent import consenting_customers, read_profiles
-from lam_platform.demo import simulate_step, world_clock
-from lam_platform.events import read_events
-from lam_platform.holdout_evaluation import first_events_after, rank_next_objects
-from lam_platform.pipeline import ingest_step
-from lam_platform.platform_config import PlatformConfig
-from lam_platform.privacy import Pseudonymizer
-from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
-from lam_platform.training_shards import ShardDataset
-from lam_platform.workdir import Workdir
+from lam_platform.campaigns.training_data import build_pretrain_set, fit_tokenizer, training_events
+from lam_platform.campaigns.training_shards import ShardDataset
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.events import read_events
+from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.data.pseudonyms import Pseudonymizer
+from lam_platform.evaluation import metrics
+from lam_platform.evaluation.holdout import first_events_after, rank_next_objects
+from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.lightning_modules.systems import NextActionSystem
+from lam_platform.orchestration.demo import simulate_step, world_clock
+from lam_platform.orchestration.pipeline import ingest_step
 
 
 class EpochTimer(pl.Callback):
@@ -55,15 +55,32 @@ def run_one(hierarchical: bool, max_len: int, tokenizer, events, all_events, tar
     data = folder / f"pretrain-{max_len}"
     if not data.exists():
         build_pretrain_set(events, tok, args.samples, 16, args.seed, data)
-    config = LAMConfig.from_dict({**tok.config_sizes(), "d_model": 64, "n_heads": 4, "n_layers": 2, "dropout": 0.1,
-                                  "hierarchical": hierarchical, "recent_events": 16, "max_windows": 16})
+    config = LAMConfig.from_dict(
+        {
+            **tok.config_sizes(),
+            "d_model": 64,
+            "n_heads": 4,
+            "n_layers": 2,
+            "dropout": 0.1,
+            "hierarchical": hierarchical,
+            "recent_events": 16,
+            "max_windows": 16,
+        }
+    )
     seconds, ndcg, hr = [], [], []
     for repeat in range(args.repeats):
         pl.seed_everything(args.seed + repeat, verbose=False)
         system = NextActionSystem(config, learning_rate=3e-3)
         timer = EpochTimer()
-        trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])
+        trainer = pl.Trainer(
+            max_epochs=args.epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+        )
         trainer.fit(system, DataLoader(ShardDataset(data), batch_size=128, shuffle=True))
         seconds += timer.seconds
         system.eval()
@@ -71,9 +88,13 @@ def run_one(hierarchical: bool, max_len: int, tokenizer, events, all_events, tar
         found = metrics.ranking_metrics(ranks, (10,))
         ndcg.append(found["ndcg@10"])
         hr.append(found["hr@10"])
-    return {"backbone": "hierarchical" if hierarchical else "flat", "history": max_len,
-            "sec_per_epoch": statistics.median(seconds), "ndcg@10": statistics.median(ndcg),
-            "hr@10": statistics.median(hr)}
+    return {
+        "backbone": "hierarchical" if hierarchical else "flat",
+        "history": max_len,
+        "sec_per_epoch": statistics.median(seconds),
+        "ndcg@10": statistics.median(ndcg),
+        "hr@10": statistics.median(hr),
+    }
 
 
 def main() -> None:
@@ -84,8 +105,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--samples", type=int, default=6, help="target events sampled per customer")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workdir", default=None,
-                        help="reuse a simulated, ingested world here, e.g. `lam demo`'s (default: a temp folder)")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="reuse a simulated, ingested world here, e.g. `lam demo`'s (default: a temp folder)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -114,8 +138,10 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for backbone, part in table.groupby("backbone", sort=False):
         short, longer = part.iloc[0], part.iloc[1]
-        print(f"{backbone}: history x8 -> time per epoch x{longer.sec_per_epoch / short.sec_per_epoch:.2f}, "
-              f"NDCG@10 {short['ndcg@10']:.4f} -> {longer['ndcg@10']:.4f}")
+        print(
+            f"{backbone}: history x8 -> time per epoch x{longer.sec_per_epoch / short.sec_per_epoch:.2f}, "
+            f"NDCG@10 {short['ndcg@10']:.4f} -> {longer['ndcg@10']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ import pyarrow.csv as pcsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from lam_platform.channels import ChannelConfig
-from lam_platform.events import read_events
-from lam_platform.ingest import ingest
-from lam_platform.privacy import Pseudonymizer
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.channels import ChannelConfig
+from lam_platform.data.events import read_events
+from lam_platform.data.ingest import ingest
+from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.simulation.raw_export import export_raw_channels
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
-from lam_platform.workdir import Workdir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,10 +40,14 @@ def floor(config: ChannelConfig, out: Path) -> int:
             table = pcsv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
             stamps = table.column(mapping.when)
             dates = pc.utf8_slice_codeunits(stamps.cast(pa.string()), 0, 10)
-            ds.write_dataset(table.append_column("event_date", dates), out, format="parquet",
-                             partitioning=ds.partitioning(pa.schema([("event_date", pa.string())]), flavor="hive"),
-                             existing_data_behavior="overwrite_or_ignore",
-                             basename_template=f"{path.parent.name}-{path.stem}-{{i}}.parquet")
+            ds.write_dataset(
+                table.append_column("event_date", dates),
+                out,
+                format="parquet",
+                partitioning=ds.partitioning(pa.schema([("event_date", pa.string())]), flavor="hive"),
+                existing_data_behavior="overwrite_or_ignore",
+                basename_template=f"{path.parent.name}-{path.stem}-{{i}}.parquet",
+            )
             rows += table.num_rows
     return rows
 
@@ -58,8 +62,9 @@ def main() -> None:
         world = Workdir.at(tmp / "world").make()
         pseudonymizer = Pseudonymizer.ephemeral()
         simulate(WorldConfig(n_customers=args.customers, seed=1), world, pseudonymizer)
-        export_raw_channels(read_events(world.events), tmp / "raw",
-                            pseudonymizer.matcher(raw_customer_ids(args.customers)))
+        export_raw_channels(
+            read_events(world.events), tmp / "raw", pseudonymizer.matcher(raw_customer_ids(args.customers))
+        )
         shutil.copy(PROJECT_ROOT / "infra" / "channels.example.yaml", tmp / "channels.yaml")
         config = ChannelConfig.load(tmp / "channels.yaml")
         ours, base = [], []

@@ -19,17 +19,28 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lam_platform.demo import simulate_step, world_clock
-from lam_platform.packaged import feast_profile_path
-from lam_platform.features import LOCAL_PROFILE, open_store
-from lam_platform.pipeline import ingest_step, materialize_step
-from lam_platform.privacy import Pseudonymizer
+from lam_platform.core.packaged import feast_profile_path
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.pseudonyms import Pseudonymizer
+from lam_platform.features.store import LOCAL_PROFILE, open_store
+from lam_platform.features.streaming import redis_client
+from lam_platform.orchestration.demo import simulate_step, world_clock
+from lam_platform.orchestration.pipeline import ingest_step, materialize_step
 from lam_platform.simulation.world import raw_customer_ids
-from lam_platform.streaming import redis_client
-from lam_platform.workdir import Workdir
 
-FEATURES = [f"customer_event_sequence:{f}" for f in
-            ("seq_len", "event_ids", "event_timestamps", "channels", "objects", "actions", "amount_seq", "duration_s_seq")]
+FEATURES = [
+    f"customer_event_sequence:{f}"
+    for f in (
+        "seq_len",
+        "event_ids",
+        "event_timestamps",
+        "channels",
+        "objects",
+        "actions",
+        "amount_seq",
+        "duration_s_seq",
+    )
+]
 
 
 def percentiles(samples: list[float]) -> str:
@@ -48,7 +59,9 @@ def time_calls(fn, arguments: list) -> list[float]:
 
 
 def feast_reader(store):
-    return lambda ids: store.get_online_features(features=FEATURES, entity_rows=[{"customer_id": c} for c in ids]).to_dict()
+    return lambda ids: store.get_online_features(
+        features=FEATURES, entity_rows=[{"customer_id": c} for c in ids]
+    ).to_dict()
 
 
 def raw_redis_reader(store):
@@ -61,8 +74,11 @@ def raw_redis_reader(store):
     project = store.config.project
 
     def key(customer: str) -> bytes:
-        return _redis_key(project, EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=customer)]),
-                          store.config.entity_key_serialization_version)
+        return _redis_key(
+            project,
+            EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=customer)]),
+            store.config.entity_key_serialization_version,
+        )
 
     def read(ids):
         pipe = client.pipeline(transaction=False)
@@ -108,12 +124,17 @@ def main() -> None:
             results = {}
             for name, store in stores.items():
                 results[name] = (time_calls(feast_reader(store), singles), time_calls(feast_reader(store), batches))
-            results["raw redis"] = (time_calls(raw_redis_reader(stores["redis"]), singles),
-                                    time_calls(raw_redis_reader(stores["redis"]), batches))
+            results["raw redis"] = (
+                time_calls(raw_redis_reader(stores["redis"]), singles),
+                time_calls(raw_redis_reader(stores["redis"]), batches),
+            )
             for label, index in (("1 customer", 0), ("1,000 customers", 1)):
                 print(f"\n{label} per call:")
                 for name, samples in results.items():
-                    print(f"  {'feast ' + name if name != 'raw redis' else 'raw redis HGETALL':<20} {percentiles(samples[index])}")
+                    print(
+                        f"  {'feast ' + name if name != 'raw redis' else 'raw redis HGETALL':<20}"
+                        f" {percentiles(samples[index])}"
+                    )
                 ratio = np.median(results["redis"][index]) / np.median(results["raw redis"][index])
                 print(f"  feast redis / raw redis (p50): {ratio:.1f}x")
         finally:

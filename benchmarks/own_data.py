@@ -26,14 +26,14 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from lam_platform.clock import as_of as parse_as_of  # noqa: E402
-from lam_platform.holdout_evaluation import evaluate_holdout  # noqa: E402
-from lam_platform.pipeline import finetune_step, ingest_step, materialize_step, pretrain_step  # noqa: E402
-from lam_platform.privacy import Pseudonymizer  # noqa: E402
-from lam_platform.targets import CutoffGrid  # noqa: E402
-from lam_platform.workdir import Workdir  # noqa: E402
+from lam_platform.core.packaged import job_config_path  # noqa: E402
+from lam_platform.core.workdir import Workdir  # noqa: E402
+from lam_platform.data.clock import as_of as parse_as_of  # noqa: E402
+from lam_platform.data.pseudonyms import Pseudonymizer  # noqa: E402
+from lam_platform.data.targets import CutoffGrid  # noqa: E402
+from lam_platform.evaluation.holdout import evaluate_holdout  # noqa: E402
+from lam_platform.orchestration.pipeline import finetune_step, ingest_step, materialize_step, pretrain_step  # noqa: E402
 from lam_platform.ray_jobs.training import JobConfig  # noqa: E402
-from lam_platform.packaged import job_config_path
 
 RETAIL = PROJECT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii_2009_2010.parquet"
 EXAMPLE_CONFIG = PROJECT / "infra" / "examples" / "online_retail_ii.yaml"  # the README's lam.yaml
@@ -46,11 +46,13 @@ def run_at(as_of: pd.Timestamp, source: Path, job: Path, folder: Path, pseudonym
     config["events"]["channels"]["shop"]["files"] = [str(source)]
     workdir.config.write_text(yaml.safe_dump(config))
     seconds = {}
-    for name, step in (("ingest", lambda: ingest_step(workdir, pseudonymizer)),
-                       ("materialize", lambda: materialize_step(workdir, as_of=as_of)),
-                       ("pretrain", lambda: pretrain_step(workdir, job, as_of)),
-                       ("finetune", lambda: finetune_step(workdir, job, as_of=as_of, target="purchase_30d")),
-                       ("evaluate", lambda: evaluate_holdout(workdir, as_of, CutoffGrid.from_dict(JobConfig.load(job).target)))):
+    for name, step in (
+        ("ingest", lambda: ingest_step(workdir, pseudonymizer)),
+        ("materialize", lambda: materialize_step(workdir, as_of=as_of)),
+        ("pretrain", lambda: pretrain_step(workdir, job, as_of)),
+        ("finetune", lambda: finetune_step(workdir, job, as_of=as_of, target="purchase_30d")),
+        ("evaluate", lambda: evaluate_holdout(workdir, as_of, CutoffGrid.from_dict(JobConfig.load(job).target))),
+    ):
         started = time.perf_counter()
         result = step()
         seconds[name] = round(time.perf_counter() - started, 1)
@@ -79,16 +81,29 @@ def main() -> None:
     for result in results:
         (target,) = result["targets"]
         for model, scores in target["models"].items():
-            print(f"{target['as_of'][:10]:<12}{model:<22}{scores['auc']:>7.3f}{scores['top_decile_precision']:>19.3f}"
-                  f"{scores.get('calibration_error', float('nan')):>19.3f}")
+            print(
+                f"{target['as_of'][:10]:<12}{model:<22}{scores['auc']:>7.3f}{scores['top_decile_precision']:>19.3f}"
+                f"{scores.get('calibration_error', float('nan')):>19.3f}"
+            )
         item = result["next_item"]
-        print(f"{target['as_of'][:10]:<12}{'next item (LAM)':<22} HR@10 {item['lam']['hr@10']:.3f}  NDCG@10 "
-              f"{item['lam']['ndcg@10']:.3f}  (popularity HR@10 {item['popularity']['hr@10']:.3f}; "
-              f"{item['customers']:,} customers with a later event)")
-        print(f"{'':<12}{target['target']}: {target['customers']:,} customers with an event before the as-of time, "
-              f"base rate {target['base_rate']:.3f}")
-    print(json.dumps([{"as_of": r["as_of"], "targets": r["targets"], "next_item": r["next_item"],
-                       "seconds": r["seconds"]} for r in results], default=str))
+        print(
+            f"{target['as_of'][:10]:<12}{'next item (LAM)':<22} HR@10 {item['lam']['hr@10']:.3f}  NDCG@10 "
+            f"{item['lam']['ndcg@10']:.3f}  (popularity HR@10 {item['popularity']['hr@10']:.3f}; "
+            f"{item['customers']:,} customers with a later event)"
+        )
+        print(
+            f"{'':<12}{target['target']}: {target['customers']:,} customers with an event before the as-of time, "
+            f"base rate {target['base_rate']:.3f}"
+        )
+    print(
+        json.dumps(
+            [
+                {"as_of": r["as_of"], "targets": r["targets"], "next_item": r["next_item"], "seconds": r["seconds"]}
+                for r in results
+            ],
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ import pandas as pd
 
 
 def lam(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "lam_platform.cli", *args, "--json"], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lam_platform.cli.main", *args, "--json"], check=True, capture_output=True, text=True
+    )
     # The JSON object is the command's last line of its own; Ray may print a worker line after it at exit.
     for line in reversed(out.stdout.strip().splitlines()):
         if line.startswith("{"):
@@ -49,17 +50,22 @@ def main() -> None:
             details = json.loads(Path(result["evaluation"]).read_text())
             table = pd.DataFrame(details["policies"]).assign(seed=seed)
             tables.append(table)
-            print(f"seed {seed}: LAM {result['lam_vs_legacy']:.2f}x legacy, {result['lam_vs_gbt']:.2f}x LightGBM, "
-                  f"{result['lam_of_oracle']:.0%} of oracle; next-action NDCG@10 {result['ndcg@10']:.3f}; "
-                  f"response AUC {result['auc']:.3f}", flush=True)
+            print(
+                f"seed {seed}: LAM {result['lam_vs_legacy']:.2f}x legacy, {result['lam_vs_gbt']:.2f}x LightGBM, "
+                f"{result['lam_of_oracle']:.0%} of oracle; next-action NDCG@10 {result['ndcg@10']:.3f}; "
+                f"response AUC {result['auc']:.3f}",
+                flush=True,
+            )
     both = pd.concat(tables, ignore_index=True)
     print("\norder rate of the top-5% list, per world:")
     print(both.pivot(index="policy", columns="seed", values="order_rate").round(3).to_string())
     lam_rows = both[both.policy == "lam"]
-    print(f"\nmedians over {len(args.seeds)} worlds: LAM {statistics.median(lam_rows.vs_legacy):.2f}x legacy "
-          f"(goal 2.0x), {statistics.median(lam_rows.vs_gbt):.2f}x LightGBM (goal 1.25x), "
-          f"{statistics.median(lam_rows.of_oracle):.0%} of oracle (goal 85%); "
-          f"informed ceiling {statistics.median(both[both.policy == 'informed_ceiling'].of_oracle):.0%} of oracle")
+    print(
+        f"\nmedians over {len(args.seeds)} worlds: LAM {statistics.median(lam_rows.vs_legacy):.2f}x legacy "
+        f"(goal 2.0x), {statistics.median(lam_rows.vs_gbt):.2f}x LightGBM (goal 1.25x), "
+        f"{statistics.median(lam_rows.of_oracle):.0%} of oracle (goal 85%); "
+        f"informed ceiling {statistics.median(both[both.policy == 'informed_ceiling'].of_oracle):.0%} of oracle"
+    )
 
 
 if __name__ == "__main__":

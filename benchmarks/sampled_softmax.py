@@ -19,7 +19,9 @@ from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.lightning_modules.model import NextActionHead
 
 
-def step_seconds(head: NextActionHead, hidden: torch.Tensor, targets: torch.Tensor, negatives: int, repeats: int) -> float:
+def step_seconds(
+    head: NextActionHead, hidden: torch.Tensor, targets: torch.Tensor, negatives: int, repeats: int
+) -> float:
     times = []
     for _ in range(repeats + 1):  # the first is a warm-up
         started = time.perf_counter()

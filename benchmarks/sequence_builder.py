@@ -19,15 +19,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lam_platform.events import TIMESTAMP, read_events
-from lam_platform.privacy import Pseudonymizer
-from lam_platform.sequences import build_sequences
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.events import TIMESTAMP, read_events
+from lam_platform.data.pseudonyms import Pseudonymizer
+from lam_platform.features.sequences import build_sequences
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
-from lam_platform.workdir import Workdir
 
-LISTS = {"event_ids": "event_id", "event_timestamps": "event_timestamp", "channels": "channel",
-         "objects": "object", "actions": "action", "amount_seq": "amount", "duration_s_seq": "duration_s",
-         "payment_method_seq": "coalesce(payment_method, '')"}  # the builder writes "" for missing
+LISTS = {
+    "event_ids": "event_id",
+    "event_timestamps": "event_timestamp",
+    "channels": "channel",
+    "objects": "object",
+    "actions": "action",
+    "amount_seq": "amount",
+    "duration_s_seq": "duration_s",
+    "payment_method_seq": "coalesce(payment_method, '')",
+}  # the builder writes "" for missing
 
 
 def duckdb_sequences(con: duckdb.DuckDBPyConnection, events: pa.Table, queries: pa.Table, max_len: int) -> pa.Table:
@@ -74,18 +81,28 @@ def main() -> None:
         "snapshot (all customers, one time)": (ids, np.full(len(ids), config.scoring_time)),
         f"entity frame ({args.queries:,} random rows)": (
             rng.choice(ids, size=args.queries),
-            config.world_start + pd.to_timedelta(rng.integers(0, config.total_days * 86400, args.queries), unit="s")),
+            config.world_start + pd.to_timedelta(rng.integers(0, config.total_days * 86400, args.queries), unit="s"),
+        ),
     }
     con = duckdb.connect()
     con.execute("SET threads TO 2")  # this machine's cores; ours is single-threaded
     for title, (customers, times) in scenarios.items():
-        as_of = pa.array(pd.DatetimeIndex(times).tz_convert("UTC") if pd.DatetimeIndex(times).tz else
-                         pd.DatetimeIndex(times).tz_localize("UTC"), TIMESTAMP)
-        queries = pa.table({"row_id": np.arange(len(customers)), "customer_id": pa.array(customers, pa.string()),
-                            "as_of": as_of})
-        ours_s, ours = timed(lambda: build_sequences(events, queries.column("customer_id"), as_of, args.max_len),
-                             args.repeats)
-        duck_s, duck = timed(lambda: duckdb_sequences(con, events, queries, args.max_len), args.repeats)
+        as_of = pa.array(
+            pd.DatetimeIndex(times).tz_convert("UTC")
+            if pd.DatetimeIndex(times).tz
+            else pd.DatetimeIndex(times).tz_localize("UTC"),
+            TIMESTAMP,
+        )
+        queries = pa.table(
+            {"row_id": np.arange(len(customers)), "customer_id": pa.array(customers, pa.string()), "as_of": as_of}
+        )
+        ours_s, ours = timed(
+            lambda queries=queries, as_of=as_of: build_sequences(
+                events, queries.column("customer_id"), as_of, args.max_len
+            ),
+            args.repeats,
+        )
+        duck_s, duck = timed(lambda queries=queries: duckdb_sequences(con, events, queries, args.max_len), args.repeats)
         # Same lists? DuckDB drops queries with no earlier event; compare the rows it has.
         ours_objects = ours.column("objects").to_pylist()
         duck_rows = duck.column("row_id").to_pylist()
@@ -93,8 +110,10 @@ def main() -> None:
         print(f"\n{title}:")
         print(f"  build_sequences  {ours_s * 1000:8.1f} ms  {events.num_rows / ours_s / 1e6:6.2f} M events/s")
         print(f"  duckdb window    {duck_s * 1000:8.1f} ms  {events.num_rows / duck_s / 1e6:6.2f} M events/s")
-        print(f"  ratio ours/duckdb speed: {duck_s / ours_s:.2f}x   rows compared: {len(duck_rows):,}, "
-              f"differing object lists: {mismatches}")
+        print(
+            f"  ratio ours/duckdb speed: {duck_s / ours_s:.2f}x   rows compared: {len(duck_rows):,}, "
+            f"differing object lists: {mismatches}"
+        )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_read import production_profile  # noqa: E402
 
-from lam_platform.consent import consenting_customers, read_profiles  # noqa: E402
-from lam_platform.demo import world_clock  # noqa: E402
-from lam_platform.features import online_features, open_store  # noqa: E402
-from lam_platform.pipeline import materialize_step  # noqa: E402
-from lam_platform.workdir import Workdir  # noqa: E402
+from lam_platform.core.workdir import Workdir  # noqa: E402
+from lam_platform.features.store import online_features, open_store  # noqa: E402
+from lam_platform.governance.consent import consenting_customers, read_profiles  # noqa: E402
+from lam_platform.orchestration.demo import world_clock  # noqa: E402
+from lam_platform.orchestration.pipeline import materialize_step  # noqa: E402
 
 TOKEN = "benchmark-token-0123456789"
 
@@ -50,9 +50,23 @@ def free_port() -> int:
 def start_service(workdir: Path, port: int, as_of: pd.Timestamp) -> subprocess.Popen:
     env = {**os.environ, "LAM_API_TOKENS": json.dumps([{"name": "bench", "token": TOKEN, "scopes": ["score"]}])}
     lam = Path(sys.executable).parent / "lam"
-    process = subprocess.Popen([str(lam), "serve", "--workdir", str(workdir), "--port", str(port),
-                                "--as-of", as_of.isoformat(), "--poll-seconds", "3600"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            str(lam),
+            "serve",
+            "--workdir",
+            str(workdir),
+            "--port",
+            str(port),
+            "--as-of",
+            as_of.isoformat(),
+            "--poll-seconds",
+            "3600",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -92,8 +106,13 @@ def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, see
     for t in threads:
         t.join()
     ms = np.array(latencies) * 1000
-    return {"requests": len(ms), "errors": len(errors), "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "requests_per_s": len(ms) / seconds}
+    return {
+        "requests": len(ms),
+        "errors": len(errors),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "requests_per_s": len(ms) / seconds,
+    }
 
 
 def feast_read(workdir: Workdir, ids: list[str], batch: int, calls: int, seed: int) -> dict:
@@ -127,8 +146,9 @@ def main() -> None:
             workdir = Workdir.at(Path(tmp) / name)
             shutil.copytree(source.root, workdir.root, ignore=shutil.ignore_patterns("ray_results", "training"))
             if name == "redis":
-                materialize_step(workdir, profile=production_profile(Path(tmp)), as_of=as_of,
-                                 switch_online_store=True)  # a copy of a SQLite world
+                materialize_step(
+                    workdir, profile=production_profile(Path(tmp)), as_of=as_of, switch_online_store=True
+                )  # a copy of a SQLite world
             port = free_port()
             service = start_service(workdir.root, port, as_of)
             try:
@@ -136,8 +156,16 @@ def main() -> None:
                     feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)
                     for clients in (1, 8):
                         result = load(f"http://127.0.0.1:{port}", ids, batch, clients, args.seconds, args.seed)
-                        rows.append({"store": name, "customers": batch, "clients": clients, **result,
-                                     "feast_p50_ms": feast["p50_ms"], "e2e_over_feast_p50": result["p50_ms"] / feast["p50_ms"]})
+                        rows.append(
+                            {
+                                "store": name,
+                                "customers": batch,
+                                "clients": clients,
+                                **result,
+                                "feast_p50_ms": feast["p50_ms"],
+                                "e2e_over_feast_p50": result["p50_ms"] / feast["p50_ms"],
+                            }
+                        )
                         print(json.dumps(rows[-1]), flush=True)
             finally:
                 service.terminate()

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lam_platform.privacy import Pseudonymizer
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.simulation.world import WorldConfig, simulate
-from lam_platform.workdir import Workdir
 
 
 def main() -> None:
@@ -27,14 +27,17 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="lam-sim-"))
     started = time.perf_counter()
-    counts = simulate(WorldConfig(n_customers=args.customers, seed=args.seed), Workdir.at(root).make(),
-                      Pseudonymizer.ephemeral())
+    counts = simulate(
+        WorldConfig(n_customers=args.customers, seed=args.seed), Workdir.at(root).make(), Pseudonymizer.ephemeral()
+    )
     seconds = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
     size_gib = sum(f.stat().st_size for f in Workdir.at(root).events.rglob("*.parquet")) / 2**30
     print(f"customers {counts['customers']:,}  events {counts['events']:,}  contacts {counts['contacts']:,}")
-    print(f"wall {seconds:.1f}s  {counts['events'] / seconds / 1e3:.0f}k events/s  peak RSS {peak_gib:.2f} GiB  "
-          f"event table {size_gib:.2f} GiB on disk")
+    print(
+        f"wall {seconds:.1f}s  {counts['events'] / seconds / 1e3:.0f}k events/s  peak RSS {peak_gib:.2f} GiB  "
+        f"event table {size_gib:.2f} GiB on disk"
+    )
     if args.keep is None:
         shutil.rmtree(root)
 

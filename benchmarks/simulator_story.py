@@ -17,16 +17,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lam_platform.events import CHANNELS, read_events  # noqa: E402
-from lam_platform.privacy import Pseudonymizer  # noqa: E402
+from lam_platform.core.workdir import Workdir  # noqa: E402
+from lam_platform.data.events import CHANNELS, read_events  # noqa: E402
+from lam_platform.data.pseudonyms import Pseudonymizer  # noqa: E402
 from lam_platform.simulation.ground_truth import WANTS  # noqa: E402
 from lam_platform.simulation.world import WorldConfig, simulate  # noqa: E402
-from lam_platform.workdir import Workdir  # noqa: E402
 
 
 def events_per_channel(events: pd.DataFrame, out: Path) -> None:
-    counts = events.groupby(["customer_id", "channel"]).size().unstack(fill_value=0).reindex(columns=CHANNELS,
-                                                                                              fill_value=0)
+    counts = (
+        events.groupby(["customer_id", "channel"]).size().unstack(fill_value=0).reindex(columns=CHANNELS, fill_value=0)
+    )
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.boxplot([counts[c] + 1 for c in CHANNELS], tick_labels=CHANNELS, showfliers=False)
     ax.set_yscale("log")
@@ -36,7 +37,9 @@ def events_per_channel(events: pd.DataFrame, out: Path) -> None:
     fig.savefig(out / "events_per_channel.png", dpi=110)
 
 
-def timelines(events: pd.DataFrame, episodes: pd.DataFrame, customers: list[str], start: pd.Timestamp, out: Path) -> None:
+def timelines(
+    events: pd.DataFrame, episodes: pd.DataFrame, customers: list[str], start: pd.Timestamp, out: Path
+) -> None:
     fig, axes = plt.subplots(len(customers), 1, figsize=(9, 2.6 * len(customers)), sharex=True)
     channel_row = {c: i for i, c in enumerate(CHANNELS)}
     for ax, customer in zip(axes, customers):
@@ -44,8 +47,9 @@ def timelines(events: pd.DataFrame, episodes: pd.DataFrame, customers: list[str]
         days = (mine.event_timestamp - start) / pd.Timedelta(days=1)
         purchase = mine.action == "purchase"
         ax.scatter(days[~purchase], mine.channel[~purchase].map(channel_row), s=6, alpha=0.6, label="event")
-        ax.scatter(days[purchase], mine.channel[purchase].map(channel_row), s=40, marker="*", color="red",
-                   label="purchase")
+        ax.scatter(
+            days[purchase], mine.channel[purchase].map(channel_row), s=40, marker="*", color="red", label="purchase"
+        )
         for ep in episodes[episodes.customer_id == customer].itertuples():
             ax.axvspan(max(ep.start_day, 0), ep.end_day, alpha=0.12, color=f"C{WANTS.index(ep.want) + 2}")
             ax.text(max(ep.start_day, 0), len(CHANNELS) - 0.4, ep.want, fontsize=7)

@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lam_platform.training_shards import read_training_shards
-from lam_platform.workdir import Workdir
+from lam_platform.campaigns.training_shards import read_training_shards
+from lam_platform.core.packaged import job_config_path
+from lam_platform.core.workdir import Workdir
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
-from lam_platform.packaged import job_config_path
 
 DEFAULT_CONFIG = job_config_path("demo")
 
@@ -48,8 +48,11 @@ def main() -> None:
                 fit_with_ray("next_action", data, config, stage, scaled, Path(storage), f"w{workers}-r{r}")
                 walls.append(time.perf_counter() - started)
             rates[workers] = events * args.epochs / statistics.median(walls)
-            print(f"  {workers} worker{'s' if workers > 1 else ''}: {rates[workers]:>10,.0f} events/s "
-                  f"(fit wall {statistics.median(walls):.1f} s)", flush=True)
+            print(
+                f"  {workers} worker{'s' if workers > 1 else ''}: {rates[workers]:>10,.0f} events/s "
+                f"(fit wall {statistics.median(walls):.1f} s)",
+                flush=True,
+            )
     print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
 
 

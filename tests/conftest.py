@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lam_platform.demo import simulate_step, world_clock
-from lam_platform.pipeline import ingest_step, materialize_step
-from lam_platform.privacy import KEY_ENV, KEY_FILE_ENV, Pseudonymizer
+from lam_platform.core.packaged import job_config_path
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.pseudonyms import KEY_ENV, KEY_FILE_ENV, Pseudonymizer
+from lam_platform.orchestration.demo import simulate_step, world_clock
+from lam_platform.orchestration.pipeline import ingest_step, materialize_step
 from lam_platform.simulation.world import raw_customer_ids
-from lam_platform.workdir import Workdir
-from lam_platform.packaged import job_config_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the source tree: examples under infra/
 
@@ -59,7 +59,7 @@ def tiny_world(tmp_path_factory) -> Workdir:
 @pytest.fixture(scope="session")
 def trained_world(tiny_world) -> Workdir:
     """The tiny world with a model pretrained and fine-tuned by the Ray jobs (tiny.yaml), trained once."""
-    from lam_platform.pipeline import finetune_step, pretrain_step
+    from lam_platform.orchestration.pipeline import finetune_step, pretrain_step
 
     pretrain_step(tiny_world, TINY_JOB, world_clock(tiny_world))
     finetune_step(tiny_world, TINY_JOB, as_of=world_clock(tiny_world))

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -117,8 +117,19 @@ def restartable_redis(workdir) -> Iterator[RestartableRedis]:
     if binary is None:
         missing("Redis (a restartable one: Docker or the redis-server binary)")
     port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-               "--appendonly", "no"]
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     process: list[subprocess.Popen] = []
 
     def start() -> None:

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lam_platform.cli import main
-from lam_platform.packaged import job_config_path
+from lam_platform.cli.main import main
+from lam_platform.core.packaged import job_config_path
 
 TINY_CONFIG = job_config_path("tiny")
 
@@ -17,15 +17,42 @@ TINY_CONFIG = job_config_path("tiny")
 @pytest.mark.e2e
 def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     workdir = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--workdir", str(workdir), "--customers", "200", "--max-len", "16",
-                                       "--config", str(TINY_CONFIG), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "demo",
+            "--workdir",
+            str(workdir),
+            "--customers",
+            "200",
+            "--max-len",
+            "16",
+            "--config",
+            str(TINY_CONFIG),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
-    for header in ["[1/7] simulate", "[2/7] ingest", "[3/7] feast apply + materialize", "[4/7] pretrain",
-                   "[5/7] fine-tune", "[6/7] score", "[7/7] summary"]:
+    for header in [
+        "[1/7] simulate",
+        "[2/7] ingest",
+        "[3/7] feast apply + materialize",
+        "[4/7] pretrain",
+        "[5/7] fine-tune",
+        "[6/7] score",
+        "[7/7] summary",
+    ]:
         assert header in result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert set(summary["order_rate"]) == {"random", "legacy_segment", "gbt_aggregates", "lam", "oracle",
-                                          "informed_ceiling"}
+    assert set(summary["order_rate"]) == {
+        "random",
+        "legacy_segment",
+        "gbt_aggregates",
+        "lam",
+        "oracle",
+        "informed_ceiling",
+    }
     assert all(0 <= rate <= 1 for rate in summary["order_rate"].values())
     assert summary["order_rate"]["oracle"] >= max(summary["order_rate"].values())  # nothing beats the truth
 
@@ -41,13 +68,18 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
         assert exported.reason.notna().all() and exported.reason.str.len().gt(0).all()
         assert all(isinstance(json.loads(events), list) for events in exported.driving_events)
     # Downstream services read the scores as ordinary online features.
-    from lam_platform.features import open_store
-    from lam_platform.workdir import Workdir
+    from lam_platform.core.workdir import Workdir
+    from lam_platform.features.store import open_store
 
     top = call_list.iloc[0]
-    pushed = open_store(Workdir.at(workdir)).get_online_features(
-        features=["lam_scores:uplift", "lam_scores:best_offer", "lam_scores:model_version"],
-        entity_rows=[{"customer_id": top.customer_id}]).to_dict()
+    pushed = (
+        open_store(Workdir.at(workdir))
+        .get_online_features(
+            features=["lam_scores:uplift", "lam_scores:best_offer", "lam_scores:model_version"],
+            entity_rows=[{"customer_id": top.customer_id}],
+        )
+        .to_dict()
+    )
     assert pushed["best_offer"] == [top.offer] and abs(pushed["uplift"][0] - top.uplift) < 1e-6
     pushed_ids = set(pd.read_parquet(workdir / "feature_repo" / "data" / "lam_scores.parquet").customer_id)
     assert set(call_list.customer_id) <= pushed_ids <= consenting  # every customer the call-list rules allow

@@ -3,10 +3,10 @@
 import importlib.util
 import re
 import shlex
-import tomllib
 from pathlib import Path
 
 import ray
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def test_every_module_and_config_a_manifest_runs_exists():
     assert {"lam_platform.ray_jobs.pretrain", "lam_platform.ray_jobs.score"} <= set(modules)
     for module in modules:
         assert importlib.util.find_spec(module) is not None, module
-    from lam_platform.cli import main as lam
+    from lam_platform.cli.main import main as lam
 
     lam_commands = [c[1] for c in commands if c[0] == "lam"]
     assert "serve" in lam_commands
@@ -76,7 +76,9 @@ def test_images_and_ray_version_match_the_package():
             if key == "image" and str(value).startswith("lam-platform"):
                 images.append(value)
     assert versions and set(versions) == {pinned}
-    assert images and all(re.fullmatch(rf"lam-platform:{re.escape(PROJECT['version'])}(-gpu)?", i) for i in images), images
+    assert images and all(re.fullmatch(rf"lam-platform:{re.escape(PROJECT['version'])}(-gpu)?", i) for i in images), (
+        images
+    )
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"lam-platform:{PROJECT['version']}" in dockerfile
     for source in re.findall(r"^COPY (\S+)", dockerfile, flags=re.M):
@@ -109,7 +111,7 @@ def _compose() -> dict:
 
 def _profile_variables() -> set[str]:
     """The ${VAR}s the shipped production store profile expands: what every job and service must be given."""
-    from lam_platform.packaged import feast_profile_path
+    from lam_platform.core.packaged import feast_profile_path
 
     profile = yaml.safe_load(feast_profile_path("production").read_text())
     names = {n for _, v in _walk(profile) if isinstance(v, str) for n in re.findall(r"\$\{(\w+)\}", v)}
@@ -128,8 +130,17 @@ def _docker_bytes(size) -> int:
 
 def _k8s_bytes(quantity) -> int:
     number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(k|M|G|T|Ki|Mi|Gi|Ti)?", str(quantity)).groups()
-    factors = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    factors = {
+        None: 1,
+        "k": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }
     return int(float(number) * factors[unit])
 
 
@@ -208,10 +219,19 @@ def test_compose_ray_nodes_have_shared_memory_for_the_object_store():
 def test_compose_sets_the_production_store_connections_from_env():
     compose, text = _compose(), COMPOSE_PATH.read_text()
     variables = _profile_variables()
-    runs_lam = {name for name, s in compose["services"].items()
-                if any(c[:1] == ["lam"] or c[:3] == ["python", "-m", "lam_platform"] or c[:1] == ["python"]
-                       and "-m" in c and c[c.index("-m") + 1].startswith("lam_platform") or c[:2] == ["ray", "start"]
-                       for c in _split_command(s.get("command", "")))}
+    runs_lam = {
+        name
+        for name, s in compose["services"].items()
+        if any(
+            c[:1] == ["lam"]
+            or c[:3] == ["python", "-m", "lam_platform"]
+            or c[:1] == ["python"]
+            and "-m" in c
+            and c[c.index("-m") + 1].startswith("lam_platform")
+            or c[:2] == ["ray", "start"]
+            for c in _split_command(s.get("command", ""))
+        )
+    }
     assert {"ray-head", "ray-worker", "batch-scoring", "scoring-service"} <= runs_lam
     for name in runs_lam:
         environment = compose["services"][name].get("environment")

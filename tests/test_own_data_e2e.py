@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lam_platform.packaged import job_config_path
+from lam_platform.core.packaged import job_config_path
 
 PROJECT = Path(__file__).resolve().parents[1]
 RETAIL = PROJECT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii_2009_2010.parquet"
@@ -33,10 +33,10 @@ DRIVER = """
 import json, sys
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from lam_platform.cli import main
+from lam_platform.cli.main import main
 from lam_platform.service.app import ServiceSettings, create_app
 from lam_platform.service.auth import parse_tokens
-from lam_platform.workdir import Workdir
+from lam_platform.core.workdir import Workdir
 
 workdir, as_of, job = sys.argv[1:4]
 out = {}
@@ -90,15 +90,23 @@ def retail_slice(tmp_path_factory) -> Path:
     config["events"]["channels"]["shop"]["files"] = ["raw/retail.parquet"]
     rng = np.random.default_rng(0)
     contacts = pd.DataFrame({"customer": np.repeat(chosen, 3)})
-    contacts["at"] = (pd.Timestamp("2010-04-01", tz="UTC")
-                      + pd.to_timedelta(rng.integers(0, 220 * 24, len(contacts)), unit="h")).strftime("%Y-%m-%dT%H:%M:%SZ")
+    contacts["at"] = (
+        pd.Timestamp("2010-04-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 220 * 24, len(contacts)), unit="h")
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
     contacts["offer"] = rng.choice(["voucher", "catalogue"], len(contacts))
     contacts["method"] = rng.choice(["email", "call"], len(contacts))
     contacts["treated"] = (rng.random(len(contacts)) < 0.5).astype(int)  # randomized: a coin flip per contact
     contacts["customer"] = contacts.customer.map(lambda c: repr(float(c)))  # as ingestion reads the log's float ids
     contacts.to_csv(workdir / "raw" / "contacts.csv", index=False)
-    config["campaigns"] = {"files": ["raw/contacts.csv"], "who": "customer", "contacted_at": "at", "offer": "offer",
-                           "method": "method", "treatment": "treated", "outcome": {"action": "purchase", "within": "14d"}}
+    config["campaigns"] = {
+        "files": ["raw/contacts.csv"],
+        "who": "customer",
+        "contacted_at": "at",
+        "offer": "offer",
+        "method": "method",
+        "treatment": "treated",
+        "outcome": {"action": "purchase", "within": "14d"},
+    }
     config["catalogue"] = {"offers": ["voucher", "catalogue"], "methods": ["email", "call"]}
     (workdir / "lam.yaml").write_text(yaml.safe_dump(config))
     return workdir
@@ -107,11 +115,17 @@ def retail_slice(tmp_path_factory) -> Path:
 @pytest.mark.e2e
 @pytest.mark.realdata
 def test_a_real_event_log_runs_end_to_end_without_the_simulator(retail_slice):
-    run = subprocess.run([sys.executable, "-c", DRIVER, str(retail_slice), AS_OF, str(TINY_JOB)], cwd=PROJECT,
-                         capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    run = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(retail_slice), AS_OF, str(TINY_JOB)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = json.loads(lines[-1][len("RESULT ") :])
     for step in ("ingest", "materialize", "pretrain", "finetune", "finetune_campaign", "score", "evaluate", "report"):
         assert out[step]["exit_code"] == 0, (step, out[step]["output"])
 
@@ -120,7 +134,9 @@ def test_a_real_event_log_runs_end_to_end_without_the_simulator(retail_slice):
     assert out["materialize"]["json"]["as_of"] == AS_OF
     assert out["finetune"]["json"]["head"] == "purchase_30d"
     # Every training label was mature at the as-of time: the newest cut-off is at least 30 days before it.
-    assert max(pd.Timestamp(t) for t in out["finetune"]["json"]["cutoffs"]) <= pd.Timestamp(AS_OF) - pd.Timedelta(days=30)
+    assert max(pd.Timestamp(t) for t in out["finetune"]["json"]["cutoffs"]) <= pd.Timestamp(AS_OF) - pd.Timedelta(
+        days=30
+    )
     assert out["score"]["json"]["scored"] > 0
 
     # Consent is analysis only: target scores yes, a contact list never (CLI: exit 2 naming why; API: 409).

@@ -10,12 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
-from lam_platform.cli import main
-from lam_platform.demo import world_clock
-from lam_platform.scoring import score
+from lam_platform.campaigns.scoring import score
+from lam_platform.cli.main import main
+from lam_platform.orchestration.demo import world_clock
 
 # Added to a copy of the page: after load, list the images that did not decode.
 PROBE = """<script>window.addEventListener("load", () => {
@@ -37,8 +36,13 @@ def _chromium() -> str:
 
 
 def _headless(chromium: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
-                          capture_output=True, text=True, timeout=180, check=True)
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
 
 
 def _broken_images(chromium: str, page: Path, extra: str = "") -> tuple[int, list[str]]:
@@ -55,14 +59,25 @@ def _broken_images(chromium: str, page: Path, extra: str = "") -> tuple[int, lis
 def test_report_renders_with_a_screenshot_and_no_broken_images(trained_world, tmp_path):
     chromium = _chromium()
     score(trained_world, world_clock(trained_world), capacity=10)
-    run = CliRunner().invoke(main, ["report", "--workdir", str(trained_world.root), "--examples", "2", "--json"],
-                             catch_exceptions=False)  # the command composes the simulator's evaluation and fairness
+    run = CliRunner().invoke(
+        main, ["report", "--workdir", str(trained_world.root), "--examples", "2", "--json"], catch_exceptions=False
+    )  # the command composes the simulator's evaluation and fairness
     assert run.exit_code == 0, run.output
     result = json.loads([line for line in run.output.splitlines() if line.startswith("{")][-1])
     page = Path(result["page"])
-    expected = {"events_per_channel.png", "sequence_lengths.png", "training_next_action.png",
-                "training_campaign_response.png", "gain.png", "qini.png", "calibration.png", "policies.png",
-                "next_action.png", "timeline_1.png", "timeline_2.png"}
+    expected = {
+        "events_per_channel.png",
+        "sequence_lengths.png",
+        "training_next_action.png",
+        "training_campaign_response.png",
+        "gain.png",
+        "qini.png",
+        "calibration.png",
+        "policies.png",
+        "next_action.png",
+        "timeline_1.png",
+        "timeline_2.png",
+    }
     assert expected <= set(result["images"])
     text = page.read_text()
     assert "Policy comparison" in text and "Why:" in text and "informed_ceiling" in text

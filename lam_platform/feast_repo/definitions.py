@@ -20,11 +20,16 @@ PROFILE_TYPES = {"categorical": String, "numeric": Float64}
 
 # The customer: the "who" of every 4W1H event.
 customer = Entity(
-    name="customer", join_keys=["customer_id"], value_type=ValueType.STRING, description="A customer, by pseudonymous id."
+    name="customer",
+    join_keys=["customer_id"],
+    value_type=ValueType.STRING,
+    description="A customer, by pseudonymous id.",
 )
 
 # The 4W1H event table, partitioned by date: the source every sequence and aggregate is built from.
-customer_events_source = FileSource(name="customer_events_source", path="data/events", timestamp_field="event_timestamp")
+customer_events_source = FileSource(
+    name="customer_events_source", path="data/events", timestamp_field="event_timestamp"
+)
 
 # Profiles: slowly changing attributes and consent flags, one row per change (as-of event_timestamp).
 customer_profile_source = FileSource(
@@ -49,7 +54,9 @@ customer_event_aggregates_source = FileSource(
 # Scores pushed by `lam score` (online and offline), read by downstream services.
 lam_scores_push = PushSource(
     name="lam_scores_push",
-    batch_source=FileSource(name="lam_scores_source", path="data/lam_scores.parquet", timestamp_field="event_timestamp"),
+    batch_source=FileSource(
+        name="lam_scores_source", path="data/lam_scores.parquet", timestamp_field="event_timestamp"
+    ),
 )
 
 # Profile features: the fields lam.yaml declares, plus consent (unknown = no consent: never contacted).
@@ -57,8 +64,10 @@ customer_profile = FeatureView(
     name="customer_profile",
     entities=[customer],
     ttl=timedelta(days=3650),
-    schema=[*(Field(name=name, dtype=PROFILE_TYPES[kind]) for name, kind in REPO_SCHEMA["profile"].items()),
-            Field(name="consent_marketing", dtype=Bool)],
+    schema=[
+        *(Field(name=name, dtype=PROFILE_TYPES[kind]) for name, kind in REPO_SCHEMA["profile"].items()),
+        Field(name="consent_marketing", dtype=Bool),
+    ],
     source=customer_profile_source,
     online=True,
 )
@@ -68,8 +77,10 @@ customer_event_aggregates = FeatureView(
     name="customer_event_aggregates",
     entities=[customer],
     ttl=timedelta(days=3650),
-    schema=[Field(name=name, dtype=Int64 if kind == "count" else Float64)
-            for name, kind in REPO_SCHEMA["aggregate_features"]],
+    schema=[
+        Field(name=name, dtype=Int64 if kind == "count" else Float64)
+        for name, kind in REPO_SCHEMA["aggregate_features"]
+    ],
     source=customer_event_aggregates_source,
     online=True,
 )
@@ -86,7 +97,7 @@ customer_event_sequence = FeatureView(
         Field(name="channels", dtype=Array(String)),
         Field(name="objects", dtype=Array(String)),
         Field(name="actions", dtype=Array(String)),
-        # One list per declared event attribute, named <attribute>_seq (see lam_platform/sequences.py).
+        # One list per declared event attribute, named <attribute>_seq (see lam_platform/features/sequences.py).
         *(Field(name=f"{name}_seq", dtype=Array(Float64)) for name in ATTRIBUTES["numeric"]),
         *(Field(name=f"{name}_seq", dtype=Array(String)) for name in ATTRIBUTES["categorical"]),
     ],

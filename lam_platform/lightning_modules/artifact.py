@@ -1,10 +1,10 @@
 """The model artifact: a versioned folder that scoring can load without the training code's pickles.
 
-    <artifacts>/lam-v<N>/
-        model_card.json          config, feature views + schema fingerprint, data range, metrics, compute cost
-        tokenizer.json           vocabularies and numeric scaling
-        backbone.pt              backbone state dict (tensors only; loaded with weights_only=True)
-        heads/<head>.pt          one state dict per head: next_action, campaign_response, one per target ...
+<artifacts>/lam-v<N>/
+    model_card.json          config, feature views + schema fingerprint, data range, metrics, compute cost
+    tokenizer.json           vocabularies and numeric scaling
+    backbone.pt              backbone state dict (tensors only; loaded with weights_only=True)
+    heads/<head>.pt          one state dict per head: next_action, campaign_response, one per target ...
 """
 
 from __future__ import annotations
@@ -53,11 +53,18 @@ def latest_version(artifacts: Path, head: str | None = None) -> Path:
     """The newest version (that holds `head`, if given)."""
     versions = versions_with_head(artifacts, head)
     if not versions:
-        need = "`lam pretrain`" if head in (None, "next_action") else \
-            ("`lam pretrain` then `lam finetune`" if head == "campaign_response" else
-             f"`lam pretrain` then `lam finetune --target {head}`")
-        raise FileNotFoundError(f"no model artifact{f' with a {head} head' if head else ''} under {artifacts}: "
-                                f"run {need} first")
+        need = (
+            "`lam pretrain`"
+            if head in (None, "next_action")
+            else (
+                "`lam pretrain` then `lam finetune`"
+                if head == "campaign_response"
+                else f"`lam pretrain` then `lam finetune --target {head}`"
+            )
+        )
+        raise FileNotFoundError(
+            f"no model artifact{f' with a {head} head' if head else ''} under {artifacts}: run {need} first"
+        )
     return versions[-1]
 
 
@@ -78,7 +85,9 @@ class ModelArtifact:
     path: Path
 
     @classmethod
-    def create(cls, path: Path, config: LAMConfig, tokenizer: EventTokenizer, backbone: dict, card: dict) -> "ModelArtifact":
+    def create(
+        cls, path: Path, config: LAMConfig, tokenizer: EventTokenizer, backbone: dict, card: dict
+    ) -> ModelArtifact:
         (path / "heads").mkdir(parents=True, exist_ok=False)
         tokenizer.save(path / "tokenizer.json")
         _save_whole(backbone, path / "backbone.pt")
@@ -117,7 +126,7 @@ class ModelArtifact:
         card["heads"][name] = {**info, "kind": kind}
         self.write_card(card)
 
-    def derive(self, path: Path, backbone: dict) -> "ModelArtifact":
+    def derive(self, path: Path, backbone: dict) -> ModelArtifact:
         """A new version with a retrained backbone: same tokenizer and card, no heads (they fit the old backbone).
 
         The card's `base_version` names this version, where the pretrained heads still live.
@@ -129,7 +138,7 @@ class ModelArtifact:
         derived.write_card(card)
         return derived
 
-    def with_head(self, name: str) -> "ModelArtifact":
+    def with_head(self, name: str) -> ModelArtifact:
         """This version if it has head `name`, else the version it was derived from that has it."""
         artifact = self
         while name not in artifact.card["heads"] and artifact.card.get("base_version"):
@@ -153,7 +162,9 @@ class ModelArtifact:
     def load_head(self, name: str) -> nn.Module:
         file = self.path / "heads" / f"{name}.pt"
         if not file.exists():
-            raise FileNotFoundError(f"model {self.path.name} has no {name!r} head yet (heads: {sorted(self.card['heads'])})")
+            raise FileNotFoundError(
+                f"model {self.path.name} has no {name!r} head yet (heads: {sorted(self.card['heads'])})"
+            )
         head = head_kind(self.card["heads"].get(name, {}).get("kind", name)).head(self.config)
         head.load_state_dict(torch.load(file, weights_only=True))
         return head.eval()

@@ -20,18 +20,22 @@ from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbo
 
 def _repeat(batch, n: int):
     """Every tensor of a batch dataclass repeated n times along the batch dimension (b0, b1, .., b0, b1, ..)."""
-    return replace(batch, **{f.name: getattr(batch, f.name).repeat(n, *[1] * (getattr(batch, f.name).dim() - 1))
-                             for f in fields(batch)})
+    return replace(
+        batch,
+        **{f.name: getattr(batch, f.name).repeat(n, *[1] * (getattr(batch, f.name).dim() - 1)) for f in fields(batch)},
+    )
 
 
-def uplift_from_embeddings(backbone: LAMBackbone, head: CampaignResponseHead, x: Tensor, events: EventBatch,
-                           context: CampaignContext) -> Tensor:
+def uplift_from_embeddings(
+    backbone: LAMBackbone, head: CampaignResponseHead, x: Tensor, events: EventBatch, context: CampaignContext
+) -> Tensor:
     """F(x): the campaign's uplift (B,) computed from event embeddings x (B, L, d)."""
     return head(backbone.encode(x, events).state, context).uplift
 
 
-def integrated_gradients(backbone: LAMBackbone, head: CampaignResponseHead, events: EventBatch,
-                         context: CampaignContext, steps: int = 32) -> tuple[Tensor, Tensor]:
+def integrated_gradients(
+    backbone: LAMBackbone, head: CampaignResponseHead, events: EventBatch, context: CampaignContext, steps: int = 32
+) -> tuple[Tensor, Tensor]:
     """Per-event attributions (B, L), 0 on padding, and the gap F(x) - F(0) (B,) they should add up to.
 
     Runs the `steps` interpolation points as one batch of B * steps rows; modules must be in eval mode.
@@ -49,6 +53,7 @@ def integrated_gradients(backbone: LAMBackbone, head: CampaignResponseHead, even
     mean_grad = grad.reshape(steps, *x.shape).mean(dim=0)
     attributions = (x * mean_grad).sum(dim=-1) * events.mask
     with torch.no_grad():
-        gap = (uplift_from_embeddings(backbone, head, x, events, context)
-               - uplift_from_embeddings(backbone, head, torch.zeros_like(x), events, context))
+        gap = uplift_from_embeddings(backbone, head, x, events, context) - uplift_from_embeddings(
+            backbone, head, torch.zeros_like(x), events, context
+        )
     return attributions.detach(), gap

@@ -47,7 +47,7 @@ class LAMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "LAMConfig":
+    def from_dict(cls, values: dict) -> LAMConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

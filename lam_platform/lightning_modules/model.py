@@ -76,7 +76,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln2 = nn.LayerNorm(config.d_model)
         self.mlp = nn.Sequential(
-            nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(), nn.Linear(4 * config.d_model, config.d_model),
+            nn.Linear(config.d_model, 4 * config.d_model),
+            nn.GELU(),
+            nn.Linear(4 * config.d_model, config.d_model),
             nn.Dropout(config.dropout),
         )
 
@@ -218,8 +220,13 @@ class CampaignResponseHead(nn.Module):
     def forward(self, state: Tensor, context: CampaignContext) -> CampaignResponseOutput:
         customer = state + sum(emb(context.profile[:, i]) for i, emb in enumerate(self.profile))
         numeric = torch.cat([context.log_hours_since_last_event.unsqueeze(-1), context.profile_numeric], dim=-1)
-        campaign = (self.offer(context.offer) + self.method(context.method) + self.hour(context.contact_hour)
-                    + self.weekday(context.contact_weekday) + self.numeric(numeric))
+        campaign = (
+            self.offer(context.offer)
+            + self.method(context.method)
+            + self.hour(context.contact_hour)
+            + self.weekday(context.contact_weekday)
+            + self.numeric(numeric)
+        )
         base, effect = self.mlp(torch.cat([customer, campaign], dim=-1)).unbind(-1)  # (B,), (B,)
         # Contacted = the customer's baseline odds plus the contact's effect: every row, contacted or control,
         # trains the baseline, so the few controls (10% of the log) need not learn it alone.

@@ -59,8 +59,14 @@ def _append(events: EventBatch, categorical: Tensor, gap_hours: Tensor) -> Event
 
 
 @torch.no_grad()
-def rollout(backbone: LAMBackbone, head: NextActionHead, events: EventBatch, steps: int, temperature: float = 1.0,
-            generator: torch.Generator | None = None) -> RolledOutEvents:
+def rollout(
+    backbone: LAMBackbone,
+    head: NextActionHead,
+    events: EventBatch,
+    steps: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> RolledOutEvents:
     """Sample `steps` future events for every customer in `events` (right-aligned, as the tokenizer makes them)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -69,9 +75,14 @@ def rollout(backbone: LAMBackbone, head: NextActionHead, events: EventBatch, ste
     for _ in range(steps):
         hidden = backbone(events).state  # (B, d): after the latest event
         out = head(hidden)
-        ids = torch.stack([_sample(out.channel_logits, temperature, generator),
-                           _sample(head.object_logits(hidden), temperature, generator),
-                           _sample(out.action_logits, temperature, generator)], dim=-1)  # (B, 3)
+        ids = torch.stack(
+            [
+                _sample(out.channel_logits, temperature, generator),
+                _sample(head.object_logits(hidden), temperature, generator),
+                _sample(out.action_logits, temperature, generator),
+            ],
+            dim=-1,
+        )  # (B, 3)
         gap = torch.expm1(out.log_gap_hours).clamp(min=0.0)  # (B,) hours: the predicted (median-like) gap
         elapsed = elapsed + gap
         sampled.append(ids)

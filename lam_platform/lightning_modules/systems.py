@@ -59,7 +59,9 @@ class NextActionSystem(pl.LightningModule):
         negatives = self.hparams.config.sampled_negatives if stage == "train" else 0  # validation: full softmax
         losses = {
             "channel": F.cross_entropy(out.channel_logits.transpose(1, 2), ignore[..., 0], ignore_index=0),
-            "object": self.next_action.object_loss(out.hidden[has_next], targets.categorical[..., 1][has_next], negatives),
+            "object": self.next_action.object_loss(
+                out.hidden[has_next], targets.categorical[..., 1][has_next], negatives
+            ),
             "action": F.cross_entropy(out.action_logits.transpose(1, 2), ignore[..., 2], ignore_index=0),
             "gap": F.mse_loss(out.log_gap_hours[has_next], targets.log_gap_hours[has_next]),
         }
@@ -74,7 +76,9 @@ class NextActionSystem(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
 
 
 class _FineTuneSystem(pl.LightningModule):
@@ -146,12 +150,14 @@ class BackboneFinetuning(BaseFinetuning):
     `unfreeze_at_epoch` and trained at `backbone_lr_factor` times the head's learning rate.
     """
 
-    def __init__(self, trainable_blocks: int | str = 0, unfreeze_at_epoch: int = 0,
-                 backbone_lr_factor: float = 0.1) -> None:
+    def __init__(
+        self, trainable_blocks: int | str = 0, unfreeze_at_epoch: int = 0, backbone_lr_factor: float = 0.1
+    ) -> None:
         super().__init__()
         if trainable_blocks != "all" and not (isinstance(trainable_blocks, int) and trainable_blocks >= 0):
-            raise ValueError(f"trainable_blocks must be 0 (frozen), a number of last blocks, or 'all'; "
-                             f"got {trainable_blocks!r}")
+            raise ValueError(
+                f"trainable_blocks must be 0 (frozen), a number of last blocks, or 'all'; got {trainable_blocks!r}"
+            )
         self.trainable_blocks = trainable_blocks
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.backbone_lr_factor = backbone_lr_factor
@@ -167,4 +173,6 @@ class BackboneFinetuning(BaseFinetuning):
             modules = [backbone]
         else:
             modules = [*backbone.blocks[-self.trainable_blocks :], backbone.ln_f]
-        self.unfreeze_and_add_param_group(modules, optimizer, lr=pl_module.hparams.learning_rate * self.backbone_lr_factor)
+        self.unfreeze_and_add_param_group(
+            modules, optimizer, lr=pl_module.hparams.learning_rate * self.backbone_lr_factor
+        )

@@ -49,14 +49,24 @@ class EventTokenizer:
     profile_scaling: dict[str, tuple[float, float]] = field(default_factory=dict)  # numeric field -> (median, scale)
 
     @classmethod
-    def fit(cls, sequences: pa.Table, profiles: pd.DataFrame, offers: list[str], methods: list[str],
-            max_len: int, min_count: int = 5, categorical_profile: list[str] = (),
-            numeric_profile: list[str] = ()) -> "EventTokenizer":
+    def fit(
+        cls,
+        sequences: pa.Table,
+        profiles: pd.DataFrame,
+        offers: list[str],
+        methods: list[str],
+        max_len: int,
+        min_count: int = 5,
+        categorical_profile: list[str] = (),
+        numeric_profile: list[str] = (),
+    ) -> EventTokenizer:
         """Fit on training-period sequences (list columns as in the `customer_event_sequence` view, one per
         declared event attribute) and the declared profile fields (none for a workdir without a customer table)."""
         numeric_lists, categorical_attribute_lists = attribute_lists(sequences)
-        vocabularies = {c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count)
-                        for c in (*CATEGORICAL_LISTS, *categorical_attribute_lists)}
+        vocabularies = {
+            c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count)
+            for c in (*CATEGORICAL_LISTS, *categorical_attribute_lists)
+        }
         scaling = {}
         for column in numeric_lists:
             values = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False)
@@ -66,13 +76,17 @@ class EventTokenizer:
                 continue
             q25, q50, q75 = np.percentile(logged, [25, 50, 75])  # robust to heavy-tailed amounts
             scaling[column] = (float(q50), float(max(q75 - q25, 1e-3)))
-        profile_vocabularies = {f: sorted(profiles[f].dropna().astype(str).unique().tolist()) for f in categorical_profile}
+        profile_vocabularies = {
+            f: sorted(profiles[f].dropna().astype(str).unique().tolist()) for f in categorical_profile
+        }
         profile_scaling = {}
         for name in numeric_profile:
             values = pd.to_numeric(profiles[name], errors="coerce").dropna().to_numpy(dtype=np.float64)
             q25, q50, q75 = np.percentile(values, [25, 50, 75]) if len(values) else (0.0, 0.0, 1.0)
             profile_scaling[name] = (float(q50), float(max(q75 - q25, 1e-3)))
-        return cls(vocabularies, scaling, profile_vocabularies, sorted(offers), sorted(methods), max_len, profile_scaling)
+        return cls(
+            vocabularies, scaling, profile_vocabularies, sorted(offers), sorted(methods), max_len, profile_scaling
+        )
 
     # -- the event attributes it encodes ------------------------------------------------------------
     @property
@@ -86,9 +100,11 @@ class EventTokenizer:
 
     def list_types(self) -> dict[str, pa.DataType]:
         """The list columns the encoder reads, with their Arrow types (to build a table from online rows)."""
-        return {"event_timestamps": pa.list_(pa.timestamp("us", tz="UTC")),
-                **{c: pa.list_(pa.string()) for c in (*CATEGORICAL_LISTS, *self.attribute_lists)},
-                **{c: pa.list_(pa.float64()) for c in self.numeric_lists}}
+        return {
+            "event_timestamps": pa.list_(pa.timestamp("us", tz="UTC")),
+            **{c: pa.list_(pa.string()) for c in (*CATEGORICAL_LISTS, *self.attribute_lists)},
+            **{c: pa.list_(pa.float64()) for c in self.numeric_lists},
+        }
 
     # -- sizes for LAMConfig -------------------------------------------------------------------
     def config_sizes(self) -> dict:
@@ -126,8 +142,12 @@ class EventTokenizer:
         ts = pc.list_flatten(ts_lists).cast(pa.int64()).to_numpy(zero_copy_only=False)
         out: dict[str, np.ndarray] = {}
         out["categorical"] = np.stack(
-            [scatter(self._ids(column, pc.list_flatten(sequences.column(column))), PAD, np.int64)
-             for column in CATEGORICAL_LISTS], axis=-1)
+            [
+                scatter(self._ids(column, pc.list_flatten(sequences.column(column))), PAD, np.int64)
+                for column in CATEGORICAL_LISTS
+            ],
+            axis=-1,
+        )
         attributes = []
         for column in self.attribute_lists:  # a missing value is pad (a zero embedding), an unseen one OOV
             values = pc.list_flatten(sequences.column(column))
@@ -147,7 +167,9 @@ class EventTokenizer:
         out["numeric_missing"] = np.stack(missing, axis=-1) if missing else np.zeros((n, length, 0), bool)
         gap = np.diff(ts, prepend=ts[:1]).astype(np.float64)
         gap[np.concatenate([[0], np.cumsum(lengths)[:-1]])[lengths > 0]] = 0.0  # first event of each row
-        out["log_gap_hours"] = scatter(np.log1p(np.clip(gap, 0, None) / US_PER_HOUR).astype(np.float32), 0.0, np.float32)
+        out["log_gap_hours"] = scatter(
+            np.log1p(np.clip(gap, 0, None) / US_PER_HOUR).astype(np.float32), 0.0, np.float32
+        )
         out["hour"] = scatter((ts // US_PER_HOUR) % 24, 0, np.int64)
         out["weekday"] = scatter((ts // US_PER_DAY + 3) % 7, 0, np.int64)  # 1970-01-01 was a Thursday
         out["day"] = scatter(ts // US_PER_DAY, 0, np.int64)
@@ -155,8 +177,9 @@ class EventTokenizer:
         out["last_event_us"] = np.where(lengths > 0, _last_per_row(ts, lengths), np.iinfo(np.int64).min)
         return out
 
-    def encode_campaigns(self, profiles: pd.DataFrame, offers, methods, contact_times: pd.Series,
-                         last_event_us: np.ndarray) -> dict[str, np.ndarray]:
+    def encode_campaigns(
+        self, profiles: pd.DataFrame, offers, methods, contact_times: pd.Series, last_event_us: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """Arrays for CampaignContext: profile ids, offer/method ids and contact-time features."""
         contact_us = pd.to_datetime(contact_times, utc=True).astype("datetime64[us, UTC]").astype("int64").to_numpy()
         return {**self.encode_profiles(profiles), **self.encode_contacts(offers, methods, contact_us, last_event_us)}
@@ -175,7 +198,9 @@ class EventTokenizer:
             "profile_numeric": (np.stack(numeric, axis=-1) if numeric else np.zeros((n, 0))).astype(np.float32),
         }
 
-    def encode_contacts(self, offers, methods, contact_us: np.ndarray, last_event_us: np.ndarray) -> dict[str, np.ndarray]:
+    def encode_contacts(
+        self, offers, methods, contact_us: np.ndarray, last_event_us: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """The contact part of CampaignContext: offer/method ids, hour, weekday, gap since the last event.
 
         contact_us: contact times in microseconds since the epoch (UTC); numpy only, so scoring many
@@ -190,12 +215,15 @@ class EventTokenizer:
             "contact_weekday": ((contact_us // US_PER_DAY + 3) % 7).astype(np.int64),
         }
 
-    def encode_customers(self, profiles: pd.DataFrame, at_us: np.ndarray, last_event_us: np.ndarray
-                         ) -> dict[str, np.ndarray]:
+    def encode_customers(
+        self, profiles: pd.DataFrame, at_us: np.ndarray, last_event_us: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """Arrays for CustomerContext (target heads): profile ids and numbers, and the gap from each row's
         latest event to its prediction time `at_us` (microseconds since the epoch, UTC)."""
-        return {**self.encode_profiles(profiles),
-                "log_hours_since_last_event": _log_hours_since(np.asarray(at_us, np.int64), last_event_us)}
+        return {
+            **self.encode_profiles(profiles),
+            "log_hours_since_last_event": _log_hours_since(np.asarray(at_us, np.int64), last_event_us),
+        }
 
     def encode_tokens(self, column: str, values) -> np.ndarray:
         """Tokens of a categorical list column (a flat sequence of strings) -> ids; unseen -> 1 (OOV)."""
@@ -209,11 +237,17 @@ class EventTokenizer:
     def decode_events(self, categorical: np.ndarray, hours_after: np.ndarray) -> pd.DataFrame:
         """Generated events (B, K, 3) ids and (B, K) hours as one row per event: row, step, channel, object, ..."""
         b, k, _ = categorical.shape
-        return pd.DataFrame({
-            "row": np.repeat(np.arange(b), k), "step": np.tile(np.arange(1, k + 1), b),
-            **{name.rstrip("s"): self.decode(name, categorical[..., i].ravel()) for i, name in enumerate(CATEGORICAL_LISTS)},
-            "hours_after": np.asarray(hours_after, dtype=np.float64).ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "row": np.repeat(np.arange(b), k),
+                "step": np.tile(np.arange(1, k + 1), b),
+                **{
+                    name.rstrip("s"): self.decode(name, categorical[..., i].ravel())
+                    for i, name in enumerate(CATEGORICAL_LISTS)
+                },
+                "hours_after": np.asarray(hours_after, dtype=np.float64).ravel(),
+            }
+        )
 
     def _ids(self, column: str, values: pa.Array) -> np.ndarray:
         ids = pc.index_in(values, value_set=pa.array(self.vocabularies[column], pa.string()))
@@ -238,7 +272,7 @@ class EventTokenizer:
         path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
 
     @classmethod
-    def load(cls, path: Path) -> "EventTokenizer":
+    def load(cls, path: Path) -> EventTokenizer:
         values = json.loads(path.read_text())
         values["numeric_scaling"] = {k: tuple(v) for k, v in values["numeric_scaling"].items()}
         values["profile_scaling"] = {k: tuple(v) for k, v in values.get("profile_scaling", {}).items()}

@@ -99,7 +99,7 @@ class BestWeights(pl.Callback):
 
 class ProgressFile(pl.Callback):
     """Rank 0 writes {step, epoch, loss, val_loss} to `path` at most every `every_s` seconds and at each
-    validation, for the driver's progress bar (`lam_platform.progress.follow_training`)."""
+    validation, for the driver's progress bar (`lam_platform.core.progress.follow_training`)."""
 
     def __init__(self, path: Path, every_s: float = 1.0) -> None:
         super().__init__()
@@ -109,8 +109,9 @@ class ProgressFile(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self.record.update(step=trainer.global_step, epoch=trainer.current_epoch,
-                           loss=float(loss) if loss is not None else None)
+        self.record.update(
+            step=trainer.global_step, epoch=trainer.current_epoch, loss=float(loss) if loss is not None else None
+        )
         if time.monotonic() - self.written >= self.every_s:
             self._write(trainer)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from lam_platform.clock import as_of as parse_as_of
-from lam_platform.holdout_evaluation import evaluate_holdout
-from lam_platform.targets import CutoffGrid
-from lam_platform.workdir import Workdir
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.clock import as_of as parse_as_of
+from lam_platform.data.targets import CutoffGrid
+from lam_platform.evaluation.holdout import evaluate_holdout
 from lam_platform.ray_jobs.training import JobConfig
 
 
@@ -27,8 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exclude-seen", action="store_true", help="rank next objects without seen ones")
     args = parser.parse_args(argv)
     grid = CutoffGrid.from_dict(JobConfig.load(args.config).target if args.config else None)
-    print(json.dumps(evaluate_holdout(Workdir.at(args.workdir), parse_as_of(args.as_of), grid, None, args.seed,
-                                      args.exclude_seen), default=str))
+    print(
+        json.dumps(
+            evaluate_holdout(
+                Workdir.at(args.workdir), parse_as_of(args.as_of), grid, None, args.seed, args.exclude_seen
+            ),
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

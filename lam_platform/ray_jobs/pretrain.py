@@ -13,15 +13,15 @@ import json
 
 import pandas as pd
 
-from lam_platform import progress
-from lam_platform.atomic_files import governance_lock
-from lam_platform.clock import as_of as parse_as_of
-from lam_platform.consent import consenting_customers, read_profiles
-from lam_platform.errors import UserError
-from lam_platform.features import MODEL_VIEWS, open_store, schema_fingerprint
-from lam_platform.platform_config import PlatformConfig
-from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
-from lam_platform.workdir import Workdir
+from lam_platform.campaigns.training_data import build_pretrain_set, fit_tokenizer, training_events
+from lam_platform.core import progress
+from lam_platform.core.atomic_files import governance_lock
+from lam_platform.core.errors import UserError
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.clock import as_of as parse_as_of
+from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.features.store import MODEL_VIEWS, open_store, schema_fingerprint
+from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
@@ -40,31 +40,57 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     profiles = read_profiles(workdir.profiles)
     events = training_events(workdir, until, consenting_customers(profiles, platform.consent_mode))
     if events.num_rows == 0:
-        raise UserError(f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
-                         "and the consent settings in lam.yaml")
+        raise UserError(
+            f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
+            "and the consent settings in lam.yaml"
+        )
     tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64), platform)
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
     workdir.training.mkdir(parents=True, exist_ok=True)
     data = workdir.training / "pretrain"
     progress.stage("building the pretraining set")
-    examples = build_pretrain_set(events, tokenizer, job.pretrain["samples_per_customer"], config.recent_events,
-                                  job.seed, data, job.pretrain.get("target_sampling", "random"))
+    examples = build_pretrain_set(
+        events,
+        tokenizer,
+        job.pretrain["samples_per_customer"],
+        config.recent_events,
+        job.seed,
+        data,
+        job.pretrain.get("target_sampling", "random"),
+    )
     version = next_version(workdir.artifacts)
     fit = fit_with_ray("next_action", data, config, job.pretrain, job, workdir.ray_results, f"pretrain-{version.name}")
     parts = split_state_dict(fit.state_dict)
-    artifact = ModelArtifact.create(version, config, tokenizer, parts["backbone"], card={
-        "feature_views": list(MODEL_VIEWS), "schema_fingerprint": fingerprint,
-        "data_range": {"events_before": until.isoformat(), "events": events.num_rows},
-    })
-    artifact.add_head("next_action", parts["next_action"],
-                      {"examples": examples, "metrics": fit.metrics, "compute": fit.compute, "history": fit.history})
-    return {"artifact": str(artifact.path), "examples": examples, "as_of": until.isoformat(), "metrics": fit.metrics,
-            "compute": fit.compute}
+    artifact = ModelArtifact.create(
+        version,
+        config,
+        tokenizer,
+        parts["backbone"],
+        card={
+            "feature_views": list(MODEL_VIEWS),
+            "schema_fingerprint": fingerprint,
+            "data_range": {"events_before": until.isoformat(), "events": events.num_rows},
+        },
+    )
+    artifact.add_head(
+        "next_action",
+        parts["next_action"],
+        {"examples": examples, "metrics": fit.metrics, "compute": fit.compute, "history": fit.history},
+    )
+    return {
+        "artifact": str(artifact.path),
+        "examples": examples,
+        "as_of": until.isoformat(),
+        "metrics": fit.metrics,
+        "compute": fit.compute,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="job YAML: a file, or a shipped config name (demo, quality, tiny, gpu, ml1m)")
+    parser.add_argument(
+        "--config", required=True, help="job YAML: a file, or a shipped config name (demo, quality, tiny, gpu, ml1m)"
+    )
     parser.add_argument("--workdir", default="./lam-demo", help="platform working directory (default ./lam-demo)")
     parser.add_argument("--as-of", default=None, help="training cut-off, with zone (default: now)")
     args = parser.parse_args(argv)

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import yaml
 
-from lam_platform import progress
+from lam_platform.campaigns.training_shards import EXAMPLE_TIME, batches_of, read_training_shards
+from lam_platform.core import progress
+from lam_platform.core.packaged import job_config_path
 from lam_platform.lightning_modules.config import LAMConfig
-from lam_platform.packaged import job_config_path
-from lam_platform.training_shards import EXAMPLE_TIME, batches_of, read_training_shards
 
 SECTIONS = ("model", "pretrain", "finetune", "update", "target", "scaling", "seed")
 STARTUP_CONCURRENCY = 8  # worker processes a local raylet starts at once (its default: the core count)
@@ -44,14 +44,14 @@ class JobConfig:
     scaling: dict = field(default_factory=lambda: {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1})
     seed: int = 7
     update: dict | None = None  # closed-loop head updates (`lam close-loop`); default: the finetune settings
-    target: dict | None = None  # cut-off grid of target heads (snapshots, every); see lam_platform.targets
+    target: dict | None = None  # cut-off grid of target heads (snapshots, every); see lam_platform.data.targets
 
     def __post_init__(self) -> None:
         if self.update is None:
             self.update = dict(self.finetune)
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> "JobConfig":
+    def load(cls, name_or_path: str | Path) -> JobConfig:
         """A job YAML by path, or by the name of a shipped config (demo, quality, tiny, gpu, ml1m)."""
         path = job_config_path(name_or_path)
         values = yaml.safe_load(path.read_text()) or {}
@@ -71,8 +71,15 @@ def train_func(config: dict) -> None:
 
     from lam_platform.lightning_modules.heads import head_kind
     from lam_platform.lightning_modules.systems import BackboneFinetuning
-    from lam_platform.ray_jobs.checkpoints import (BestWeights, KillWorkerOnce, ProgressFile, StepCheckpoint,
-                                                   TrainingHistory, record_resume, resume_path)
+    from lam_platform.ray_jobs.checkpoints import (
+        BestWeights,
+        KillWorkerOnce,
+        ProgressFile,
+        StepCheckpoint,
+        TrainingHistory,
+        record_resume,
+        resume_path,
+    )
 
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)
@@ -80,12 +87,22 @@ def train_func(config: dict) -> None:
     system = kind.system(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
     validating = config["validation_cut_us"] is not None
     # Order matters: history and the best weights are updated before the epoch-end checkpoint is reported.
-    callbacks: list = [TrainingHistory(), BestWeights(), RayTrainReportCallback(),
-                       StepCheckpoint(config["checkpoint_every_n_steps"]),
-                       ProgressFile(Path(config["run_folder"]) / PROGRESS_FILE)]
+    callbacks: list = [
+        TrainingHistory(),
+        BestWeights(),
+        RayTrainReportCallback(),
+        StepCheckpoint(config["checkpoint_every_n_steps"]),
+        ProgressFile(Path(config["run_folder"]) / PROGRESS_FILE),
+    ]
     if validating and config["early_stopping_patience"]:
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=config["early_stopping_patience"],
-                                       check_on_train_epoch_end=False))
+        callbacks.append(
+            EarlyStopping(
+                monitor="val_loss",
+                mode="min",
+                patience=config["early_stopping_patience"],
+                check_on_train_epoch_end=False,
+            )
+        )
     if config.get("kill_worker_at_step"):
         callbacks.append(KillWorkerOnce(config["kill_worker_at_step"], Path(config["drill_marker"])))
     if config.get("backbone_weights"):
@@ -110,13 +127,20 @@ def train_func(config: dict) -> None:
     trainer = prepare_trainer(trainer)
     # This worker's shard of the Parquet training set, streamed by Ray Data (never loaded whole).
     shard = ray.train.get_dataset_shard("train")
-    batches = shard.iter_torch_batches(batch_size=config["batch_size"],
-                                       local_shuffle_buffer_size=config["batch_size"] * 8,
-                                       local_shuffle_seed=config["seed"])
+    batches = shard.iter_torch_batches(
+        batch_size=config["batch_size"],
+        local_shuffle_buffer_size=config["batch_size"] * 8,
+        local_shuffle_seed=config["seed"],
+    )
     # The validation rows are few (the newest fraction): every worker reads them all and gets the same loss,
     # which spares a second Ray Data pipeline per epoch.
-    validation = batches_of(read_training_shards(Path(config["data"]), since_us=config["validation_cut_us"]),
-                            config["batch_size"]) if validating else None
+    validation = (
+        batches_of(
+            read_training_shards(Path(config["data"]), since_us=config["validation_cut_us"]), config["batch_size"]
+        )
+        if validating
+        else None
+    )
     checkpoint = resume_path()
     if checkpoint and ray.train.get_context().get_world_rank() == 0:
         record_resume(checkpoint, Path(config["run_folder"]) / "resumes.log")
@@ -151,14 +175,20 @@ def ensure_ray(num_cpus: int) -> bool:
         # Token auth stays on (Ray's default for a new local cluster); its notice about that default, and INFO
         # lines such as "Started a local Ray instance", say nothing a user of `lam` acts on.
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-            lambda record: "Token authentication is enabled" not in record.getMessage())
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus) + DATA_CPUS,
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 # One training starts about ten processes (controller, workers, their sync actor, Ray Data's
-                 # coordinator, stats and autoscaling actors, list and read tasks). The raylet lets as many
-                 # start at once as there are cores and calls 4x that a worker explosion, so on 2 cores
-                 # every run drew its warning. Starting is import-bound: allow 8 at once.
-                 _system_config={"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY})
+            lambda record: "Token authentication is enabled" not in record.getMessage()
+        )
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 1, num_cpus) + DATA_CPUS,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            # One training starts about ten processes (controller, workers, their sync actor, Ray Data's
+            # coordinator, stats and autoscaling actors, list and read tasks). The raylet lets as many
+            # start at once as there are cores and calls 4x that a worker explosion, so on 2 cores
+            # every run drew its warning. Starting is import-bound: allow 8 at once.
+            _system_config={"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY},
+        )
         return True
 
 
@@ -174,7 +204,7 @@ class ValidationSplit:
     validation_rows: int
 
     @classmethod
-    def of(cls, data: Path, fraction: float, workers: int) -> "ValidationSplit":
+    def of(cls, data: Path, fraction: float, workers: int) -> ValidationSplit:
         """The cut at the (1 - fraction) quantile of example times. No split when the set has no times, or
         either side would leave a worker without a row (DDP needs every worker to step and validate)."""
         import pyarrow.dataset as pads
@@ -216,8 +246,17 @@ def training_fingerprint(data: Path, loop_config: dict) -> str:
     return digest.hexdigest()[:12]
 
 
-def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path,
-                 run_name: str, backbone_weights: Path | None = None, head_weights: Path | None = None) -> FitResult:
+def fit_with_ray(
+    head: str,
+    data: Path,
+    model: LAMConfig,
+    stage: dict,
+    job: JobConfig,
+    storage: Path,
+    run_name: str,
+    backbone_weights: Path | None = None,
+    head_weights: Path | None = None,
+) -> FitResult:
     """Train `head` (and the backbone unless frozen) on the shards in `data` with a Ray TorchTrainer.
 
     The run is named `run_name` plus a fingerprint of the training shards and the loop config under
@@ -238,8 +277,17 @@ def fit_with_ray(head: str, data: Path, model: LAMConfig, stage: dict, job: JobC
             ray.shutdown()
 
 
-def _fit(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, storage: Path, run_name: str,
-         backbone_weights: Path | None, head_weights: Path | None) -> FitResult:
+def _fit(
+    head: str,
+    data: Path,
+    model: LAMConfig,
+    stage: dict,
+    job: JobConfig,
+    storage: Path,
+    run_name: str,
+    backbone_weights: Path | None,
+    head_weights: Path | None,
+) -> FitResult:
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -248,30 +296,47 @@ def _fit(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, s
     workers = scaling["num_workers"]
     split = ValidationSplit.of(data, float(stage.get("validation_fraction", 0.1)), workers)
     loop_config = {
-        "head": head, "model": model.to_dict(), "seed": job.seed,
-        "epochs": stage["epochs"], "batch_size": stage["batch_size"], "learning_rate": stage["learning_rate"],
-        "backbone": {k: stage[k] for k in ("trainable_blocks", "unfreeze_at_epoch", "backbone_lr_factor") if k in stage},
+        "head": head,
+        "model": model.to_dict(),
+        "seed": job.seed,
+        "epochs": stage["epochs"],
+        "batch_size": stage["batch_size"],
+        "learning_rate": stage["learning_rate"],
+        "backbone": {
+            k: stage[k] for k in ("trainable_blocks", "unfreeze_at_epoch", "backbone_lr_factor") if k in stage
+        },
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
         "head_weights": str(head_weights) if head_weights else None,
-        "use_gpu": bool(scaling.get("use_gpu")), "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
+        "use_gpu": bool(scaling.get("use_gpu")),
+        "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
         "checkpoint_every_n_steps": int(stage.get("checkpoint_every_n_steps", 50)),
         "kill_worker_at_step": stage.get("kill_worker_at_step"),
-        "validation_cut_us": split.cut_us, "early_stopping_patience": int(stage.get("early_stopping_patience", 2)),
+        "validation_cut_us": split.cut_us,
+        "early_stopping_patience": int(stage.get("early_stopping_patience", 2)),
     }
     run_name = f"{run_name}-{training_fingerprint(data, loop_config)}"
-    loop_config.update(drill_marker=str(storage / run_name / "failure-drill.done"), run_folder=str(storage / run_name),
-                       data=str(Path(data).resolve()))
+    loop_config.update(
+        drill_marker=str(storage / run_name / "failure-drill.done"),
+        run_folder=str(storage / run_name),
+        data=str(Path(data).resolve()),
+    )
     # Reads are I/O: they take no CPU slot, so 2 training workers on 2 CPUs leave none idle and none short.
     # One read at a time: reads without a CPU slot could otherwise each start a worker process at once.
     dataset = ray.data.read_parquet(str(data), num_cpus=0, concurrency=1)
     trainer = TorchTrainer(
         train_func,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=scaling["num_workers"], use_gpu=bool(scaling.get("use_gpu")),
-                                     resources_per_worker={"CPU": scaling.get("cpus_per_worker", 1)}),
-        run_config=RunConfig(name=run_name, storage_path=str(storage),
-                             failure_config=FailureConfig(max_failures=int(stage.get("max_failures", 2))),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        scaling_config=ScalingConfig(
+            num_workers=scaling["num_workers"],
+            use_gpu=bool(scaling.get("use_gpu")),
+            resources_per_worker={"CPU": scaling.get("cpus_per_worker", 1)},
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=int(stage.get("max_failures", 2))),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
         datasets={"train": split.training_rows(dataset)},
     )
     started = time.time()
@@ -294,8 +359,12 @@ def _fit(head: str, data: Path, model: LAMConfig, stage: dict, job: JobConfig, s
     return FitResult(
         state_dict=best["weights"] if best.get("weights") is not None else checkpoint["state_dict"],
         metrics=metrics,
-        compute={"wall_hours": hours, "worker_hours": hours * workers,
-                 "gpu_hours": hours * workers if scaling.get("use_gpu") else 0.0, "workers": workers},
+        compute={
+            "wall_hours": hours,
+            "worker_hours": hours * workers,
+            "gpu_hours": hours * workers if scaling.get("use_gpu") else 0.0,
+            "workers": workers,
+        },
         history=checkpoint.get("callbacks", {}).get("TrainingHistory", {}).get("epochs", []),
     )
 

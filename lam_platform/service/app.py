@@ -3,7 +3,7 @@
 Run: `lam serve --workdir ./lam-demo` (tokens from LAM_API_TOKENS or LAM_API_TOKENS_FILE; see
 `lam_platform/service/auth.py`), then e.g.
     curl -H "Authorization: Bearer $TOKEN" -d '{"customer_ids": ["<pseudonym>"]}' localhost:8000/v1/score
-Customer ids are the platform's pseudonyms (see lam_platform/privacy.py), never raw ids.
+Customer ids are the platform's pseudonyms (see lam_platform/data/pseudonyms.py), never raw ids.
 The OpenAPI spec is at /openapi.json (a bearer security scheme, each /v1 route's scope and its error
 responses; /docs has an Authorize button), Prometheus metrics at /metrics; GET /v1/fairness gives the
 fairness report of the latest stored call list as JSON.
@@ -38,19 +38,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from lam_platform.audit import REFUSALS, AuditLog
-from lam_platform.clock import as_of as parse_as_of
-from lam_platform.errors import UserError
-from lam_platform.fairness import FairnessSettings, call_list_fairness
-from lam_platform.features import online_features, open_store
-from lam_platform.consent import consented
-from lam_platform.platform_config import CallListRules, PlatformConfig
-from lam_platform.scoring import call_exclusions, next_contact_time, rank_call_list
+from lam_platform.campaigns.scoring import call_exclusions, next_contact_time, rank_call_list
+from lam_platform.core.errors import UserError
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.clock import as_of as parse_as_of
+from lam_platform.data.platform_config import CallListRules, PlatformConfig
+from lam_platform.features.store import online_features, open_store
+from lam_platform.governance.audit import REFUSALS, AuditLog
+from lam_platform.governance.consent import consented, read_profiles
+from lam_platform.governance.fairness import FairnessSettings, call_list_fairness
 from lam_platform.service import schemas
 from lam_platform.service.auth import ApiToken, Authenticator, load_tokens
 from lam_platform.service.model import ModelWatcher, PopulationPrior, ServingModel
-from lam_platform.workdir import Workdir
-from lam_platform.consent import read_profiles
 
 logger = logging.getLogger("lam.service")
 DEFAULT_TIME_SLOTS = (10, 14, 17)
@@ -81,12 +80,17 @@ class ServiceSettings:
         return self.clock if self.clock is not None else pd.Timestamp.now(tz="UTC")
 
     @classmethod
-    def from_workdir(cls, workdir: Workdir, **overrides) -> "ServiceSettings":
+    def from_workdir(cls, workdir: Workdir, **overrides) -> ServiceSettings:
         """Settings whose rules, contact slots and consent mode come from the workdir's lam.yaml."""
         platform = PlatformConfig.load(workdir.root)
         slots = tuple(platform.catalogue.contact_slots) if platform.catalogue else DEFAULT_TIME_SLOTS
-        return cls(workdir=workdir.root, rules=platform.call_list, time_slots=slots,
-                   contact_allowed=platform.contact_allowed, **overrides)
+        return cls(
+            workdir=workdir.root,
+            rules=platform.call_list,
+            time_slots=slots,
+            contact_allowed=platform.contact_allowed,
+            **overrides,
+        )
 
 
 class ServiceConfigError(UserError):
@@ -95,8 +99,10 @@ class ServiceConfigError(UserError):
 
 # The `lam serve` limits an ASGI server's workers read from the environment; unset ones keep the defaults.
 ENV_LIMITS: dict[str, tuple[str, type[int | float]]] = {
-    "LAM_MAX_CUSTOMERS": ("max_customers", int), "LAM_MAX_BODY_BYTES": ("max_body_bytes", int),
-    "LAM_POLL_SECONDS": ("poll_seconds", float)}
+    "LAM_MAX_CUSTOMERS": ("max_customers", int),
+    "LAM_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "LAM_POLL_SECONDS": ("poll_seconds", float),
+}
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -149,12 +155,21 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("lam_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("lam_request_duration_seconds", "request latency", ["endpoint"], registry=self.registry,
-                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.latency = Histogram(
+            "lam_request_duration_seconds",
+            "request latency",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.errors = Counter("lam_errors", "failed requests by kind", ["endpoint", "kind"], registry=self.registry)
         self.customers = Counter("lam_customers", "customers answered, by status", ["status"], registry=self.registry)
-        self.model = Gauge("lam_model_info", "1 for the model version being served, 0 for former ones", ["version"],
-                           registry=self.registry)
+        self.model = Gauge(
+            "lam_model_info",
+            "1 for the model version being served, 0 for former ones",
+            ["version"],
+            registry=self.registry,
+        )
 
         self.shown: str | None = None
 
@@ -227,13 +242,15 @@ class LimitsAndMetrics:
 
                 async def receive():  # noqa: F811 -- the app reads the body counted above
                     return replayed.pop() if replayed else {"type": "http.disconnect"}
+
             await self.app(scope, receive, send_and_note)
         finally:
             if scope["path"].startswith("/v1/"):  # every scoring request, answered or refused
                 state = scope.get("state") or {}
                 # The write and its fsync run in a worker thread: the event loop keeps serving meanwhile.
-                await anyio.to_thread.run_sync(self.audit.record, state.get("token_name"), endpoint,
-                                               state.get("customers"), status[0])
+                await anyio.to_thread.run_sync(
+                    self.audit.record, state.get("token_name"), endpoint, state.get("customers"), status[0]
+                )
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
             if status[0] >= 400:
@@ -241,7 +258,8 @@ class LimitsAndMetrics:
 
     async def _too_large(self, send) -> None:
         await JSONResponse({"detail": f"request body exceeds max_body_bytes={self.max_body_bytes}"}, 413)(
-            {"type": "http"}, None, send)
+            {"type": "http"}, None, send
+        )
 
 
 def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
@@ -259,12 +277,17 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         yield
         watcher.stop()
 
-    app = FastAPI(title="LAM scoring service", version="1", lifespan=lifespan,
-                  description="Scores customers from the Feast online store with the latest LAM version.")
+    app = FastAPI(
+        title="LAM scoring service",
+        version="1",
+        lifespan=lifespan,
+        description="Scores customers from the Feast online store with the latest LAM version.",
+    )
     app.state.watcher, app.state.settings, app.state.metrics = watcher, settings, metrics
 
-    def authorize(request: Request, required: SecurityScopes,
-                  credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiToken:
+    def authorize(
+        request: Request, required: SecurityScopes, credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)
+    ) -> ApiToken:
         """The caller's token if it has every scope the route declares (`Security(authorize, scopes=...)`):
         the scopes that OpenAPI shows are the ones enforced here."""
         token = auth.identify(credentials.credentials if credentials is not None else None)
@@ -276,8 +299,9 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                 raise HTTPException(403, f"token {token.name!r} lacks the {scope!r} scope")
         return token
 
-    app.add_middleware(LimitsAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics,
-                       audit=AuditLog(workdir.audit_log))
+    app.add_middleware(
+        LimitsAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=AuditLog(workdir.audit_log)
+    )
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(_: Request, error: StoreUnavailable):
@@ -294,8 +318,13 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=schemas.Readiness, responses={
-        503: {"model": schemas.Readiness, "description": "not ready: no model loaded or the store unreadable"}})
+    @app.get(
+        "/readyz",
+        response_model=schemas.Readiness,
+        responses={
+            503: {"model": schemas.Readiness, "description": "not ready: no model loaded or the store unreadable"}
+        },
+    )
     def readyz() -> JSONResponse:
         """Ready or not, and the model version; the reasons go to the service log, never to the caller
         (they hold paths and connection details)."""
@@ -316,8 +345,9 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/score", response_model=schemas.ScoreResponse, responses=_errors(400, 401, 403, 413, 422, 503))
-    def score(body: schemas.ScoreRequest, request: Request,
-              _: ApiToken = Security(authorize, scopes=["score"])) -> schemas.ScoreResponse:
+    def score(
+        body: schemas.ScoreRequest, request: Request, _: ApiToken = Security(authorize, scopes=["score"])
+    ) -> schemas.ScoreResponse:
         request.state.customers = len(body.customer_ids)
         _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
         model = current_model()
@@ -327,11 +357,14 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
         rows = reader.read(ids)
         answers = {}
         # Unknown consent is no consent; an analysis-only workdir scores targets for everyone, contacts no one.
-        excluded = np.zeros(len(rows), bool) if settings.analysis_only else ~consented(rows.consent_marketing).to_numpy()
+        excluded = (
+            np.zeros(len(rows), bool) if settings.analysis_only else ~consented(rows.consent_marketing).to_numpy()
+        )
         history = rows.event_timestamps.map(lambda v: v is not None and len(v) > 0).to_numpy(bool)
         for customer_id in rows.customer_id[excluded]:
-            answers[customer_id] = schemas.CustomerScore(customer_id=customer_id, status="excluded", cold_start=False,
-                                                         excluded_reason="no_consent")
+            answers[customer_id] = schemas.CustomerScore(
+                customer_id=customer_id, status="excluded", cold_start=False, excluded_reason="no_consent"
+            )
         cold = rows.customer_id[~excluded & ~history].tolist()
         if cold:
             prior_answer = prior.campaigns(campaigns, times[0]) if prior is not None and campaigns else []
@@ -349,21 +382,24 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             explanations = None
             if body.explain and campaigns:
                 best = pd.DataFrame([r[0] for r in ranked])  # each customer's best campaign, aligned with known
-                explanations = model.explain(known, best.rename(columns={"time_slot": "contact_time"}), as_of,
-                                             settings.explain_steps)
+                explanations = model.explain(
+                    known, best.rename(columns={"time_slot": "contact_time"}), as_of, settings.explain_steps
+                )
             for i, customer_id in enumerate(known.customer_id):
-                answers[customer_id] = _customer(customer_id, "scored", ranked[i], actions[i],
-                                                 explanations[i] if explanations else None)
+                answers[customer_id] = _customer(
+                    customer_id, "scored", ranked[i], actions[i], explanations[i] if explanations else None
+                )
                 answers[customer_id].targets = {t: round(float(probabilities[t][i]), 6) for t in targets}
         for answer in answers.values():
             metrics.customers.labels(answer.status).inc()
-        return schemas.ScoreResponse(model_version=model.version, as_of=as_of,
-                                     customers=[answers[c] for c in ids])
+        return schemas.ScoreResponse(model_version=model.version, as_of=as_of, customers=[answers[c] for c in ids])
 
-    @app.post("/v1/call-list", response_model=schemas.CallListResponse,
-              responses=_errors(400, 401, 403, 409, 413, 422, 503))
-    def call_list(body: schemas.CallListRequest, request: Request,
-                  _: ApiToken = Security(authorize, scopes=["call-list"])) -> schemas.CallListResponse:
+    @app.post(
+        "/v1/call-list", response_model=schemas.CallListResponse, responses=_errors(400, 401, 403, 409, 413, 422, 503)
+    )
+    def call_list(
+        body: schemas.CallListRequest, request: Request, _: ApiToken = Security(authorize, scopes=["call-list"])
+    ) -> schemas.CallListResponse:
         _check_count("capacity", body.capacity, settings.max_call_list)
         if body.customer_ids is not None:
             _check_count("customer_ids", len(body.customer_ids), settings.max_customers)
@@ -378,8 +414,16 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
             raise HTTPException(503, f"model {model.version} has no campaign_response head: run `lam finetune`")
         campaigns, times, as_of = _options(body, model, settings)
         rows = reader.read(ids)
-        rules = settings.rules.model_copy(update={k: v for k, v in (("cooldown_days", body.cooldown_days), (
-            "converted_within_days", body.converted_within_days)) if v is not None})
+        rules = settings.rules.model_copy(
+            update={
+                k: v
+                for k, v in (
+                    ("cooldown_days", body.cooldown_days),
+                    ("converted_within_days", body.converted_within_days),
+                )
+                if v is not None
+            }
+        )
         reasons = call_exclusions(rows, as_of, rules)
         eligible = rows[reasons.isna().to_numpy()].reset_index(drop=True)
         ranked = pd.DataFrame()
@@ -394,20 +438,42 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
                 explanations = model.explain(picked, top, as_of, settings.explain_steps)
             for i, r in enumerate(ranked.itertuples()):
                 driving, why = explanations[i] if i < len(explanations) else (None, None)
-                entries.append(schemas.CallListEntry(
-                    rank=int(r.rank), customer_id=r.customer_id, offer=r.offer, method=r.method,
-                    time_slot=r.contact_time, p_order_if_contacted=float(r.p_order_if_called),
-                    p_order_if_not_contacted=float(r.p_order_if_not_called), uplift=float(r.uplift), reason=why,
-                    driving_events=[schemas.DrivingEventOut(**vars(e)) for e in driving] if driving is not None else None))
-        return schemas.CallListResponse(model_version=model.version, as_of=as_of, capacity=body.capacity,
-                                        candidates=len(ids), excluded=reasons.value_counts().to_dict(),
-                                        explained=len(explanations), call_list=entries)
+                entries.append(
+                    schemas.CallListEntry(
+                        rank=int(r.rank),
+                        customer_id=r.customer_id,
+                        offer=r.offer,
+                        method=r.method,
+                        time_slot=r.contact_time,
+                        p_order_if_contacted=float(r.p_order_if_called),
+                        p_order_if_not_contacted=float(r.p_order_if_not_called),
+                        uplift=float(r.uplift),
+                        reason=why,
+                        driving_events=[schemas.DrivingEventOut(**vars(e)) for e in driving]
+                        if driving is not None
+                        else None,
+                    )
+                )
+        return schemas.CallListResponse(
+            model_version=model.version,
+            as_of=as_of,
+            capacity=body.capacity,
+            candidates=len(ids),
+            excluded=reasons.value_counts().to_dict(),
+            explained=len(explanations),
+            call_list=entries,
+        )
 
     # exclude_unset: a group's calibration_gap is absent, not null, where outcomes are unknown (as `lam fairness`)
-    @app.get("/v1/fairness", response_model=schemas.FairnessReport, response_model_exclude_unset=True,
-             responses=_errors(401, 403, 404, 422))
-    def fairness(calibration_margin: float = Query(0.05, ge=0, le=1),
-                 _: ApiToken = Security(authorize, scopes=["call-list"])) -> schemas.FairnessReport:
+    @app.get(
+        "/v1/fairness",
+        response_model=schemas.FairnessReport,
+        response_model_exclude_unset=True,
+        responses=_errors(401, 403, 404, 422),
+    )
+    def fairness(
+        calibration_margin: float = Query(0.05, ge=0, le=1), _: ApiToken = Security(authorize, scopes=["call-list"])
+    ) -> schemas.FairnessReport:
         """Selection, predicted and observed order rates of the latest stored call list by age band and
         gender against the consenting base, with four-fifths and calibration flags (as `lam fairness`)."""
         try:
@@ -420,26 +486,45 @@ def create_app(settings: ServiceSettings, tokens: list[ApiToken]) -> FastAPI:
     return app
 
 
-BEARER = HTTPBearer(auto_error=False, scheme_name="bearerToken", description=(
-    "A token from LAM_API_TOKENS or LAM_API_TOKENS_FILE. Each operation lists the scope it needs (score or "
-    "call-list); without a known token the answer is 401, without the scope 403."))
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerToken",
+    description=(
+        "A token from LAM_API_TOKENS or LAM_API_TOKENS_FILE. Each operation lists the scope it needs (score or "
+        "call-list); without a known token the answer is 401, without the scope 403."
+    ),
+)
 # auto_error=False: a missing or malformed header reaches `authorize`, which answers 401 in the service's words.
 
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     400: {"model": schemas.ErrorBody, "description": "a body FastAPI cannot read as JSON text (e.g. not UTF-8)"},
-    401: {"model": schemas.ErrorBody, "description": "no bearer token, or one the service does not know",
-          "headers": {"WWW-Authenticate": {"description": "`Bearer`: the scheme to authenticate with",
-                                           "schema": {"type": "string"}}}},
+    401: {
+        "model": schemas.ErrorBody,
+        "description": "no bearer token, or one the service does not know",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "`Bearer`: the scheme to authenticate with",
+                "schema": {"type": "string"},
+            }
+        },
+    },
     403: {"model": schemas.ErrorBody, "description": "the token lacks the scope this operation needs"},
     404: {"model": schemas.ErrorBody, "description": "no stored call list: run `lam score` first"},
     409: {"model": schemas.ErrorBody, "description": "an analysis-only workdir (lam.yaml `consent: analysis_only`)"},
     413: {"model": schemas.ErrorBody, "description": "the body exceeds max_body_bytes (declared or chunked)"},
-    422: {"model": schemas.ValidationErrorBody, "description": "a field is invalid (each entry's loc names it): "
-          "malformed, out of range, a value the model does not know, or over a per-request limit"},
-    503: {"model": schemas.ErrorBody, "description": "no model loaded (or none with a campaign-response head), "
-          "or the online store unavailable (then with Retry-After)",
-          "headers": {"Retry-After": {"description": "seconds; sent when the store is unavailable",
-                                      "schema": {"type": "integer"}}}},
+    422: {
+        "model": schemas.ValidationErrorBody,
+        "description": "a field is invalid (each entry's loc names it): "
+        "malformed, out of range, a value the model does not know, or over a per-request limit",
+    },
+    503: {
+        "model": schemas.ErrorBody,
+        "description": "no model loaded (or none with a campaign-response head), "
+        "or the online store unavailable (then with Retry-After)",
+        "headers": {
+            "Retry-After": {"description": "seconds; sent when the store is unavailable", "schema": {"type": "integer"}}
+        },
+    },
 }
 
 
@@ -448,14 +533,31 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: ERROR_RESPONSES[code] for code in codes}
 
 
-KNOWN_PATHS = {"/v1/score", "/v1/call-list", "/v1/fairness", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+KNOWN_PATHS = {
+    "/v1/score",
+    "/v1/call-list",
+    "/v1/fairness",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+}
 ERROR_KINDS = {**REFUSALS, 500: "internal"}
 
 
 def _check_count(field_name: str, n: int, limit: int) -> None:
     if n > limit:
-        raise HTTPException(422, [{"loc": ["body", field_name], "type": "too_long",
-                                   "msg": f"{field_name}: {n}; the limit is {limit} per request"}])
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["body", field_name],
+                    "type": "too_long",
+                    "msg": f"{field_name}: {n}; the limit is {limit} per request",
+                }
+            ],
+        )
 
 
 def _options(body: schemas.ScoringOptions, model: ServingModel, settings: ServiceSettings):
@@ -464,8 +566,11 @@ def _options(body: schemas.ScoringOptions, model: ServingModel, settings: Servic
     known_offers, known_methods = model.tokenizer.offers, model.tokenizer.methods
     if model.campaigns is None or not settings.contact_allowed:  # analysis only: no campaign is ever ranked
         if body.campaigns is not None:
-            why = (f"model {model.version} has no campaign_response head" if model.campaigns is None
-                   else "this workdir's lam.yaml says `consent: analysis_only`: no campaign is scored")
+            why = (
+                f"model {model.version} has no campaign_response head"
+                if model.campaigns is None
+                else "this workdir's lam.yaml says `consent: analysis_only`: no campaign is scored"
+            )
             raise HTTPException(422, [{"loc": ["body", "campaigns"], "type": "no_campaigns", "msg": why}])
         campaigns = []
     elif body.campaigns is None:
@@ -475,18 +580,42 @@ def _options(body: schemas.ScoringOptions, model: ServingModel, settings: Servic
         for i, c in enumerate(body.campaigns):
             for name, value, known in (("offer", c.offer, known_offers), ("method", c.method, known_methods)):
                 if value not in known:
-                    raise HTTPException(422, [{"loc": ["body", "campaigns", i, name], "type": "unknown_value",
-                                               "msg": f"unknown {name} {value!r}; the model knows {list(known)}"}])
+                    raise HTTPException(
+                        422,
+                        [
+                            {
+                                "loc": ["body", "campaigns", i, name],
+                                "type": "unknown_value",
+                                "msg": f"unknown {name} {value!r}; the model knows {list(known)}",
+                            }
+                        ],
+                    )
             campaigns.append((c.offer, c.method))
         campaigns = list(dict.fromkeys(campaigns))
     slots = body.time_slots or list(settings.time_slots)
     for i, hour in enumerate(slots):
         if not 0 <= hour <= 23:
-            raise HTTPException(422, [{"loc": ["body", "time_slots", i], "type": "out_of_range",
-                                       "msg": f"time slot {hour} is not an hour of the day (0-23)"}])
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "loc": ["body", "time_slots", i],
+                        "type": "out_of_range",
+                        "msg": f"time slot {hour} is not an hour of the day (0-23)",
+                    }
+                ],
+            )
     if body.as_of is not None and not EARLIEST_AS_OF <= body.as_of.year <= LATEST_AS_OF:
-        raise HTTPException(422, [{"loc": ["body", "as_of"], "type": "out_of_range",
-                                   "msg": f"as_of must fall in the years {EARLIEST_AS_OF}-{LATEST_AS_OF}"}])
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["body", "as_of"],
+                    "type": "out_of_range",
+                    "msg": f"as_of must fall in the years {EARLIEST_AS_OF}-{LATEST_AS_OF}",
+                }
+            ],
+        )
     as_of = pd.Timestamp(body.as_of) if body.as_of is not None else settings.now()
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
     times = sorted({next_contact_time(as_of, hour) for hour in slots})
@@ -499,8 +628,16 @@ def _targets(body: schemas.ScoreRequest, model: ServingModel) -> list[str]:
         return model.target_names
     for i, name in enumerate(body.targets):
         if name not in model.target_names:
-            raise HTTPException(422, [{"loc": ["body", "targets", i], "type": "unknown_value",
-                                       "msg": f"unknown target {name!r}; model {model.version} has {model.target_names}"}])
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "loc": ["body", "targets", i],
+                        "type": "unknown_value",
+                        "msg": f"unknown target {name!r}; model {model.version} has {model.target_names}",
+                    }
+                ],
+            )
     return list(dict.fromkeys(body.targets))
 
 
@@ -513,20 +650,38 @@ def _best_slots(grid: dict, campaigns: list[tuple[str, str]], times: list[pd.Tim
 
     called, not_called, uplift = (at_slot(grid[k]) for k in ("p_order_if_called", "p_order_if_not_called", "uplift"))
     order = np.argsort(-uplift, axis=0, kind="stable")  # (C, n)
-    return [[{"offer": campaigns[k][0], "method": campaigns[k][1], "time_slot": times[slot[k, i]],
-              "p_order_if_contacted": float(called[k, i]), "p_order_if_not_contacted": float(not_called[k, i]),
-              "uplift": float(uplift[k, i])} for k in order[:, i]] for i in range(uplift.shape[1])]
+    return [
+        [
+            {
+                "offer": campaigns[k][0],
+                "method": campaigns[k][1],
+                "time_slot": times[slot[k, i]],
+                "p_order_if_contacted": float(called[k, i]),
+                "p_order_if_not_contacted": float(not_called[k, i]),
+                "uplift": float(uplift[k, i]),
+            }
+            for k in order[:, i]
+        ]
+        for i in range(uplift.shape[1])
+    ]
 
 
-def _customer(customer_id: str, status: str, campaigns: list[dict], actions: dict | None,
-              explanation) -> schemas.CustomerScore:
+def _customer(
+    customer_id: str, status: str, campaigns: list[dict], actions: dict | None, explanation
+) -> schemas.CustomerScore:
     """One customer's answer: each campaign at its best time slot (best first), and the best campaign."""
     per_campaign = [schemas.CampaignScore(**c) for c in campaigns]
     answer = schemas.CustomerScore(
-        customer_id=customer_id, status=status, cold_start=status == "cold_start", campaigns=per_campaign,
+        customer_id=customer_id,
+        status=status,
+        cold_start=status == "cold_start",
+        campaigns=per_campaign,
         best_campaign=per_campaign[0] if per_campaign else None,
-        next_actions=schemas.NextActions(**actions) if actions else None)
+        next_actions=schemas.NextActions(**actions) if actions else None,
+    )
     if explanation is not None:
         driving, why = explanation
-        answer.explanation = schemas.Explanation(reason=why, events=[schemas.DrivingEventOut(**vars(e)) for e in driving])
+        answer.explanation = schemas.Explanation(
+            reason=why, events=[schemas.DrivingEventOut(**vars(e)) for e in driving]
+        )
     return answer

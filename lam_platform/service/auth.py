@@ -52,7 +52,9 @@ def parse_tokens(entries: object, source: str) -> list[ApiToken]:
         if name in names:
             raise TokenConfigError(f"{where}: the name {name!r} is used twice")
         if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH:
-            raise TokenConfigError(f"{where} ({name}): 'token' must be a string of at least {MIN_TOKEN_LENGTH} characters")
+            raise TokenConfigError(
+                f"{where} ({name}): 'token' must be a string of at least {MIN_TOKEN_LENGTH} characters"
+            )
         if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
             raise TokenConfigError(f"{where} ({name}): 'scopes' must be a non-empty list drawn from {sorted(SCOPES)}")
         names.add(name)
@@ -65,8 +67,10 @@ def load_tokens(environ: Mapping[str, str] | None = None) -> list[ApiToken]:
     environ = os.environ if environ is None else environ
     inline, file = environ.get("LAM_API_TOKENS"), environ.get("LAM_API_TOKENS_FILE")
     if bool(inline) == bool(file):
-        raise TokenConfigError("set exactly one of LAM_API_TOKENS (a JSON list) or LAM_API_TOKENS_FILE (a path); "
-                               'entries look like {"name": "crm", "token": "...", "scopes": ["score"]}')
+        raise TokenConfigError(
+            "set exactly one of LAM_API_TOKENS (a JSON list) or LAM_API_TOKENS_FILE (a path); "
+            'entries look like {"name": "crm", "token": "...", "scopes": ["score"]}'
+        )
     if inline:
         try:
             return parse_tokens(json.loads(inline), "LAM_API_TOKENS")

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lam_platform.explanations import DrivingEvent
-from lam_platform.scoring import CampaignScorer, TargetScorer, online_event_batch
+from lam_platform.campaigns.explanations import DrivingEvent
+from lam_platform.campaigns.scoring import CampaignScorer, TargetScorer, online_event_batch
 from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,16 @@ class PopulationPrior:
         answer = []
         for offer, method in campaigns:
             r = rates.loc[(offer, method)] if (offer, method) in rates.index else overall
-            answer.append({"offer": offer, "method": method, "time_slot": time_slot,
-                           "p_order_if_contacted": float(r.p_order_if_called),
-                           "p_order_if_not_contacted": float(r.p_order_if_not_called),
-                           "uplift": float(r.p_order_if_called - r.p_order_if_not_called)})
+            answer.append(
+                {
+                    "offer": offer,
+                    "method": method,
+                    "time_slot": time_slot,
+                    "p_order_if_contacted": float(r.p_order_if_called),
+                    "p_order_if_not_contacted": float(r.p_order_if_not_called),
+                    "uplift": float(r.p_order_if_called - r.p_order_if_not_called),
+                }
+            )
         return sorted(answer, key=lambda c: -c["uplift"])  # stable: ties keep the campaigns' order
 
 
@@ -87,8 +93,11 @@ class ServingModel:
         # the backbone; it needs that version's backbone.
         base = artifact.with_head("next_action")
         self.next_action_head = base.load_head("next_action") if "next_action" in base.card["heads"] else None
-        self.next_action_backbone = self.backbone if base.path == artifact.path else (
-            base.load_backbone() if self.next_action_head is not None else None)
+        self.next_action_backbone = (
+            self.backbone
+            if base.path == artifact.path
+            else (base.load_backbone() if self.next_action_head is not None else None)
+        )
 
     @property
     def target_names(self) -> list[str]:
@@ -113,22 +122,27 @@ class ServingModel:
         if self.next_action_head is None or state is None:
             return [{} for _ in range(n_rows)]
         out = self.next_action_head(state)
-        fields = {"what": ("objects", self.next_action_head.object_logits(state)),
-                  **{k: (column, getattr(out, attr)) for k, (column, attr) in NEXT_ACTION_FIELDS.items()}}
+        fields = {
+            "what": ("objects", self.next_action_head.object_logits(state)),
+            **{k: (column, getattr(out, attr)) for k, (column, attr) in NEXT_ACTION_FIELDS.items()},
+        }
         answers: list[dict] = [{} for _ in range(n_rows)]
         for key, (column, logits) in fields.items():
             probs = torch.softmax(logits[:, 2:], dim=-1)  # ids 0 (pad) and 1 (out of vocabulary) are no answer
             p, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
             tokens = self.tokenizer.decode(column, (ids + 2).numpy())
             for i in range(n_rows):
-                answers[i][key] = [{"value": str(t), "probability": round(float(q), 6)} for t, q in zip(tokens[i], p[i])]
+                answers[i][key] = [
+                    {"value": str(t), "probability": round(float(q), 6)} for t, q in zip(tokens[i], p[i])
+                ]
         hours = torch.expm1(out.log_gap_hours.clamp(min=0)).numpy()
         for i in range(n_rows):
             answers[i]["hours_until_next"] = round(float(hours[i]), 3)
         return answers
 
-    def explain(self, rows: pd.DataFrame, best: pd.DataFrame, as_of: pd.Timestamp, steps: int = 32,
-                top: int = 3) -> list[tuple[list[DrivingEvent], str]]:
+    def explain(
+        self, rows: pd.DataFrame, best: pd.DataFrame, as_of: pd.Timestamp, steps: int = 32, top: int = 3
+    ) -> list[tuple[list[DrivingEvent], str]]:
         """Driving events and a reason per row, for the uplift of that row's best campaign (`best`, aligned)."""
         return self.campaigns.explain(rows, best, as_of, steps, top)
 
@@ -140,8 +154,11 @@ def servable_versions(artifacts: Path) -> list[Path]:
     campaign = versions_with_head(artifacts, "campaign_response")
     if campaign:
         return campaign
-    return [v for v in versions_with_head(artifacts)
-            if any(info.get("kind") == "target" for info in ModelArtifact(v).card["heads"].values())]
+    return [
+        v
+        for v in versions_with_head(artifacts)
+        if any(info.get("kind") == "target" for info in ModelArtifact(v).card["heads"].values())
+    ]
 
 
 class ModelWatcher:

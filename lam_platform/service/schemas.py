@@ -17,29 +17,37 @@ class Campaign(BaseModel):
 class ScoringOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     campaigns: list[Campaign] | None = Field(
-        None, min_length=1, description="candidate campaigns; default: every offer x method the model knows")
+        None, min_length=1, description="candidate campaigns; default: every offer x method the model knows"
+    )
     as_of: datetime | None = Field(None, description="scoring time (UTC if no zone); default: the service clock")
     time_slots: list[int] | None = Field(
-        None, min_length=1, max_length=24, description="candidate contact hours (0-23, UTC) on or after as_of")
+        None, min_length=1, max_length=24, description="candidate contact hours (0-23, UTC) on or after as_of"
+    )
 
 
 class ScoreRequest(ScoringOptions):
     customer_ids: list[str] = Field(min_length=1, description="pseudonymous customer ids")
     top_actions: int = Field(3, ge=1, le=20, description="how many next-action candidates per field")
     explain: bool = Field(False, description="add the past events that drove the best campaign's uplift")
-    targets: list[str] | None = Field(None, description="event-derived targets to score (lam.yaml `targets`); "
-                                      "default: every target head the model has")
+    targets: list[str] | None = Field(
+        None,
+        description="event-derived targets to score (lam.yaml `targets`); default: every target head the model has",
+    )
 
 
 class CallListRequest(ScoringOptions):
-    capacity: int = Field(ge=1, description="how many customers can be called (at most the service's max_call_list, "
-                                            "default 10,000)")
+    capacity: int = Field(
+        ge=1, description="how many customers can be called (at most the service's max_call_list, default 10,000)"
+    )
     customer_ids: list[str] | None = Field(None, min_length=1, description="candidates; default: the customer base")
     cooldown_days: float | None = Field(None, ge=0, le=3650, description="skip customers contacted this recently")
-    converted_within_days: float | None = Field(None, ge=0, le=3650,
-                                                description="skip customers who ordered this recently")
-    explain: bool = Field(True, description="add driving events and a reason for the caller (the first "
-                                            "max_explained entries, default 100)")
+    converted_within_days: float | None = Field(
+        None, ge=0, le=3650, description="skip customers who ordered this recently"
+    )
+    explain: bool = Field(
+        True,
+        description="add driving events and a reason for the caller (the first max_explained entries, default 100)",
+    )
 
 
 class Probability(BaseModel):
@@ -85,8 +93,9 @@ class CustomerScore(BaseModel):
     next_actions: NextActions | None = None
     campaigns: list[CampaignScore] = []
     best_campaign: CampaignScore | None = None
-    targets: dict[str, float] = Field(default_factory=dict,
-                                      description="probability of each event-derived target within its horizon")
+    targets: dict[str, float] = Field(
+        default_factory=dict, description="probability of each event-derived target within its horizon"
+    )
     explanation: Explanation | None = None
 
 
@@ -119,7 +128,7 @@ class Readiness(BaseModel):
 
 
 class FairnessGroup(BaseModel):
-    """One group of an attribute (lam_platform/fairness.py `fairness_report`)."""
+    """One group of an attribute (lam_platform/governance/fairness.py `fairness_report`)."""
 
     group: str
     eligible: int = Field(description="consenting customers of this group in the base")
@@ -149,8 +158,9 @@ class FairnessReport(BaseModel):
     overall_selection_rate: float | None = Field(description="null when the consenting base is empty")
     overall_calibration_gap: float | None
     calibration_margin: float
-    attributes: dict[str, list[FairnessGroup]] = Field(description="per attribute (age_band, gender, or lam.yaml's "
-                                                                   "categorical profile fields), its groups")
+    attributes: dict[str, list[FairnessGroup]] = Field(
+        description="per attribute (age_band, gender, or lam.yaml's categorical profile fields), its groups"
+    )
     flags: list[FairnessFlag]
 
 

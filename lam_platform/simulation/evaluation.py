@@ -15,17 +15,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lam_platform import metrics
-from lam_platform.consent import consenting_customers, read_profiles
-from lam_platform.events import read_events
-from lam_platform.features import RepoSchema, online_features, open_store
-from lam_platform.holdout_evaluation import next_item_evaluation
-from lam_platform.platform_config import PlatformConfig
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.events import read_events
+from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.evaluation import metrics
+from lam_platform.evaluation.holdout import next_item_evaluation
+from lam_platform.features.store import RepoSchema, online_features, open_store
+from lam_platform.governance.consent import consenting_customers, read_profiles
+from lam_platform.lightning_modules.artifact import ModelArtifact
 from lam_platform.simulation.ground_truth import METHODS, OFFERS, GroundTruth
 from lam_platform.simulation.policies import legacy_segment_policy, random_policy
 from lam_platform.simulation.world import load_ground_truth, load_world_config
-from lam_platform.workdir import Workdir
-from lam_platform.lightning_modules.artifact import ModelArtifact
 
 # Not a policy anyone can run: the oracle without responsiveness (who answers calls is latent and shows in no
 # event), i.e. the best any model of behaviour alone could do. It says how much of the oracle is reachable.
@@ -34,8 +34,8 @@ CEILING = "informed_ceiling"
 
 def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
     """The order-blind baseline (LightGBM on aggregates, same campaign log): every customer x campaign."""
-    from lam_platform.baselines import AggregateUpliftModel
-    from lam_platform.training_data import training_events
+    from lam_platform.campaigns.training_data import training_events
+    from lam_platform.evaluation.baselines import AggregateUpliftModel
 
     world = load_world_config(workdir)
     platform = PlatformConfig.load(workdir.root)
@@ -44,15 +44,20 @@ def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
     events = training_events(workdir, world.scoring_time, eligible)
     log = pd.read_parquet(workdir.campaign_log)
     log = log[(log.event_timestamp < world.scoring_time) & log.customer_id.isin(eligible)].reset_index(drop=True)
-    model = AggregateUpliftModel(RepoSchema.load(workdir).aggregates, platform.require_catalogue(),
-                                 platform.categorical_profile, platform.numeric_profile, seed)
+    model = AggregateUpliftModel(
+        RepoSchema.load(workdir).aggregates,
+        platform.require_catalogue(),
+        platform.categorical_profile,
+        platform.numeric_profile,
+        seed,
+    )
     return model.fit(events, log, profiles).score(events, eligible, profiles, world.scoring_time)
 
 
 def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
     """Customers the call-list rules of lam.yaml allow at `as_of` (the pool every policy draws from, as the
     LAM's list does), read from the online store like `lam score`."""
-    from lam_platform.scoring import call_exclusions
+    from lam_platform.campaigns.scoring import call_exclusions
 
     ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
     rows = online_features(open_store(workdir), ids)
@@ -60,13 +65,14 @@ def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
     return rows.customer_id[reasons.isna().to_numpy()].tolist()
 
 
-def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0,
-                     gbt: pd.DataFrame | None = None) -> pd.DataFrame:
+def compare_policies(
+    workdir: Workdir, call_list: pd.DataFrame, seed: int = 0, gbt: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per policy: customers called, order rate, incremental orders per call, ratio to legacy.
 
     `gbt`: the baseline's scores if already computed (else they are fitted here).
     """
-    from lam_platform.scoring import rank_call_list
+    from lam_platform.campaigns.scoring import rank_call_list
 
     world = load_world_config(workdir)
     truth = load_ground_truth(workdir)
@@ -87,10 +93,17 @@ def compare_policies(workdir: Workdir, call_list: pd.DataFrame, seed: int = 0,
     }
     rows = []
     for name, chosen in lists.items():
-        p_called, p_not = truth.order_probability(chosen.customer_id.to_numpy(), chosen.offer.to_numpy(),
-                                                  chosen.method.to_numpy(), world.scoring_time)
-        rows.append({"policy": name, "called": len(chosen), "order_rate": float(p_called.mean()),
-                     "incremental_per_call": float((p_called - p_not).mean())})
+        p_called, p_not = truth.order_probability(
+            chosen.customer_id.to_numpy(), chosen.offer.to_numpy(), chosen.method.to_numpy(), world.scoring_time
+        )
+        rows.append(
+            {
+                "policy": name,
+                "called": len(chosen),
+                "order_rate": float(p_called.mean()),
+                "incremental_per_call": float((p_called - p_not).mean()),
+            }
+        )
     table = pd.DataFrame(rows)
     rates = table.set_index("policy").order_rate
     table["vs_legacy"] = table.order_rate / rates["legacy_segment"]
@@ -105,17 +118,22 @@ def _without_responsiveness(truth: GroundTruth) -> GroundTruth:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    header = (f"{'policy':<18}{'called':>7}{'order rate':>12}{'incremental':>13}{'vs legacy':>11}{'vs gbt':>8}"
-              f"{'of oracle':>11}")
+    header = (
+        f"{'policy':<18}{'called':>7}{'order rate':>12}{'incremental':>13}{'vs legacy':>11}{'vs gbt':>8}"
+        f"{'of oracle':>11}"
+    )
     lines = [header]
     for row in table.itertuples():
-        lines.append(f"{row.policy:<18}{row.called:>7}{row.order_rate:>12.3f}{row.incremental_per_call:>13.3f}"
-                     f"{row.vs_legacy:>10.2f}x{row.vs_gbt:>7.2f}x{row.of_oracle:>10.0%}")
+        lines.append(
+            f"{row.policy:<18}{row.called:>7}{row.order_rate:>12.3f}{row.incremental_per_call:>13.3f}"
+            f"{row.vs_legacy:>10.2f}x{row.vs_gbt:>7.2f}x{row.of_oracle:>10.0%}"
+        )
     return "\n".join(lines)
 
 
-def next_action_evaluation(workdir: Workdir, artifact: ModelArtifact, exclude_seen: bool = False,
-                           ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict:
+def next_action_evaluation(
+    workdir: Workdir, artifact: ModelArtifact, exclude_seen: bool = False, ks: tuple[int, ...] = (1, 5, 10, 20)
+) -> dict:
     """HR@k / NDCG@k of each consenting customer's first held-out object (after the world's scoring time)."""
     world = load_world_config(workdir)
     customers = consenting_customers(read_profiles(workdir.profiles))
@@ -127,11 +145,17 @@ def randomized_trial(workdir: Workdir, customers: np.ndarray, seed: int = 0) -> 
     world = load_world_config(workdir)
     truth = load_ground_truth(workdir)
     rng = np.random.default_rng([seed, 1])
-    trial = pd.DataFrame({"customer_id": customers, "offer": rng.choice(np.array(OFFERS), size=len(customers)),
-                          "method": rng.choice(np.array(METHODS), size=len(customers)),
-                          "treatment": (rng.random(len(customers)) < 0.5).astype(int)})
-    p_called, p_not = truth.order_probability(trial.customer_id.to_numpy(), trial.offer.to_numpy(),
-                                              trial.method.to_numpy(), world.scoring_time)
+    trial = pd.DataFrame(
+        {
+            "customer_id": customers,
+            "offer": rng.choice(np.array(OFFERS), size=len(customers)),
+            "method": rng.choice(np.array(METHODS), size=len(customers)),
+            "treatment": (rng.random(len(customers)) < 0.5).astype(int),
+        }
+    )
+    p_called, p_not = truth.order_probability(
+        trial.customer_id.to_numpy(), trial.offer.to_numpy(), trial.method.to_numpy(), world.scoring_time
+    )
     trial["outcome"] = (rng.random(len(trial)) < np.where(trial.treatment == 1, p_called, p_not)).astype(int)
     trial["true_uplift"] = p_called - p_not
     return trial
@@ -145,9 +169,11 @@ def campaign_evaluation(trial: pd.DataFrame, scores: pd.DataFrame) -> tuple[dict
     curves = metrics.uplift_curves(joined.treatment, joined.outcome, joined.uplift)
     true_curves = metrics.uplift_curves(joined.treatment, joined.outcome, joined.true_uplift)
     summary = {
-        "customers": len(joined), "auc": metrics.roc_auc(joined.outcome, predicted),
+        "customers": len(joined),
+        "auc": metrics.roc_auc(joined.outcome, predicted),
         "expected_calibration_error": metrics.expected_calibration_error(bins),
-        "mean_predicted": float(predicted.mean()), "observed_rate": float(joined.outcome.mean()),
+        "mean_predicted": float(predicted.mean()),
+        "observed_rate": float(joined.outcome.mean()),
         **metrics.uplift_summary(curves),
         # Noise-free: how well the predicted uplift orders the true uplift (Spearman).
         "uplift_rank_correlation": float(pd.Series(joined.uplift).corr(pd.Series(joined.true_uplift), "spearman")),

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from lam_platform.core.workdir import Workdir
+from lam_platform.evaluation.plots import save_figure as _save
+from lam_platform.governance.consent import read_profiles
+from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.simulation.evaluation import (
     campaign_evaluation,
     compare_policies,
@@ -20,19 +24,20 @@ from lam_platform.simulation.evaluation import (
     next_action_evaluation,
     randomized_trial,
 )
-from lam_platform.plots import save_figure as _save
-from lam_platform.workdir import Workdir
-from lam_platform.consent import read_profiles
-from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 
 
-def evaluate(workdir: Workdir, artifact_path: Path | None = None, capacity: int | None = None, seed: int = 0,
-             exclude_seen: bool = False) -> dict:
+def evaluate(
+    workdir: Workdir,
+    artifact_path: Path | None = None,
+    capacity: int | None = None,
+    seed: int = 0,
+    exclude_seen: bool = False,
+) -> dict:
     """Compute next-action, campaign-response, uplift and policy metrics; write JSON, plots and the page."""
     scores_path = workdir.outputs / "scores.parquet"
     if not scores_path.exists():
         raise FileNotFoundError(f"no scores at {scores_path}: run `lam score --workdir {workdir.root}` first")
-    from lam_platform.scoring import rank_call_list
+    from lam_platform.campaigns.scoring import rank_call_list
 
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     lam = pd.read_parquet(scores_path)
@@ -45,7 +50,9 @@ def evaluate(workdir: Workdir, artifact_path: Path | None = None, capacity: int 
         campaign[name], curves[name], bins[name] = campaign_evaluation(trial, scores)
     policies = compare_policies(workdir, rank_call_list(lam, capacity), seed, gbt=gbt)
     result = {
-        "model_version": artifact.path.name, "capacity": capacity, "seed": seed,
+        "model_version": artifact.path.name,
+        "capacity": capacity,
+        "seed": seed,
         "next_action": next_action_evaluation(workdir, artifact, exclude_seen),
         "campaign_response": campaign,
         "policies": policies.to_dict("records"),
@@ -55,12 +62,16 @@ def evaluate(workdir: Workdir, artifact_path: Path | None = None, capacity: int 
     (folder / "evaluation.json").write_text(json.dumps(result, indent=2))
     _plot(folder, result, policies, curves, bins)
     (folder / "index.html").write_text(_page(result, policies))
-    return {"evaluation": str(folder / "evaluation.json"), "page": str(folder / "index.html"),
-            "lam_vs_legacy": round(float(policies.set_index("policy").vs_legacy["lam"]), 3),
-            "lam_vs_gbt": round(float(policies.set_index("policy").vs_gbt["lam"]), 3),
-            "lam_of_oracle": round(float(policies.set_index("policy").of_oracle["lam"]), 3),
-            "ndcg@10": round(result["next_action"]["lam"]["ndcg@10"], 4),
-            "auc": round(campaign["lam"]["auc"], 4), "qini_coefficient": round(campaign["lam"]["qini_coefficient"], 5)}
+    return {
+        "evaluation": str(folder / "evaluation.json"),
+        "page": str(folder / "index.html"),
+        "lam_vs_legacy": round(float(policies.set_index("policy").vs_legacy["lam"]), 3),
+        "lam_vs_gbt": round(float(policies.set_index("policy").vs_gbt["lam"]), 3),
+        "lam_of_oracle": round(float(policies.set_index("policy").of_oracle["lam"]), 3),
+        "ndcg@10": round(result["next_action"]["lam"]["ndcg@10"], 4),
+        "auc": round(campaign["lam"]["auc"], 4),
+        "qini_coefficient": round(campaign["lam"]["qini_coefficient"], 5),
+    }
 
 
 def _plot(folder: Path, result: dict, policies: pd.DataFrame, curves: dict, bins: dict) -> None:
@@ -125,29 +136,31 @@ def _metrics_table(rows: dict[str, dict]) -> str:
         return f"<td>{value:.4f}</td>" if isinstance(value, float) else "<td>-</td>"
 
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(cell(values.get(k)) for k in keys) + "</tr>"
-                   for name, values in rows.items())
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(cell(values.get(k)) for k in keys) + "</tr>"
+        for name, values in rows.items()
+    )
     return f"<table><tr><th></th>{head}</tr>{body}</table>"
 
 
 def _page(result: dict, policies: pd.DataFrame) -> str:
     na = result["next_action"]
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>LAM evaluation {result['model_version']}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>LAM evaluation {result["model_version"]}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}td,th{{padding:2px 8px;text-align:right}}
 pre{{background:#f4f4f4;padding:8px}}</style></head><body>
-<h1>LAM evaluation: {html.escape(result['model_version'])}</h1>
-<h2>Policy comparison (held-out period, top {result['capacity']})</h2>
+<h1>LAM evaluation: {html.escape(result["model_version"])}</h1>
+<h2>Policy comparison (held-out period, top {result["capacity"]})</h2>
 <p>Order rate = expected share of called customers who order, from the simulator's ground truth.
 <code>informed_ceiling</code> is the oracle without responsiveness, which no event reveals: the best a
 model of behaviour can reach.</p>
 <pre>{html.escape(format_table(policies))}</pre><img src="policies.png" alt="policy order rates">
 <h2>Campaign response and uplift (randomized held-out trial)</h2>
-{_metrics_table(result['campaign_response'])}
+{_metrics_table(result["campaign_response"])}
 <img src="gain.png" alt="gain curves"> <img src="qini.png" alt="Qini curves">
 <img src="calibration.png" alt="calibration">
-<h2>Next action ({na['customers']} customers, full ranking over {na['items']} objects,
-exclude seen: {na['exclude_seen']})</h2>
-{_metrics_table({'lam': na['lam'], 'popularity': na['popularity']})}
+<h2>Next action ({na["customers"]} customers, full ranking over {na["items"]} objects,
+exclude seen: {na["exclude_seen"]})</h2>
+{_metrics_table({"lam": na["lam"], "popularity": na["popularity"]})}
 <img src="next_action.png" alt="next action hit rates">
 </body></html>
 """

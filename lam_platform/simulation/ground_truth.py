@@ -67,7 +67,9 @@ class GroundTruth:
     def active_age(self, customer_ids: np.ndarray, wants: np.ndarray, day: float) -> np.ndarray:
         """Days since the active episode of `wants[i]` started for `customer_ids[i]`, NaN if none."""
         active = self.episodes[(self.episodes.start_day <= day) & (self.episodes.end_day > day)]
-        age = pd.Series(day - active.start_day.to_numpy(), index=pd.MultiIndex.from_frame(active[["customer_id", "want"]]))
+        age = pd.Series(
+            day - active.start_day.to_numpy(), index=pd.MultiIndex.from_frame(active[["customer_id", "want"]])
+        )
         age = age[~age.index.duplicated()]
         keys = pd.MultiIndex.from_arrays([customer_ids, wants])
         return age.reindex(keys).to_numpy(dtype=float)
@@ -101,8 +103,17 @@ class GroundTruth:
                 p_c, p_n = self.order_probability(
                     customer_ids, np.full(len(customer_ids), offer), np.full(len(customer_ids), method), at
                 )
-                rows.append(pd.DataFrame({"customer_id": customer_ids, "offer": offer, "method": method,
-                                          "p_contacted": p_c, "uplift": p_c - p_n}))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "customer_id": customer_ids,
+                            "offer": offer,
+                            "method": method,
+                            "p_contacted": p_c,
+                            "uplift": p_c - p_n,
+                        }
+                    )
+                )
         candidates = pd.concat(rows, ignore_index=True)
         best = candidates.sort_values("uplift", ascending=False, kind="stable").drop_duplicates("customer_id")
         return best.reset_index(drop=True)

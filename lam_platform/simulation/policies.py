@@ -27,13 +27,14 @@ def segment_offer(profiles: pd.DataFrame, tenure_months: np.ndarray) -> np.ndarr
 def legacy_priority(eligible: pd.DataFrame, day: float) -> np.ndarray:
     """The segment rule's score before its tie-breaking noise: long tenure, middle age, basic plan first."""
     tenure = eligible.tenure_months.to_numpy() + day / 30.0
-    return (np.minimum(tenure, 120) / 120 + 0.5 * eligible.age_band.isin(MID_AGE_BANDS).to_numpy()
-            + 0.3 * (eligible.plan.to_numpy() == "basic"))
+    return (
+        np.minimum(tenure, 120) / 120
+        + 0.5 * eligible.age_band.isin(MID_AGE_BANDS).to_numpy()
+        + 0.3 * (eligible.plan.to_numpy() == "basic")
+    )
 
 
-def legacy_segment_policy(
-    profiles: pd.DataFrame, k: int, day: float, rng: np.random.Generator
-) -> pd.DataFrame:
+def legacy_segment_policy(profiles: pd.DataFrame, k: int, day: float, rng: np.random.Generator) -> pd.DataFrame:
     """Top-k consenting customers by segment priority; `priority` is each chosen customer's noisy score."""
     eligible = profiles[profiles.consent_marketing].reset_index(drop=True)
     tenure = eligible.tenure_months.to_numpy() + day / 30.0

@@ -20,18 +20,77 @@ from lam_platform.simulation.world import EVENT_ATTRIBUTES
 
 # channel -> (format, {raw column: event column}, timestamp rendering)
 RAW_LAYOUT = {
-    "app": ("csv", {"event_uuid": "event_id", "user_id": "customer_id", "ts": "event_timestamp", "screen": "object",
-                    "action": "action"}, "iso_utc"),
-    "web": ("csv", {"visitor": "customer_id", "time_local": "event_timestamp", "page": "object", "verb": "action",
-                    "order_total": "amount", "payment": "payment_method"}, "tokyo_naive"),
-    "shop": ("parquet", {"receipt_line": "event_id", "member_no": "customer_id", "sold_at": "event_timestamp",
-                         "sku": "object", "kind": "action", "price": "amount", "pay_type": "payment_method"}, "native"),
-    "call_centre": ("csv", {"call_id": "event_id", "caller": "customer_id", "started": "event_timestamp",
-                            "topic": "object", "outcome": "action", "seconds": "duration_s"}, "iso_offset"),
-    "telemarketing": ("csv", {"contact_id": "event_id", "customer": "customer_id", "called_at": "event_timestamp",
-                              "campaign": "object", "type": "action", "talk_time": "duration_s"}, "iso_utc"),
-    "billing": ("csv", {"invoice": "event_id", "account": "customer_id", "billed_at": "event_timestamp",
-                        "doc": "object", "amount_jpy": "amount"}, "iso_utc"),
+    "app": (
+        "csv",
+        {
+            "event_uuid": "event_id",
+            "user_id": "customer_id",
+            "ts": "event_timestamp",
+            "screen": "object",
+            "action": "action",
+        },
+        "iso_utc",
+    ),
+    "web": (
+        "csv",
+        {
+            "visitor": "customer_id",
+            "time_local": "event_timestamp",
+            "page": "object",
+            "verb": "action",
+            "order_total": "amount",
+            "payment": "payment_method",
+        },
+        "tokyo_naive",
+    ),
+    "shop": (
+        "parquet",
+        {
+            "receipt_line": "event_id",
+            "member_no": "customer_id",
+            "sold_at": "event_timestamp",
+            "sku": "object",
+            "kind": "action",
+            "price": "amount",
+            "pay_type": "payment_method",
+        },
+        "native",
+    ),
+    "call_centre": (
+        "csv",
+        {
+            "call_id": "event_id",
+            "caller": "customer_id",
+            "started": "event_timestamp",
+            "topic": "object",
+            "outcome": "action",
+            "seconds": "duration_s",
+        },
+        "iso_offset",
+    ),
+    "telemarketing": (
+        "csv",
+        {
+            "contact_id": "event_id",
+            "customer": "customer_id",
+            "called_at": "event_timestamp",
+            "campaign": "object",
+            "type": "action",
+            "talk_time": "duration_s",
+        },
+        "iso_utc",
+    ),
+    "billing": (
+        "csv",
+        {
+            "invoice": "event_id",
+            "account": "customer_id",
+            "billed_at": "event_timestamp",
+            "doc": "object",
+            "amount_jpy": "amount",
+        },
+        "iso_utc",
+    ),
 }
 
 
@@ -48,16 +107,19 @@ def _render(ts: pd.Series, style: str):
 CRM_FILE = Path("crm") / "customers.csv"
 
 
-def export_raw_channels(events: pa.Table, out: Path, raw_ids: dict[str, str],
-                        files_per_channel: int = 2, crm: Path | None = None) -> dict[str, int]:
+def export_raw_channels(
+    events: pa.Table, out: Path, raw_ids: dict[str, str], files_per_channel: int = 2, crm: Path | None = None
+) -> dict[str, int]:
     """Write each channel's events as raw files under out/<channel>/, keyed by raw id (`raw_ids`:
     pseudonym -> raw id), and the customer master at `crm` (default out/crm/customers.csv); returns rows
     per channel."""
     frame = events.to_pandas()
     unknown = ~frame.customer_id.isin(raw_ids.keys())
     if unknown.any():
-        raise ValueError(f"{int(unknown.sum())} events belong to customers outside the customer master "
-                         "(was the world made with another pseudonymization key?)")
+        raise ValueError(
+            f"{int(unknown.sum())} events belong to customers outside the customer master "
+            "(was the world made with another pseudonymization key?)"
+        )
     frame["customer_id"] = frame.customer_id.map(raw_ids)
     counts = {}
     for channel, (fmt, columns, style) in RAW_LAYOUT.items():
@@ -98,8 +160,13 @@ def channel_section(folder: str) -> dict:
     channels = {}
     for channel, (fmt, columns, style) in RAW_LAYOUT.items():
         by_field = {event: raw for raw, event in columns.items()}
-        spec = {"files": [f"{folder}/{channel}/*.{fmt}"], "who": by_field["customer_id"],
-                "when": by_field["event_timestamp"], "what": by_field["object"], **TIME_STYLE_MAPPING.get(style, {})}
+        spec = {
+            "files": [f"{folder}/{channel}/*.{fmt}"],
+            "who": by_field["customer_id"],
+            "when": by_field["event_timestamp"],
+            "what": by_field["object"],
+            **TIME_STYLE_MAPPING.get(style, {}),
+        }
         if "event_id" in by_field:
             spec["event_id"] = by_field["event_id"]
         if "action" in by_field:

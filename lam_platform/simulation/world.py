@@ -22,16 +22,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.events import TIMESTAMP, EventAttributes, write_events, write_table
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.events import TIMESTAMP, EventAttributes, write_events, write_table
+from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.simulation.ground_truth import OFFERS, WANTS, GroundTruth, response_probability
-from lam_platform.privacy import Pseudonymizer
-from lam_platform.simulation.policies import (
-    legacy_segment_policy,
-    legacy_selection_probability,
-    random_policy,
-)
-from lam_platform.workdir import Workdir
-
+from lam_platform.simulation.policies import legacy_segment_policy, legacy_selection_probability, random_policy
 
 AGE_BANDS = ("18-29", "30-44", "45-59", "60+")
 PLANS = ("basic", "standard", "premium")
@@ -56,7 +51,12 @@ WANT_BOOST = {
 }
 # What an event looks like, by (driver, channel): (object or category or "preferred", action, weight).
 EVENT_MENU = {
-    ("none", "app"): [("page:home", "view", 5), ("page:bill", "view", 2), ("device", "view", 1), ("service", "view", 1)],
+    ("none", "app"): [
+        ("page:home", "view", 5),
+        ("page:bill", "view", 2),
+        ("device", "view", 1),
+        ("service", "view", 1),
+    ],
     ("none", "web"): [("page:home", "view", 3), ("device", "view", 1), ("plan", "view", 1), ("page:bill", "view", 1)],
     ("none", "shop"): [("device", "view", 1)],
     ("none", "call_centre"): [("page:bill", "inquire", 2), ("page:support", "inquire", 1)],
@@ -80,8 +80,13 @@ HOUR_WEIGHTS = {  # when in the day each channel is used (index = hour)
     "shop": np.array([0] * 10 + [3, 4, 4, 4, 4, 4, 4, 4, 3, 2] + [0] * 4, float),
     "call_centre": np.array([0] * 9 + [4, 4, 3, 3, 3, 3, 3, 3, 2] + [0] * 6, float),
 }
-WANT_RATE_PER_DAY = {"device_upgrade": 1 / 110, "plan_change": 1 / 140, "smart_life": 1 / 180,
-                     "support_need": 1 / 90, "churn_risk": 1 / 240}
+WANT_RATE_PER_DAY = {
+    "device_upgrade": 1 / 110,
+    "plan_change": 1 / 140,
+    "smart_life": 1 / 180,
+    "support_need": 1 / 90,
+    "churn_risk": 1 / 240,
+}
 
 
 @dataclass(frozen=True)
@@ -156,19 +161,27 @@ def simulate(config: WorldConfig, workdir: Workdir, pseudonymizer: Pseudonymizer
     write_table(pa.Table.from_pandas(_profile_table(config, profiles), preserve_index=False), workdir.profiles)
     write_table(_campaign_table(config, campaign_log), workdir.campaign_log)
     episodes.assign(customer_id=profiles.customer_id.to_numpy()[episodes.customer_idx]).drop(
-        columns=["customer_idx", "key"]).to_parquet(workdir.episodes, index=False)
+        columns=["customer_idx", "key"]
+    ).to_parquet(workdir.episodes, index=False)
     pd.DataFrame({"customer_id": profiles.customer_id, "responsiveness": responsiveness}).to_parquet(
-        workdir.responsiveness, index=False)
+        workdir.responsiveness, index=False
+    )
     workdir.world_json.write_text(json.dumps(asdict(config), indent=2))
-    return {"customers": len(profiles), "events": n_events, "contacts": len(campaign_log),
-            "orders": int(campaign_log.outcome.sum())}
+    return {
+        "customers": len(profiles),
+        "events": n_events,
+        "contacts": len(campaign_log),
+        "orders": int(campaign_log.outcome.sum()),
+    }
 
 
 def load_world_config(workdir: Workdir) -> WorldConfig:
     """The config the world in `workdir` was generated with."""
     if not workdir.world_json.exists():
-        raise FileNotFoundError(f"no simulated world in {workdir.root}: only a simulator's workdir has ground truth "
-                                "(oracle, `lam summary`); on your own data run `lam evaluate --as-of T`")
+        raise FileNotFoundError(
+            f"no simulated world in {workdir.root}: only a simulator's workdir has ground truth "
+            "(oracle, `lam summary`); on your own data run `lam evaluate --as-of T`"
+        )
     return WorldConfig(**json.loads(workdir.world_json.read_text()))
 
 
@@ -209,8 +222,9 @@ def _want_rate_multiplier(want: str, profiles: pd.DataFrame) -> np.ndarray:
     return np.ones(len(profiles))
 
 
-def _sample_episodes(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator,
-                     offset: int = 0) -> pd.DataFrame:
+def _sample_episodes(
+    config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator, offset: int = 0
+) -> pd.DataFrame:
     """Latent want episodes per customer: a renewal process of (gap, duration) from 20 days before day 0.
 
     Sorted by `key` = customer_idx * len(WANTS) + want index, then start: one customer's episodes of
@@ -226,9 +240,18 @@ def _sample_episodes(config: WorldConfig, profiles: pd.DataFrame, rng: np.random
             idx = np.flatnonzero(alive)
             duration = 8.0 + rng.exponential(18.0, size=len(idx))
             preferred = _preferred_object(want, profiles.plan.to_numpy()[idx], rng)
-            rows.append(pd.DataFrame({"customer_idx": idx + offset, "want": want, "start_day": t[idx],
-                                      "end_day": t[idx] + duration, "preferred": preferred,
-                                      "key": (idx + offset) * len(WANTS) + w}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "customer_idx": idx + offset,
+                        "want": want,
+                        "start_day": t[idx],
+                        "end_day": t[idx] + duration,
+                        "preferred": preferred,
+                        "key": (idx + offset) * len(WANTS) + w,
+                    }
+                )
+            )
             t[idx] = t[idx] + duration + rng.exponential(1.0 / rate[idx])
             alive = t < config.total_days
     episodes = pd.concat(rows, ignore_index=True)
@@ -255,8 +278,11 @@ def _preferred_object(want: str, plans: np.ndarray, rng: np.random.Generator) ->
     if want == "device_upgrade":
         return rng.choice(DEVICES, size=n)
     if want == "plan_change":  # someone on basic looks at standard/family, others at premium/family
-        return np.where(plans == "basic", rng.choice(("plan:standard", "plan:family"), size=n),
-                        rng.choice(("plan:premium", "plan:family"), size=n))
+        return np.where(
+            plans == "basic",
+            rng.choice(("plan:standard", "plan:family"), size=n),
+            rng.choice(("plan:premium", "plan:family"), size=n),
+        )
     if want == "smart_life":
         return rng.choice(SERVICES, size=n)
     return np.full(n, "page:support" if want == "support_need" else "page:cancel", dtype=object)
@@ -291,8 +317,9 @@ def _plan_campaigns(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.
     return contacts.sort_values(["customer_idx", "day"], kind="stable").reset_index(drop=True)
 
 
-def _draw_outcomes(contacts: pd.DataFrame, episodes: pd.DataFrame, responsiveness: np.ndarray,
-                   rng: np.random.Generator) -> pd.DataFrame:
+def _draw_outcomes(
+    contacts: pd.DataFrame, episodes: pd.DataFrame, responsiveness: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
     """Draw each contact's outcome from the ground truth, wave by wave; an order ends the matching want.
 
     Waves are processed in time order so that an order in one wave is seen by the next (a customer who
@@ -331,12 +358,23 @@ def _draw_outcomes(contacts: pd.DataFrame, episodes: pd.DataFrame, responsivenes
     return contacts.assign(outcome=outcome, order_day=order_day, matched_want=matched_want)
 
 
-def _generate_events(config: WorldConfig, profiles: pd.DataFrame, episodes: pd.DataFrame,
-                     campaign_log: pd.DataFrame, rng: np.random.Generator, lo: int, hi: int) -> pa.Table:
+def _generate_events(
+    config: WorldConfig,
+    profiles: pd.DataFrame,
+    episodes: pd.DataFrame,
+    campaign_log: pd.DataFrame,
+    rng: np.random.Generator,
+    lo: int,
+    hi: int,
+) -> pa.Table:
     """Turn the chunk [lo, hi) of customers' wants and contacts into a time-ordered 4W1H event table."""
     chunk = profiles.iloc[lo:hi]
-    parts = [_browse_events(config, hi - lo, episodes, rng, lo), _purchase_events(episodes, campaign_log, rng),
-             _contact_events(campaign_log, rng), _billing_events(config, chunk, rng, lo)]
+    parts = [
+        _browse_events(config, hi - lo, episodes, rng, lo),
+        _purchase_events(episodes, campaign_log, rng),
+        _contact_events(campaign_log, rng),
+        _billing_events(config, chunk, rng, lo),
+    ]
     events = pd.concat(parts, ignore_index=True)
     events = events[(events.day >= 0) & (events.day < config.total_days)]
     events = events.sort_values(["customer_idx", "day"], kind="stable").reset_index(drop=True)
@@ -363,8 +401,9 @@ def _generate_events(config: WorldConfig, profiles: pd.DataFrame, episodes: pd.D
     )
 
 
-def _browse_events(config: WorldConfig, n: int, episodes: pd.DataFrame, rng: np.random.Generator,
-                   lo: int) -> pd.DataFrame:
+def _browse_events(
+    config: WorldConfig, n: int, episodes: pd.DataFrame, rng: np.random.Generator, lo: int
+) -> pd.DataFrame:
     """Daily Poisson counts per channel; each event is attributed to the background or an active want."""
     days = config.total_days
     drivers = ("none",) + WANTS
@@ -382,8 +421,11 @@ def _browse_events(config: WorldConfig, n: int, episodes: pd.DataFrame, rng: np.
         active_ep[want] = grid
     frames = []
     for channel in BROWSE_CHANNELS:
-        contrib = np.stack([np.full((n, days), BASE_RATE[channel])] + [
-            (active_ep[w] >= 0) * WANT_BOOST[w].get(channel, 0.0) for w in WANTS], axis=-1)  # (n, days, 6)
+        contrib = np.stack(
+            [np.full((n, days), BASE_RATE[channel])]
+            + [(active_ep[w] >= 0) * WANT_BOOST[w].get(channel, 0.0) for w in WANTS],
+            axis=-1,
+        )  # (n, days, 6)
         counts = rng.poisson(contrib.sum(-1))
         cust, day = np.nonzero(counts)
         reps = counts[cust, day]
@@ -398,10 +440,19 @@ def _browse_events(config: WorldConfig, n: int, episodes: pd.DataFrame, rng: np.
             preferred = episodes.preferred.to_numpy()[ep_rows] if ep_rows is not None else None
             objects, actions = _menu_draw(EVENT_MENU[(name, channel)], int(pick.sum()), preferred, rng)
             hours = rng.choice(24, size=int(pick.sum()), p=HOUR_WEIGHTS[channel] / HOUR_WEIGHTS[channel].sum())
-            frames.append(pd.DataFrame({
-                "customer_idx": cust[pick] + lo, "day": day[pick] + (hours + rng.random(len(hours))) / 24,
-                "channel": channel, "object": objects, "action": actions,
-                "amount": np.nan, "duration_s": _call_durations(channel, int(pick.sum()), rng)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "customer_idx": cust[pick] + lo,
+                        "day": day[pick] + (hours + rng.random(len(hours))) / 24,
+                        "channel": channel,
+                        "object": objects,
+                        "action": actions,
+                        "amount": np.nan,
+                        "duration_s": _call_durations(channel, int(pick.sum()), rng),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -441,17 +492,29 @@ def _purchase_events(episodes: pd.DataFrame, campaign_log: pd.DataFrame, rng: np
     bought = episodes[episodes.purchased]
     # Orders from contacts that matched no active want buy a random item of the offered kind.
     stray = campaign_log[campaign_log.outcome & ~campaign_log.matched_want]
-    stray_objects = np.array([rng.choice(CATEGORY_OBJECTS[{"device_upgrade": "device", "plan_change": "plan",
-                                                            "smart_life": "service"}[o]]) for o in stray.offer])
+    stray_objects = np.array(
+        [
+            rng.choice(
+                CATEGORY_OBJECTS[{"device_upgrade": "device", "plan_change": "plan", "smart_life": "service"}[o]]
+            )
+            for o in stray.offer
+        ]
+    )
     customer_idx = np.concatenate([bought.customer_idx.to_numpy(), stray.customer_idx.to_numpy()])
     objects = np.concatenate([bought.preferred.to_numpy(), stray_objects]).astype(object)
     in_shop = rng.random(len(objects)) < 0.6
-    return pd.DataFrame({
-        "customer_idx": customer_idx, "day": np.concatenate([bought.end_day.to_numpy(), stray.order_day.to_numpy()]),
-        "channel": np.where(in_shop, "shop", "web"), "object": objects, "action": "purchase",
-        "amount": np.where(rng.random(len(objects)) < 0.05, np.nan, _price(objects)),
-        "duration_s": np.nan,
-        "payment_method": np.where(in_shop, rng.choice(("card", "cash", "instalment"), size=len(objects)), "card")})
+    return pd.DataFrame(
+        {
+            "customer_idx": customer_idx,
+            "day": np.concatenate([bought.end_day.to_numpy(), stray.order_day.to_numpy()]),
+            "channel": np.where(in_shop, "shop", "web"),
+            "object": objects,
+            "action": "purchase",
+            "amount": np.where(rng.random(len(objects)) < 0.05, np.nan, _price(objects)),
+            "duration_s": np.nan,
+            "payment_method": np.where(in_shop, rng.choice(("card", "cash", "instalment"), size=len(objects)), "card"),
+        }
+    )
 
 
 def _contact_events(campaign_log: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -459,11 +522,17 @@ def _contact_events(campaign_log: pd.DataFrame, rng: np.random.Generator) -> pd.
     treated = campaign_log[campaign_log.treatment == 1]
     calls = treated.method.to_numpy() == "outbound_call"
     durations = np.where(calls, rng.lognormal(np.log(120), 0.7, size=len(treated)), np.nan)
-    return pd.DataFrame({
-        "customer_idx": treated.customer_idx.to_numpy(), "day": treated.day.to_numpy(), "channel": "telemarketing",
-        "object": "campaign:" + treated.offer.to_numpy().astype(object),
-        "action": np.where(calls, "call_outbound", "sms_outbound"),
-        "amount": np.nan, "duration_s": np.where(rng.random(len(treated)) < 0.15, np.nan, durations)})
+    return pd.DataFrame(
+        {
+            "customer_idx": treated.customer_idx.to_numpy(),
+            "day": treated.day.to_numpy(),
+            "channel": "telemarketing",
+            "object": "campaign:" + treated.offer.to_numpy().astype(object),
+            "action": np.where(calls, "call_outbound", "sms_outbound"),
+            "amount": np.nan,
+            "duration_s": np.where(rng.random(len(treated)) < 0.15, np.nan, durations),
+        }
+    )
 
 
 def _billing_events(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.Generator, lo: int) -> pd.DataFrame:
@@ -473,9 +542,17 @@ def _billing_events(config: WorldConfig, profiles: pd.DataFrame, rng: np.random.
     cust = np.repeat(np.arange(len(profiles)), len(month_days))  # chunk-local
     day = np.tile(month_days, len(profiles)) + profiles.billing_day.to_numpy()[cust] - 1 + 2 / 24
     fee = profiles.plan.map(PLAN_FEE).to_numpy()[cust] + rng.gamma(2.0, 5.0, size=len(cust))
-    return pd.DataFrame({
-        "customer_idx": cust + lo, "day": day, "channel": "billing", "object": "page:bill", "action": "bill",
-        "amount": np.where(rng.random(len(cust)) < 0.1, np.nan, np.round(fee, 2)), "duration_s": np.nan})
+    return pd.DataFrame(
+        {
+            "customer_idx": cust + lo,
+            "day": day,
+            "channel": "billing",
+            "object": "page:bill",
+            "action": "bill",
+            "amount": np.where(rng.random(len(cust)) < 0.1, np.nan, np.round(fee, 2)),
+            "duration_s": np.nan,
+        }
+    )
 
 
 def _profile_table(config: WorldConfig, profiles: pd.DataFrame) -> pd.DataFrame:
@@ -487,19 +564,37 @@ def _profile_table(config: WorldConfig, profiles: pd.DataFrame) -> pd.DataFrame:
 
 
 def _campaign_table(config: WorldConfig, log: pd.DataFrame) -> pa.Table:
-    frame = pd.DataFrame({
-        "customer_id": log.customer_id.to_numpy(),
-        "event_timestamp": config.world_start + pd.to_timedelta(np.round(log.day.to_numpy() * 86_400e6), unit="us"),
-        "campaign_id": log.campaign_id.to_numpy(), "offer": log.offer.to_numpy(), "method": log.method.to_numpy(),
-        "treatment": log.treatment.to_numpy().astype("int64"), "policy": log.policy.to_numpy(),
-        "outcome": log.outcome.to_numpy().astype("int64"),
-        "outcome_value": np.where(log.outcome, _price_of_offer(log.offer.to_numpy()), np.nan),
-        "propensity": log.propensity.to_numpy(dtype=float)})
+    frame = pd.DataFrame(
+        {
+            "customer_id": log.customer_id.to_numpy(),
+            "event_timestamp": config.world_start + pd.to_timedelta(np.round(log.day.to_numpy() * 86_400e6), unit="us"),
+            "campaign_id": log.campaign_id.to_numpy(),
+            "offer": log.offer.to_numpy(),
+            "method": log.method.to_numpy(),
+            "treatment": log.treatment.to_numpy().astype("int64"),
+            "policy": log.policy.to_numpy(),
+            "outcome": log.outcome.to_numpy().astype("int64"),
+            "outcome_value": np.where(log.outcome, _price_of_offer(log.offer.to_numpy()), np.nan),
+            "propensity": log.propensity.to_numpy(dtype=float),
+        }
+    )
     frame = frame.sort_values(["event_timestamp", "customer_id"], kind="stable")
-    return pa.Table.from_pandas(frame, preserve_index=False).cast(pa.schema([
-        ("customer_id", pa.string()), ("event_timestamp", TIMESTAMP), ("campaign_id", pa.string()),
-        ("offer", pa.string()), ("method", pa.string()), ("treatment", pa.int64()), ("policy", pa.string()),
-        ("outcome", pa.int64()), ("outcome_value", pa.float64()), ("propensity", pa.float64())]))
+    return pa.Table.from_pandas(frame, preserve_index=False).cast(
+        pa.schema(
+            [
+                ("customer_id", pa.string()),
+                ("event_timestamp", TIMESTAMP),
+                ("campaign_id", pa.string()),
+                ("offer", pa.string()),
+                ("method", pa.string()),
+                ("treatment", pa.int64()),
+                ("policy", pa.string()),
+                ("outcome", pa.int64()),
+                ("outcome_value", pa.float64()),
+                ("propensity", pa.float64()),
+            ]
+        )
+    )
 
 
 def _price_of_offer(offers: np.ndarray) -> np.ndarray:

@@ -16,10 +16,18 @@ def _inputs(hierarchical: bool):
     arrays = tokenizer.encode_events(sequences)
     last = arrays.pop("last_event_us")
     b = sequences.num_rows
-    profiles = pd.DataFrame({"age_band": ["30-44"] * b, "gender": ["f"] * b, "plan": ["basic"] * b,
-                             "region": ["north"] * b, "tenure_months": [12] * b})
-    context = tokenizer.encode_campaigns(profiles, ["plan_change"] * b, ["sms"] * b,
-                                         pd.Series([pd.Timestamp("2026-03-01 10:00", tz="UTC")] * b), last)
+    profiles = pd.DataFrame(
+        {
+            "age_band": ["30-44"] * b,
+            "gender": ["f"] * b,
+            "plan": ["basic"] * b,
+            "region": ["north"] * b,
+            "tenure_months": [12] * b,
+        }
+    )
+    context = tokenizer.encode_campaigns(
+        profiles, ["plan_change"] * b, ["sms"] * b, pd.Series([pd.Timestamp("2026-03-01 10:00", tz="UTC")] * b), last
+    )
     backbone, head = LAMBackbone(config).eval(), CampaignResponseHead(config).eval()
     return backbone, head, dataclass_from_arrays(EventBatch, arrays), dataclass_from_arrays(CampaignContext, context)
 

@@ -4,13 +4,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from lam_platform.events import TIMESTAMP
-from lam_platform.sequences import build_sequences
-from lam_platform.lightning_modules.artifact import (
-    ModelArtifact,
-    SchemaMismatchError,
-    split_state_dict,
-)
+from lam_platform.data.events import TIMESTAMP
+from lam_platform.features.sequences import build_sequences
+from lam_platform.lightning_modules.artifact import ModelArtifact, SchemaMismatchError, split_state_dict
 from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
@@ -30,22 +26,42 @@ def _sequences(n_customers: int = 8, events_each: int = 12, seed: int = 0) -> pa
         for k in range(events_each - c % 3):  # different lengths, so padding is exercised
             rows.append((f"c{c}", start + pd.Timedelta(hours=7 * k), OBJECTS[(c + k) % 4], float(k) if k % 2 else None))
     frame = pd.DataFrame(rows, columns=["customer_id", "event_timestamp", "object", "amount"])
-    events = pa.table({"event_id": [f"e{i}" for i in range(len(frame))], "customer_id": frame.customer_id, "event_timestamp": pa.array(frame.event_timestamp, TIMESTAMP),
-                       "channel": ["app"] * len(frame), "object": frame.object, "action": ["view"] * len(frame),
-                       "amount": pa.array(frame.amount, pa.float64()), "duration_s": pa.array([None] * len(frame), pa.float64())})
+    events = pa.table(
+        {
+            "event_id": [f"e{i}" for i in range(len(frame))],
+            "customer_id": frame.customer_id,
+            "event_timestamp": pa.array(frame.event_timestamp, TIMESTAMP),
+            "channel": ["app"] * len(frame),
+            "object": frame.object,
+            "action": ["view"] * len(frame),
+            "amount": pa.array(frame.amount, pa.float64()),
+            "duration_s": pa.array([None] * len(frame), pa.float64()),
+        }
+    )
     ids = [f"c{c}" for c in range(n_customers)] + ["unknown"]
     return build_sequences(events, ids, pa.array([pd.Timestamp("2026-03-01", tz="UTC")] * len(ids), TIMESTAMP), 16)
 
 
 def _tokenizer(sequences: pa.Table) -> EventTokenizer:
     profiles = pd.DataFrame({"age_band": ["30-44"], "gender": ["f"], "plan": ["basic"], "region": ["north"]})
-    return EventTokenizer.fit(sequences, profiles, ["device_upgrade", "plan_change"], ["outbound_call", "sms"], 16,
-                              min_count=1)
+    return EventTokenizer.fit(
+        sequences, profiles, ["device_upgrade", "plan_change"], ["outbound_call", "sms"], 16, min_count=1
+    )
 
 
 def _config(tokenizer: EventTokenizer, **overrides) -> LAMConfig:
-    return LAMConfig.from_dict({"d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.0, "recent_events": 8,
-                                "max_windows": 4, **tokenizer.config_sizes(), **overrides})
+    return LAMConfig.from_dict(
+        {
+            "d_model": 16,
+            "n_heads": 2,
+            "n_layers": 1,
+            "dropout": 0.0,
+            "recent_events": 8,
+            "max_windows": 4,
+            **tokenizer.config_sizes(),
+            **overrides,
+        }
+    )
 
 
 @pytest.mark.parametrize("hierarchical", [True, False])
@@ -63,10 +79,18 @@ def test_head_output_shapes_and_empty_sequences_stay_finite(hierarchical):
     nxt = head(out.recent_hidden)
     assert head.object_logits(out.recent_hidden).shape == (b, 8, config.n_objects)
     assert nxt.channel_logits.shape == (b, 8, config.n_channels) and nxt.log_gap_hours.shape == (b, 8)
-    profiles = pd.DataFrame({"age_band": ["30-44"] * b, "gender": ["x"] * b, "plan": ["basic"] * b,
-                             "region": [None] * b, "tenure_months": [12] * b})
-    context = tokenizer.encode_campaigns(profiles, ["plan_change"] * b, ["sms"] * b,
-                                         pd.Series([pd.Timestamp("2026-03-01", tz="UTC")] * b), last)
+    profiles = pd.DataFrame(
+        {
+            "age_band": ["30-44"] * b,
+            "gender": ["x"] * b,
+            "plan": ["basic"] * b,
+            "region": [None] * b,
+            "tenure_months": [12] * b,
+        }
+    )
+    context = tokenizer.encode_campaigns(
+        profiles, ["plan_change"] * b, ["sms"] * b, pd.Series([pd.Timestamp("2026-03-01", tz="UTC")] * b), last
+    )
     response = CampaignResponseHead(config)(out.state, dataclass_from_arrays(CampaignContext, context))
     assert response.logit_contacted.shape == (b,) and response.uplift.abs().max() <= 1
 
@@ -140,8 +164,9 @@ def test_rollout_continues_a_learned_cycle():
     expected = [OBJECTS[(OBJECTS.index(o) + step) % 4] for o in last_seen for step in range(1, 5)]
     got = generated[generated.row < 16].object.tolist()
     assert np.mean([g == e for g, e in zip(got, expected)]) > 0.9  # the cycle a -> b -> c -> d, 4 steps ahead
-    sampled = rollout(system.backbone, system.next_action, batch, steps=2, temperature=1.0,
-                      generator=torch.Generator().manual_seed(0))
+    sampled = rollout(
+        system.backbone, system.next_action, batch, steps=2, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
     assert (sampled.categorical > 0).all()  # pad is never generated
 
 
@@ -151,8 +176,13 @@ def test_artifact_round_trip_shares_one_backbone_and_checks_schema(tmp_path):
     config = _config(tokenizer)
     system = NextActionSystem(config)
     parts = split_state_dict(system.state_dict())
-    artifact = ModelArtifact.create(tmp_path / "lam-v1", config, tokenizer, parts["backbone"],
-                                    {"schema_fingerprint": "abc", "feature_views": ["customer_event_sequence"]})
+    artifact = ModelArtifact.create(
+        tmp_path / "lam-v1",
+        config,
+        tokenizer,
+        parts["backbone"],
+        {"schema_fingerprint": "abc", "feature_views": ["customer_event_sequence"]},
+    )
     artifact.add_head("next_action", parts["next_action"], {"metrics": {}})
     artifact.add_head("campaign_response", CampaignResponseHead(config).state_dict(), {"metrics": {}})
     loaded = ModelArtifact(tmp_path / "lam-v1")
@@ -175,15 +205,21 @@ def test_tokenizer_maps_unseen_values_to_the_oov_bucket_and_round_trips(tmp_path
     tokenizer = _tokenizer(sequences)
     tokenizer.save(tmp_path / "tokenizer.json")
     assert EventTokenizer.load(tmp_path / "tokenizer.json") == tokenizer
-    unseen = sequences.set_column(sequences.schema.get_field_index("objects"), "objects",
-                                  pa.array([["zzz"] * len(x) for x in sequences.column("objects").to_pylist()],
-                                           pa.list_(pa.string())))
+    unseen = sequences.set_column(
+        sequences.schema.get_field_index("objects"),
+        "objects",
+        pa.array([["zzz"] * len(x) for x in sequences.column("objects").to_pylist()], pa.list_(pa.string())),
+    )
     arrays = tokenizer.encode_events(unseen)
     assert set(np.unique(arrays["categorical"][..., 1][arrays["mask"]])) == {1}
     with pytest.raises(ValueError, match="unknown offer"):
-        tokenizer.encode_campaigns(pd.DataFrame({"age_band": ["x"], "gender": ["x"], "plan": ["x"], "region": ["x"],
-                                                 "tenure_months": [1]}), ["free_pizza"], ["sms"],
-                                   pd.Series([pd.Timestamp("2026-03-01", tz="UTC")]), np.array([0]))
+        tokenizer.encode_campaigns(
+            pd.DataFrame({"age_band": ["x"], "gender": ["x"], "plan": ["x"], "region": ["x"], "tenure_months": [1]}),
+            ["free_pizza"],
+            ["sms"],
+            pd.Series([pd.Timestamp("2026-03-01", tz="UTC")]),
+            np.array([0]),
+        )
 
 
 def test_a_retrained_backbone_gets_a_new_version_without_stale_heads(tmp_path):
@@ -191,7 +227,9 @@ def test_a_retrained_backbone_gets_a_new_version_without_stale_heads(tmp_path):
     tokenizer = _tokenizer(sequences)
     config = _config(tokenizer)
     parts = split_state_dict(NextActionSystem(config).state_dict())
-    base = ModelArtifact.create(tmp_path / "lam-v1", config, tokenizer, parts["backbone"], {"schema_fingerprint": "abc"})
+    base = ModelArtifact.create(
+        tmp_path / "lam-v1", config, tokenizer, parts["backbone"], {"schema_fingerprint": "abc"}
+    )
     base.add_head("next_action", parts["next_action"], {"metrics": {}})
     retrained = {k: v + 1 for k, v in parts["backbone"].items()}
     derived = base.derive(tmp_path / "lam-v2", retrained)

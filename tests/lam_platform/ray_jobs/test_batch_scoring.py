@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from lam_platform.demo import world_clock
-from lam_platform.scoring import score
+from lam_platform.campaigns.scoring import score
+from lam_platform.orchestration.demo import world_clock
 from lam_platform.ray_jobs import score as batch_score
 
 

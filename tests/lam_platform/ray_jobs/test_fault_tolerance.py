@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lam_platform.simulation.world import load_world_config
-from lam_platform.consent import consenting_customers
-from lam_platform.platform_config import PlatformConfig
-from lam_platform.training_data import build_pretrain_set, fit_tokenizer, training_events
+from lam_platform.campaigns.training_data import build_pretrain_set, fit_tokenizer, training_events
+from lam_platform.core.packaged import job_config_path
+from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.governance.consent import consenting_customers
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
-from lam_platform.packaged import job_config_path
+from lam_platform.simulation.world import load_world_config
 
 TINY = job_config_path("tiny")
 # Final training loss of a recovered run vs an uninterrupted one: they differ only in the data order
@@ -30,8 +30,9 @@ def pretrain_shards(tiny_world, tmp_path_factory) -> tuple[Path, LAMConfig, JobC
     world = load_world_config(tiny_world)
     profiles = pd.read_parquet(tiny_world.profiles)
     events = training_events(tiny_world, world.scoring_time, consenting_customers(profiles))
-    tokenizer = fit_tokenizer(events, profiles, world.scoring_time, job.model["max_len"],
-                              PlatformConfig.load(tiny_world.root))
+    tokenizer = fit_tokenizer(
+        events, profiles, world.scoring_time, job.model["max_len"], PlatformConfig.load(tiny_world.root)
+    )
     config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
     data = tmp_path_factory.mktemp("shards") / "pretrain"
     build_pretrain_set(events, tokenizer, 4, config.recent_events, job.seed, data)
@@ -65,7 +66,9 @@ def test_killed_worker_resumes_from_its_last_checkpoint_and_finishes(pretrain_sh
     resumed = _resumed_steps(_run_folder(tmp_path, "drilled"))  # every 2 steps a checkpoint; killed at step 5
     assert resumed and all(0 < s <= 5 and s % 2 == 0 for s in resumed)
     assert drilled.metrics["epoch"] == clean.metrics["epoch"] == 2
-    assert abs(drilled.metrics["train_loss"] - clean.metrics["train_loss"]) <= LOSS_TOLERANCE * clean.metrics["train_loss"]
+    assert (
+        abs(drilled.metrics["train_loss"] - clean.metrics["train_loss"]) <= LOSS_TOLERANCE * clean.metrics["train_loss"]
+    )
 
 
 @pytest.mark.e2e

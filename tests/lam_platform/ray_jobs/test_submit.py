@@ -54,20 +54,38 @@ def test_tiny_pretrain_job_succeeds_through_the_jobs_api(tiny_world, monkeypatch
     # 1 for Ray Data (with none left, its reads would wait forever).
     temp_dir = Path(tempfile.mkdtemp(prefix="lam-ray-"))
     head_log = open(temp_dir / "head.log", "w")  # noqa: SIM115 -- the head writes to it until _stop
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--temp-dir={temp_dir}", f"--port={gcs_port}",
-                             "--node-ip-address=127.0.0.1", "--num-cpus=3", "--include-dashboard=true",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"],
-                            env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            f"--temp-dir={temp_dir}",
+            f"--port={gcs_port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=3",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+        ],
+        env=env,
+        stdout=head_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_for_dashboard(dashboard_port, head, Path(head_log.name))
-        client = JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}",
-                                     headers={"Authorization": f"Bearer {token}"})
+        client = JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}", headers={"Authorization": f"Bearer {token}"})
         job_id = client.submit_job(
             entrypoint=f"python -m lam_platform.ray_jobs.pretrain --config tiny --workdir {tiny_world.root}",
-            runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES})
+            runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES},
+        )
         deadline = time.time() + 300
-        while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                                 JobStatus.STOPPED}:
+        while (status := client.get_job_status(job_id)) not in {
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.STOPPED,
+        }:
             assert time.time() < deadline, f"job {job_id} still {status} after 300 s"
             time.sleep(2)
         logs = client.get_job_logs(job_id)

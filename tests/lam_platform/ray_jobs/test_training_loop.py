@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from lam_platform.progress import read_progress
+from lam_platform.campaigns.training_shards import EXAMPLE_TIME, read_training_shards, write_training_shards
+from lam_platform.core.progress import read_progress
 from lam_platform.ray_jobs.checkpoints import BestWeights, ProgressFile
 from lam_platform.ray_jobs.training import ValidationSplit
-from lam_platform.training_shards import EXAMPLE_TIME, read_training_shards, write_training_shards
 
 
 def _shards(tmp_path, times):
@@ -33,8 +33,13 @@ def test_the_newest_examples_validate_and_the_split_never_starves_a_worker(tmp_p
 
 
 def _trainer(epoch, val_loss, rank=0, step=0):
-    return SimpleNamespace(callback_metrics={"val_loss": torch.tensor(val_loss)}, sanity_checking=False,
-                           current_epoch=epoch, global_rank=rank, global_step=step)
+    return SimpleNamespace(
+        callback_metrics={"val_loss": torch.tensor(val_loss)},
+        sanity_checking=False,
+        current_epoch=epoch,
+        global_rank=rank,
+        global_step=step,
+    )
 
 
 def test_best_weights_keep_the_epoch_with_the_lowest_validation_loss():
@@ -52,8 +57,9 @@ def test_best_weights_keep_the_epoch_with_the_lowest_validation_loss():
 
 def test_progress_records_come_from_rank_zero_only(tmp_path):
     path = tmp_path / "progress.json"
-    ProgressFile(path, every_s=0).on_train_batch_end(_trainer(0, 1.0, rank=1, step=3), None,
-                                                     {"loss": torch.tensor(2.5)}, None, 0)
+    ProgressFile(path, every_s=0).on_train_batch_end(
+        _trainer(0, 1.0, rank=1, step=3), None, {"loss": torch.tensor(2.5)}, None, 0
+    )
     assert not path.exists()
     writer = ProgressFile(path, every_s=0)
     writer.on_train_batch_end(_trainer(0, 1.0, step=3), None, {"loss": torch.tensor(2.5)}, None, 0)

@@ -1,0 +1,249 @@
+"""Training sets, built point-in-time: every example sees only events strictly before its time.
+
+- pretraining: for sampled target events of consenting customers in the training period, the
+  `max_len + 1` events up to and including the target; inputs are all but the last, targets are
+  each input's successor.
+- fine-tuning: the campaign log is the entity frame. Profiles come from Feast's
+  `get_historical_features` (as of each contact); sequences from the exact sequence builder
+  (events strictly before the contact).
+- target heads: the cut-off grid of `lam_platform.data.targets` is the entity frame, the same way.
+Both are written as Parquet shards of tokenized arrays (lam_platform.campaigns.training_shards) that the Ray
+Train workers stream through Ray Data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lam_platform.campaigns.training_shards import EXAMPLE_TIME, write_training_shards
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.events import TIMESTAMP, read_events
+from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.data.targets import CutoffGrid, Target, target_examples
+from lam_platform.features.sequences import build_sequences
+from lam_platform.features.store import historical_profiles
+from lam_platform.governance.consent import consented_rows, consenting_customers, current_profiles
+from lam_platform.lightning_modules.tokenizer import EventTokenizer
+
+ONE_MICROSECOND = pd.Timedelta(microseconds=1)
+
+
+def training_events(workdir: Workdir, until: pd.Timestamp, customers: list[str]) -> pa.Table:
+    """Events strictly before `until` of the given customers."""
+    events = read_events(workdir.events)
+    keep = pc.and_(
+        pc.less(events.column("event_timestamp"), pa.scalar(until, TIMESTAMP)),
+        pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())),
+    )
+    return events.filter(keep)
+
+
+def fit_tokenizer(
+    events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp, max_len: int, platform: PlatformConfig
+) -> EventTokenizer:
+    """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares."""
+    customers = consenting_customers(profiles, platform.consent_mode)
+    snapshot = build_sequences(events, customers, pa.array([until] * len(customers), TIMESTAMP), max_len=10**6)
+    # Vocabularies and scaling see only what was known before `until`, of customers who may be trained on.
+    profiles = current_profiles(profiles, as_of=until - ONE_MICROSECOND)
+    profiles = profiles[profiles.customer_id.isin(customers)]
+    catalogue = platform.catalogue
+    return EventTokenizer.fit(
+        snapshot,
+        profiles,
+        catalogue.offers if catalogue else [],
+        catalogue.methods if catalogue else [],
+        max_len,
+        categorical_profile=platform.categorical_profile,
+        numeric_profile=platform.numeric_profile,
+    )
+
+
+TARGET_SAMPLING = ("random", "latest")
+
+
+def build_pretrain_set(
+    events: pa.Table,
+    tokenizer: EventTokenizer,
+    samples_per_customer: int,
+    recent: int,
+    seed: int,
+    path: Path,
+    sampling: str = "random",
+) -> int:
+    """Pick target events per customer and write inputs and next-event targets as shards in `path`.
+
+    random: `samples_per_customer` targets drawn from all but each customer's first event (windows overlap,
+    so the hierarchical mode's long history is seen from several ends). latest: each customer's last event
+    only, its window of `tokenizer.max_len` events trained at its last `recent` positions: with recent equal
+    to max_len, every position once, as SASRec trains (no position counted twice in an epoch).
+    """
+    if sampling not in TARGET_SAMPLING:
+        raise ValueError(f"target_sampling {sampling!r}: expected one of {TARGET_SAMPLING}")
+    rng = np.random.default_rng(seed)
+    customers = events.column("customer_id").to_numpy(zero_copy_only=False)
+    times = events.column("event_timestamp").to_numpy(zero_copy_only=False)
+    # Targets: any event but a customer's first (it needs at least one event before it).
+    first = np.r_[True, customers[1:] != customers[:-1]]
+    if sampling == "latest":
+        last = np.r_[customers[1:] != customers[:-1], True]
+        picked = np.flatnonzero(last & ~first)
+    else:
+        candidates = np.flatnonzero(~first)
+        per_customer = (
+            pd.Series(candidates)
+            .groupby(customers[candidates])
+            .apply(lambda idx: rng.choice(idx.to_numpy(), size=min(samples_per_customer, len(idx)), replace=False))
+        )
+        picked = np.sort(np.concatenate(per_customer.to_numpy())) if len(per_customer) else np.array([], int)
+    as_of = pa.array(pd.DatetimeIndex(times[picked]).tz_localize("UTC") + ONE_MICROSECOND, TIMESTAMP)
+    sequences = build_sequences(events, pa.array(customers[picked], pa.string()), as_of, tokenizer.max_len + 1)
+    full = tokenizer.encode_events(sequences, max_len=tokenizer.max_len + 1)
+    arrays = {k: v[:, :-1] for k, v in full.items() if k != "last_event_us"}  # inputs: all but the target
+    arrays["next_categorical"] = full["categorical"][:, 1:][:, -recent:]  # each input position's successor
+    arrays["next_log_gap_hours"] = full["log_gap_hours"][:, 1:][:, -recent:]
+    arrays[EXAMPLE_TIME] = pd.DatetimeIndex(times[picked]).as_unit("us").asi8  # the predicted event's time
+    write_training_shards(arrays, path)
+    return len(picked)
+
+
+def finetune_frame(
+    store, events: pa.Table, campaign_log: pd.DataFrame, max_len: int, eligible: list[str], consent_mode: str = "ledger"
+) -> tuple[pd.DataFrame, pd.DataFrame, pa.Table, int]:
+    """The campaign log joined point-in-time: (log rows, Feast profiles, sequences, rows dropped for consent).
+
+    Profiles come from Feast as of each contact; sequences hold only events strictly before it.
+    A row is kept only if the customer consented at the contact and still consents now (`eligible`,
+    from `consenting_customers`): a withdrawal removes the customer's whole history from the set. A contact
+    before the customer's first profile row has no profile (and no consent) as of it.
+    """
+    profiles = historical_profiles(store, campaign_log[["customer_id", "event_timestamp"]])
+    without_consent = ~consented_rows(profiles.consent_marketing, consent_mode)
+    without_consent |= ~campaign_log.customer_id.isin(eligible).to_numpy()
+    log = campaign_log.reset_index(drop=True)[~without_consent].reset_index(drop=True)
+    profiles = profiles[~without_consent].reset_index(drop=True)
+    sequences = build_sequences(
+        events, pa.array(log.customer_id, pa.string()), pa.array(log.event_timestamp, TIMESTAMP), max_len
+    )
+    return log, profiles, sequences, int(without_consent.sum())
+
+
+def inverse_propensity_weights(log: pd.DataFrame, cap_quantile: float = 0.99) -> np.ndarray:
+    """Weights that undo the logged policy's selection: 1 / propensity, capped, mean 1 within each arm.
+
+    A log without a `propensity` column gets weight 1 everywhere (plain, selection-biased training).
+    Capping at a high quantile bounds the variance a few near-zero propensities would add; normalising
+    per arm (self-normalised IPW) keeps each arm's loss on its usual scale.
+    """
+    if "propensity" not in log or log.propensity.isna().all():  # a source that logs no propensities
+        return np.ones(len(log), np.float32)
+    propensity = log.propensity.to_numpy(dtype=float)
+    bad = ~((propensity > 0) & (propensity <= 1))
+    if bad.any():
+        first = log[bad].iloc[0]
+        raise ValueError(
+            f"campaign log: {int(bad.sum())} rows have a propensity outside (0, 1] (first: customer "
+            f"{first.customer_id} in {first.get('campaign_id', '?')}: {first.propensity}); fix the log "
+            "or drop its propensity column to train without weighting"
+        )
+    weight = 1.0 / propensity
+    weight = np.minimum(weight, np.quantile(weight, cap_quantile))
+    treated = log.treatment.to_numpy() == 1
+    for arm in (treated, ~treated):
+        if arm.any():
+            weight[arm] /= weight[arm].mean()
+    return weight.astype(np.float32)
+
+
+def finetune_arrays(
+    store,
+    events: pa.Table,
+    campaign_log: pd.DataFrame,
+    tokenizer: EventTokenizer,
+    eligible: list[str],
+    consent_mode: str = "ledger",
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The point-in-time campaign set, tokenized (events, campaign context, treatment, outcome, weight), and
+    its counts."""
+    log, profiles, sequences, dropped = finetune_frame(
+        store, events, campaign_log, tokenizer.max_len, eligible, consent_mode
+    )
+    arrays = tokenizer.encode_events(sequences)
+    arrays.update(
+        tokenizer.encode_campaigns(
+            profiles, log.offer.tolist(), log.method.tolist(), log.event_timestamp, arrays.pop("last_event_us")
+        )
+    )
+    arrays["treatment"] = log.treatment.to_numpy(np.int64)
+    arrays["outcome"] = log.outcome.to_numpy(np.float32)
+    arrays["weight"] = inverse_propensity_weights(log)
+    arrays[EXAMPLE_TIME] = pd.DatetimeIndex(log.event_timestamp).as_unit("us").asi8  # the contact
+    ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
+    weighted = "propensity" in log and bool(log.propensity.notna().any())
+    return arrays, {
+        "rows": len(log),
+        "excluded_without_consent": dropped,
+        "propensity_weighted": weighted,
+        "effective_sample_size": round(ess, 1),
+        "contacted": int(log.treatment.sum()),
+        "orders": int(log.outcome.sum()),
+    }
+
+
+def build_finetune_set(
+    store,
+    events: pa.Table,
+    campaign_log: pd.DataFrame,
+    tokenizer: EventTokenizer,
+    path: Path,
+    eligible: list[str],
+    consent_mode: str = "ledger",
+) -> dict[str, int]:
+    """The point-in-time campaign set, tokenized and written as shards in `path`; returns its counts."""
+    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer, eligible, consent_mode)
+    write_training_shards(arrays, path)
+    return counts
+
+
+def target_arrays(store, events: pa.Table, examples: pd.DataFrame, tokenizer: EventTokenizer) -> dict[str, np.ndarray]:
+    """Target examples (customer_id, event_timestamp = cut-off, label) tokenized: events strictly before each
+    cut-off, profiles from Feast as of it, the gap from the latest event to it, and the label."""
+    profiles = historical_profiles(store, examples[["customer_id", "event_timestamp"]])
+    sequences = build_sequences(
+        events,
+        pa.array(examples.customer_id, pa.string()),
+        pa.array(examples.event_timestamp, TIMESTAMP),
+        tokenizer.max_len,
+    )
+    arrays = tokenizer.encode_events(sequences)
+    at_us = pd.DatetimeIndex(examples.event_timestamp).as_unit("us").asi8
+    arrays.update(tokenizer.encode_customers(profiles, at_us, arrays.pop("last_event_us")))
+    arrays["label"] = examples.label.to_numpy(np.float32)
+    arrays[EXAMPLE_TIME] = at_us  # the cut-off
+    return arrays
+
+
+def build_target_set(
+    store,
+    events: pa.Table,
+    customers: list[str],
+    as_of: pd.Timestamp,
+    target: Target,
+    grid: CutoffGrid,
+    tokenizer: EventTokenizer,
+    path: Path,
+) -> dict:
+    """The target's training set (mature labels only, see lam_platform.data.targets) as shards in `path`; its counts."""
+    examples = target_examples(events, customers, as_of, target, grid)
+    write_training_shards(target_arrays(store, events, examples, tokenizer), path)
+    return {
+        "rows": len(examples),
+        "positives": int(examples.label.sum()),
+        "base_rate": round(float(examples.label.mean()), 4),
+        "cutoffs": sorted({t.isoformat() for t in examples.event_timestamp}),
+    }

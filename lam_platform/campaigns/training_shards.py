@@ -1,0 +1,96 @@
+"""Training sets on disk: Parquet shards of tokenized arrays, read by Ray Data or by a plain Dataset.
+
+    <folder>/part-00000.parquet, part-00001.parquet, ...   one column per batch field (EventBatch,
+                                                           CampaignContext, labels, targets)
+
+Array fields (B, L, ...) are stored as Ray's Arrow tensor extension type, so `ray.data.read_parquet`
+yields numpy batches of the right shape and dtype, and each Ray Train worker streams its shard
+(`get_dataset_shard`) without the driver ever loading the set. `ShardDataset` reads the same files
+for a run without Ray.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Every training set's time column: when each example's input ends (UTC microseconds). Training validates
+# on the newest examples by it (lam_platform.ray_jobs.training.ValidationSplit).
+EXAMPLE_TIME = "example_time_us"
+
+
+def _tensor_array(values: np.ndarray) -> pa.Array:
+    from ray.data.extensions import ArrowTensorArray  # registers Ray's tensor extension type with Arrow
+
+    return ArrowTensorArray.from_numpy(values) if values.ndim > 1 else pa.array(values)
+
+
+def write_training_shards(arrays: dict[str, np.ndarray], folder: Path, rows_per_shard: int = 8192) -> int:
+    """Write equal-length arrays as Parquet shards into `folder` (replaced whole: staged, then renamed)."""
+    lengths = {name: len(values) for name, values in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"training arrays differ in length: {lengths}")
+    n = next(iter(lengths.values()), 0)
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for k, lo in enumerate(range(0, max(n, 1), rows_per_shard)):
+        part = {name: _tensor_array(values[lo : lo + rows_per_shard]) for name, values in arrays.items()}
+        pq.write_table(pa.table(part), staging / f"part-{k:05d}.parquet")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return n
+
+
+def read_training_shards(folder: Path, since_us: int | None = None) -> dict[str, np.ndarray]:
+    """All shards of `folder` as numpy arrays (for runs without Ray, tests and benchmarks); with `since_us`,
+    only the examples at or after that time (a validation split)."""
+    import pyarrow.compute as pc
+    import ray.data.extensions  # noqa: F401  (the tensor extension type must be registered to read it back)
+
+    files = sorted(Path(folder).glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no training shards in {folder}: build the training set first")
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    if since_us is not None:
+        table = table.filter(pc.greater_equal(table.column(EXAMPLE_TIME), since_us))
+    return {name: _to_numpy(table.column(name)) for name in table.column_names}
+
+
+def batches_of(arrays: dict[str, np.ndarray], batch_size: int):
+    """In-order batches of torch tensors as one DataLoader (a bare list would read as many loaders to
+    Lightning): a validation loader to iterate every epoch."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    n = len(next(iter(arrays.values()), []))
+    batches = [
+        {k: torch.as_tensor(v[lo : lo + batch_size]) for k, v in arrays.items()} for lo in range(0, n, batch_size)
+    ]
+    return DataLoader(batches, batch_size=None)
+
+
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    parts = [
+        chunk.to_numpy() if isinstance(chunk.type, pa.ExtensionType) else chunk.to_numpy(zero_copy_only=False)
+        for chunk in column.chunks
+    ]
+    return np.concatenate(parts) if parts else np.array([])
+
+
+class ShardDataset:
+    """A map-style dataset over a shard folder: item i is {name: array[i]} (torch's default collate stacks)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.arrays = read_training_shards(folder)
+        self.length = len(next(iter(self.arrays.values())))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return {k: v[i] for k, v in self.arrays.items()}
