@@ -394,8 +394,8 @@ def publish_scores(
     call_list["driving_events"] = [json.dumps([vars(e) for e in driving]) for driving, _ in explained]
     call_list = call_list[CALL_LIST_COLUMNS]
     # Each file whole or not at all: the call centre's export and the service read them while we write.
-    write_atomically(workdir.outputs / "call_list.parquet", lambda p: call_list.to_parquet(p, index=False))
-    write_atomically(workdir.outputs / "call_list.csv", lambda p: call_list.to_csv(p, index=False))
+    write_atomically(workdir.call_list, lambda p: call_list.to_parquet(p, index=False))
+    write_atomically(workdir.call_list_csv, lambda p: call_list.to_csv(p, index=False))
     write_atomically(workdir.outputs / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
     push_scores(
         store,
@@ -413,8 +413,8 @@ def publish_scores(
         ),
     )
     return {
-        "call_list": str(workdir.outputs / "call_list.parquet"),
-        "call_list_csv": str(workdir.outputs / "call_list.csv"),
+        "call_list": str(workdir.call_list),
+        "call_list_csv": str(workdir.call_list_csv),
         "pushed_to": "lam_scores",
         "capacity": capacity,
         "model_version": artifact.path.name,

@@ -675,7 +675,7 @@ def report(workdir: str, examples: int, seed: int, as_of: str | None, config: st
     from lam_platform.governance.fairness import call_list_fairness
 
     wd = Workdir.at(workdir)
-    has_call_list = (wd.outputs / "call_list.parquet").exists()
+    has_call_list = wd.call_list.exists()
     if as_of is None:
         import pandas as pd
 

@@ -116,6 +116,14 @@ class Workdir:
     def outputs(self) -> Path:
         return self.root / "outputs"
 
+    @property
+    def call_list(self) -> Path:
+        return self.outputs / "call_list.parquet"  # what `lam score` and the Ray Data scorer hand the call centre
+
+    @property
+    def call_list_csv(self) -> Path:
+        return self.outputs / "call_list.csv"
+
     def contains(self, path: str | Path) -> bool:
         """Whether `path` lies inside this workdir (where only pseudonymous data may be written)."""
         return Path(path).resolve().is_relative_to(self.root)

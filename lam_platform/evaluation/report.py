@@ -33,7 +33,7 @@ EVALUATION_PLOTS = ("policies.png", "gain.png", "qini.png", "calibration.png", "
 def build_report(workdir: Workdir, evaluation: dict, fairness: dict, policy_table: str, examples: int = 3) -> dict:
     """The simulated world's page: from an evaluation (`lam evaluate`'s result: its JSON and plots in
     outputs/evaluation/) and a fairness report; returns the page's path."""
-    call_list_path = workdir.outputs / "call_list.parquet"
+    call_list_path = workdir.call_list
     if not call_list_path.exists():
         raise FileNotFoundError(f"no call list at {call_list_path}: run `lam score --workdir {workdir.root}` first")
     folder = _report_folder(workdir)
@@ -66,7 +66,7 @@ def _write_page(
 ) -> dict:
     overview = _data_overview(workdir, folder)
     curves = _training_curves(artifact, folder)
-    call_list_path = workdir.outputs / "call_list.parquet"
+    call_list_path = workdir.call_list
     call_list = pd.read_parquet(call_list_path) if call_list_path.exists() else None
     timelines = _timelines(workdir, call_list.head(examples), folder) if call_list is not None else []
     if fairness is not None:

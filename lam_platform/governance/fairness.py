@@ -112,7 +112,7 @@ def call_list_fairness(
     """The report for the workdir's latest call list against the consenting base. `observed`, where the
     caller knows it, gives each listed row's order rate (on the simulator: the ground truth's
     P(order | called) at the scoring time, passed in by the commands that run on a simulated world)."""
-    path = workdir.outputs / "call_list.parquet"
+    path = workdir.call_list
     if not path.exists():
         raise FileNotFoundError(f"no call list at {path}: run `lam score --workdir {workdir.root}` first")
     call_list = pd.read_parquet(path)

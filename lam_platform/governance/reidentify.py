@@ -35,7 +35,7 @@ def export_call_list(
             f"{out} is inside the workdir {workdir.root}: a re-identified list must not be stored "
             "with the platform's pseudonymous data"
         )
-    call_list = call_list or workdir.outputs / "call_list.parquet"
+    call_list = call_list or workdir.call_list
     if not call_list.exists():
         raise FileNotFoundError(f"no call list at {call_list}: run `lam score --workdir {workdir.root}` first")
     calls = pd.read_parquet(call_list)

@@ -34,7 +34,7 @@ def world_clock(workdir: Workdir) -> pd.Timestamp:
 
 def summary_step(workdir: Workdir, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Compare the call list with random, legacy, LightGBM and oracle lists; write outputs/summary.json."""
-    call_list_path = workdir.outputs / "call_list.parquet"
+    call_list_path = workdir.call_list
     if not call_list_path.exists():
         raise FileNotFoundError(f"no call list at {call_list_path}: run `lam score --workdir {workdir.root}` first")
     table = compare_policies(workdir, pd.read_parquet(call_list_path), seed)
