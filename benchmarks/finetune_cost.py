@@ -28,7 +28,7 @@ from lam_platform.core.packaged import job_config_path
 from lam_platform.core.workdir import Workdir
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem, NextActionSystem
-from lam_platform.ray_jobs.training import JobConfig
+from lam_platform.ray_jobs.job_config import JobConfig, TrainingStage
 
 DEFAULT_CONFIG = job_config_path("demo")
 
@@ -43,9 +43,9 @@ def step_flops(system: pl.LightningModule, batch: dict) -> int:
     return counter.get_total_flops()
 
 
-def measure(system: pl.LightningModule, data: Path, stage: dict, callbacks: list) -> dict:
+def measure(system: pl.LightningModule, data: Path, stage: TrainingStage, callbacks: list) -> dict:
     dataset = ShardDataset(data)
-    loader = DataLoader(dataset, batch_size=stage["batch_size"], shuffle=True)
+    loader = DataLoader(dataset, batch_size=stage.batch_size, shuffle=True)
     system.log_dict = system.log = lambda *a, **k: None  # FLOP counting runs outside a Trainer
     for callback in callbacks:  # apply the freezing the Trainer would apply at epoch 0
         callback.freeze_before_training(system)
@@ -62,9 +62,9 @@ def measure(system: pl.LightningModule, data: Path, stage: dict, callbacks: list
     for p in system.parameters():
         p.requires_grad = True
     del system.log_dict, system.log
-    steps = math.ceil(len(dataset) / stage["batch_size"]) * stage["epochs"]
+    steps = math.ceil(len(dataset) / stage.batch_size) * stage.epochs
     trainer = pl.Trainer(
-        max_epochs=stage["epochs"],
+        max_epochs=stage.epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -89,21 +89,19 @@ def main() -> None:
     pl.seed_everything(job.seed, verbose=False)
     rows = {
         "pretrain": measure(
-            NextActionSystem(config, learning_rate=job.pretrain["learning_rate"]),
+            NextActionSystem(config, learning_rate=job.pretrain.learning_rate),
             workdir.training / "pretrain",
             job.pretrain,
             [],
         )
     }
     for label, blocks in (("finetune, frozen backbone", 0), ("finetune, last block", 1), ("finetune, all", "all")):
-        system = CampaignResponseSystem(config, learning_rate=job.finetune["learning_rate"])
+        system = CampaignResponseSystem(config, learning_rate=job.finetune.learning_rate)
         rows[label] = measure(
             system, workdir.training / "finetune", job.finetune, [BackboneFinetuning(blocks, unfreeze_at_epoch=0)]
         )
     base = rows["pretrain"]
-    print(
-        f"config {args.config.name}: pretrain {job.pretrain['epochs']} epochs, finetune {job.finetune['epochs']} epochs"
-    )
+    print(f"config {args.config.name}: pretrain {job.pretrain.epochs} epochs, finetune {job.finetune.epochs} epochs")
     print(f"{'stage':<28}{'examples':>9}{'steps':>7}{'GFLOP':>10}{'of pretrain':>13}{'seconds':>9}{'of pretrain':>13}")
     for label, row in rows.items():
         print(

@@ -31,7 +31,7 @@ from lam_platform.data.events import read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.evaluation import metrics
-from lam_platform.evaluation.holdout import first_events_after, rank_next_objects
+from lam_platform.evaluation.next_item import first_events_after, rank_next_objects
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.lightning_modules.systems import NextActionSystem

@@ -27,7 +27,8 @@ from lam_platform.data.events import read_events
 from lam_platform.data.ingest import ingest
 from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.simulation.raw_export import export_raw_channels
-from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
+from lam_platform.simulation.world import WorldConfig, raw_customer_ids
+from lam_platform.simulation.world_writer import simulate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,8 @@ import yaml
 from lam_platform.core.packaged import feast_profile_path
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.pseudonyms import Pseudonymizer
+from lam_platform.features.redis_online_store import redis_client
 from lam_platform.features.store import LOCAL_PROFILE, open_store
-from lam_platform.features.streaming import redis_client
 from lam_platform.orchestration.demo import simulate_step, world_clock
 from lam_platform.orchestration.pipeline import ingest_step, materialize_step
 from lam_platform.simulation.world import raw_customer_ids

@@ -33,7 +33,7 @@ from lam_platform.data.pseudonyms import Pseudonymizer  # noqa: E402
 from lam_platform.data.targets import CutoffGrid  # noqa: E402
 from lam_platform.evaluation.holdout import evaluate_holdout  # noqa: E402
 from lam_platform.orchestration.pipeline import finetune_step, ingest_step, materialize_step, pretrain_step  # noqa: E402
-from lam_platform.ray_jobs.training import JobConfig  # noqa: E402
+from lam_platform.ray_jobs.job_config import JobConfig  # noqa: E402
 
 RETAIL = PROJECT.parent / "shared" / "data" / "online_retail_ii" / "online_retail_ii_2009_2010.parquet"
 EXAMPLE_CONFIG = PROJECT / "infra" / "examples" / "online_retail_ii.yaml"  # the README's lam.yaml

@@ -23,7 +23,8 @@ from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP, read_events
 from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.features.sequences import build_sequences
-from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
+from lam_platform.simulation.world import WorldConfig, raw_customer_ids
+from lam_platform.simulation.world_writer import simulate
 
 LISTS = {
     "event_ids": "event_id",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.pseudonyms import Pseudonymizer
-from lam_platform.simulation.world import WorldConfig, simulate
+from lam_platform.simulation.world import WorldConfig
+from lam_platform.simulation.world_writer import simulate
 
 
 def main() -> None:

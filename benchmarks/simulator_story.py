@@ -21,7 +21,8 @@ from lam_platform.core.workdir import Workdir  # noqa: E402
 from lam_platform.data.events import CHANNELS, read_events  # noqa: E402
 from lam_platform.data.pseudonyms import Pseudonymizer  # noqa: E402
 from lam_platform.simulation.ground_truth import WANTS  # noqa: E402
-from lam_platform.simulation.world import WorldConfig, simulate  # noqa: E402
+from lam_platform.simulation.world import WorldConfig  # noqa: E402
+from lam_platform.simulation.world_writer import simulate  # noqa: E402
 
 
 def events_per_channel(events: pd.DataFrame, out: Path) -> None:

@@ -19,7 +19,8 @@ from lam_platform.campaigns.training_shards import read_training_shards
 from lam_platform.core.packaged import job_config_path
 from lam_platform.core.workdir import Workdir
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
-from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.ray_jobs.job_config import JobConfig
+from lam_platform.ray_jobs.training import fit_with_ray
 
 DEFAULT_CONFIG = job_config_path("demo")
 
@@ -36,12 +37,12 @@ def main() -> None:
     config = ModelArtifact(latest_version(workdir.artifacts)).with_head("next_action").config
     data = workdir.training / "pretrain"
     events = int(read_training_shards(data)["mask"].sum())
-    stage = {**job.pretrain, "epochs": args.epochs, "checkpoint_every_n_steps": 10**9}
+    stage = job.pretrain.model_copy(update={"epochs": args.epochs, "checkpoint_every_n_steps": 10**9})
     print(f"{events:,} input events per epoch, {args.epochs} epochs, median of {args.repeats}")
     rates = {}
     with tempfile.TemporaryDirectory() as storage:
         for workers in (1, 2):
-            scaled = JobConfig(**{**job.__dict__, "scaling": {**job.scaling, "num_workers": workers}})
+            scaled = job.model_copy(update={"scaling": job.scaling.model_copy(update={"num_workers": workers})})
             walls = []
             for r in range(args.repeats):
                 started = time.perf_counter()

@@ -59,7 +59,7 @@ def test_every_module_and_config_a_manifest_runs_exists():
     configs = [c[c.index("--config") + 1] for c in commands if "--config" in c]
     assert configs, commands
     for config in configs:  # each names a config the package ships (the image holds no source tree), and parses
-        from lam_platform.ray_jobs.training import JobConfig
+        from lam_platform.ray_jobs.job_config import JobConfig
 
         assert "/" not in config, f"{config}: name a shipped config, the image has no source tree"
         JobConfig.load(config)

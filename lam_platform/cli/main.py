@@ -560,7 +560,7 @@ def evaluate(
     """
     from lam_platform.data.targets import CutoffGrid
     from lam_platform.evaluation.holdout import evaluate_holdout
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     wd = Workdir.at(workdir)
     if as_of is None and wd.world_json.exists():
@@ -698,7 +698,7 @@ def report(workdir: str, examples: int, seed: int, as_of: str | None, config: st
     from lam_platform.data.targets import CutoffGrid
     from lam_platform.evaluation.holdout import evaluate_holdout
     from lam_platform.evaluation.report import build_holdout_report
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     grid = CutoffGrid.from_dict(JobConfig.load(_job_config(config)).target)
     holdout = evaluate_holdout(wd, _clock(as_of), grid, seed=seed)
@@ -725,7 +725,7 @@ def close_loop_command(workdir: str, outcomes: Path, config: str | None, as_json
     these outcomes before and after; `lam score` and `lam serve` use it from then on.
     """
     from lam_platform.orchestration.closed_loop import close_loop
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     _emit(close_loop(Workdir.at(workdir), outcomes, JobConfig.load(_job_config(config))), as_json)
 
@@ -746,7 +746,7 @@ def simulate_loop(
     Writes WORKDIR/outputs/closed_loop/rounds.json (order rate per round), shown by `lam report`.
     """
     from lam_platform.orchestration.simulated_loop import simulate_rounds
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     table = simulate_rounds(
         Workdir.at(workdir), JobConfig.load(_job_config(config)), rounds, capacity, holdout, seed=seed
@@ -856,11 +856,11 @@ def benchmark_public(file_format: str, path: Path, config: str | None, exclude_s
     next-action system trains on the rest (one process; GPU and bf16 if present).
     """
     from lam_platform.evaluation.public_benchmarks import read_movielens, read_sasrec, run_leave_one_out
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     job = JobConfig.load(_job_config(config or "ml1m"))
     events = (read_movielens if file_format == "movielens" else read_sasrec)(path)
-    _emit(run_leave_one_out(events, job.model, job.pretrain, job.seed, exclude_seen), as_json)
+    _emit(run_leave_one_out(events, job.model, job.pretrain.model_dump(), job.seed, exclude_seen), as_json)
 
 
 @main.command()

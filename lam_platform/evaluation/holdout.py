@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from lam_platform.campaigns.scoring import CampaignScorer, TargetScorer
 from lam_platform.core.errors import UserError
@@ -35,12 +34,12 @@ from lam_platform.data.events import TIMESTAMP, read_events
 from lam_platform.data.platform_config import NoEventWithin, PlatformConfig
 from lam_platform.data.targets import CutoffGrid, active_before, labels, target_examples
 from lam_platform.evaluation import metrics
+from lam_platform.evaluation.next_item import next_item_evaluation
 from lam_platform.features.aggregates import build_aggregates
 from lam_platform.features.sequences import build_sequences
 from lam_platform.features.store import RepoSchema
 from lam_platform.governance.consent import consenting_customers
 from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
-from lam_platform.lightning_modules.batches import EventBatch, dataclass_from_arrays
 
 
 def profiles_at(ledger: pd.DataFrame, customers: list[str], times) -> pd.DataFrame:
@@ -174,8 +173,38 @@ def campaign_holdout(
     Qini and AUUC assume the held-out contacts' treatment was randomized (treated vs control within the
     same selection); each contact is scored on the events strictly before its own contact time.
     """
+    log, held = _held_out_contacts(workdir, platform, as_of, events, customers)
+    artifact = head_as_of(workdir, "campaign_response", as_of)
+    times = pd.DatetimeIndex(pd.to_datetime(held.event_timestamp, utc=True))
+    rows = offline_rows(
+        events,
+        held.customer_id.tolist(),
+        times,
+        profiles_at(ledger, held.customer_id.tolist(), times),
+        artifact.tokenizer.max_len,
+    )
+    lam = CampaignScorer(artifact).score_contacts(rows, held.offer.to_numpy(), held.method.to_numpy(), times)
+    n_train, tree = _aggregate_uplift_scores(workdir, platform, as_of, events, ledger, log, held, times, seed)
+
+    treated = held.treatment.to_numpy() == 1
+    outcome = held.outcome.to_numpy()
+    return {
+        "as_of": as_of.isoformat(),
+        "contacts": len(held),
+        "treated": int(treated.sum()),
+        "controls": int((~treated).sum()),
+        "training_contacts": n_train,
+        "model_version": artifact.path.name,
+        "observed_uplift": round(float(outcome[treated].mean() - outcome[~treated].mean()), 4),
+        "models": {"lam": _uplift_summary(held, lam), "lightgbm_aggregates": _uplift_summary(held, tree)},
+    }
+
+
+def _held_out_contacts(
+    workdir: Workdir, platform: PlatformConfig, as_of: pd.Timestamp, events: pa.Table, customers: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The campaign log of `customers`, and its contacts at or after `as_of` whose outcome is mature."""
     from lam_platform.data.source_tables import campaign_outcomes, read_campaign_log
-    from lam_platform.evaluation.baselines import AggregateUpliftModel
 
     if not workdir.campaign_log.exists():
         raise FileNotFoundError("no campaign log in this workdir (lam.yaml has no `campaigns:` section)")
@@ -193,16 +222,24 @@ def campaign_holdout(
             f"no randomized controls to compare: {len(held)} contacts with a mature outcome at or "
             f"after {as_of.isoformat()}, {int((held.treatment == 0).sum())} of them controls"
         )
-    artifact = head_as_of(workdir, "campaign_response", as_of)
-    times = pd.DatetimeIndex(pd.to_datetime(held.event_timestamp, utc=True))
-    rows = offline_rows(
-        events,
-        held.customer_id.tolist(),
-        times,
-        profiles_at(ledger, held.customer_id.tolist(), times),
-        artifact.tokenizer.max_len,
-    )
-    lam = CampaignScorer(artifact).score_contacts(rows, held.offer.to_numpy(), held.method.to_numpy(), times)
+    return log, held
+
+
+def _aggregate_uplift_scores(
+    workdir: Workdir,
+    platform: PlatformConfig,
+    as_of: pd.Timestamp,
+    events: pa.Table,
+    ledger: pd.DataFrame,
+    log: pd.DataFrame,
+    held: pd.DataFrame,
+    times: pd.DatetimeIndex,
+    seed: int,
+) -> tuple[int, pd.DataFrame]:
+    """The LightGBM S-learner's scores of the held-out contacts, trained on the contacts whose outcome was
+    known at `as_of`; with the number of those training contacts."""
+    from lam_platform.data.source_tables import campaign_outcomes
+    from lam_platform.evaluation.baselines import AggregateUpliftModel
 
     before = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(as_of, TIMESTAMP)))
     train = campaign_outcomes(log, platform.campaigns, before, as_of)
@@ -214,20 +251,7 @@ def campaign_holdout(
         seed,
     )
     gbm.fit_contacts(before, train, profiles_at(ledger, train.customer_id.tolist(), train.event_timestamp))
-    tree = gbm.score_contacts(events, held, profiles_at(ledger, held.customer_id.tolist(), times))
-
-    treated = held.treatment.to_numpy() == 1
-    outcome = held.outcome.to_numpy()
-    return {
-        "as_of": as_of.isoformat(),
-        "contacts": len(held),
-        "treated": int(treated.sum()),
-        "controls": int((~treated).sum()),
-        "training_contacts": len(train),
-        "model_version": artifact.path.name,
-        "observed_uplift": round(float(outcome[treated].mean() - outcome[~treated].mean()), 4),
-        "models": {"lam": _uplift_summary(held, lam), "lightgbm_aggregates": _uplift_summary(held, tree)},
-    }
+    return len(train), gbm.score_contacts(events, held, profiles_at(ledger, held.customer_id.tolist(), times))
 
 
 def _uplift_summary(held: pd.DataFrame, scores: pd.DataFrame) -> dict:
@@ -242,96 +266,6 @@ def _uplift_summary(held: pd.DataFrame, scores: pd.DataFrame) -> dict:
             metrics.expected_calibration_error(metrics.calibration_table(outcome, predicted)), 4
         ),
         **{k: round(v, 5) for k, v in metrics.uplift_summary(curves).items()},
-    }
-
-
-def first_events_after(events: pa.Table, customers: list[str], start: pd.Timestamp) -> pd.DataFrame:
-    """Each customer's first event at or after `start` (customer_id, event_timestamp, channel, object, action)."""
-    later = events.filter(
-        pc.and_(
-            pc.greater_equal(events.column("event_timestamp"), pa.scalar(start, TIMESTAMP)),
-            pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())),
-        )
-    )
-    frame = later.select(["customer_id", "event_timestamp", "channel", "object", "action"]).to_pandas()
-    return (
-        frame.sort_values(["customer_id", "event_timestamp"], kind="stable")
-        .drop_duplicates("customer_id")
-        .reset_index(drop=True)
-    )
-
-
-@torch.no_grad()
-def rank_next_objects(
-    backbone,
-    head,
-    tokenizer,
-    events: pa.Table,
-    targets: pd.DataFrame,
-    exclude_seen: bool = False,
-    batch_size: int = 512,
-) -> np.ndarray:
-    """0-based rank of each target object among all objects, given the customer's events strictly before `as_of`.
-
-    targets: customer_id, as_of, object. Full ranking over every object in the vocabulary; pad and the
-    out-of-vocabulary bucket are not items, so a target the tokenizer never saw counts as ranked last
-    (a miss at every k). exclude_seen drops objects already in the input history from the ranking.
-    """
-    device = next(backbone.parameters()).device
-    n_items = len(tokenizer.vocabularies["objects"])
-    sequences = build_sequences(
-        events, pa.array(targets.customer_id, pa.string()), pa.array(targets.as_of, TIMESTAMP), tokenizer.max_len
-    )
-    target_ids = tokenizer.encode_tokens("objects", targets.object)
-    ranks = []
-    for lo in range(0, len(targets), batch_size):
-        arrays = tokenizer.encode_events(sequences.slice(lo, batch_size))
-        arrays.pop("last_event_us")
-        batch = dataclass_from_arrays(EventBatch, {k: torch.as_tensor(v).to(device) for k, v in arrays.items()})
-        scores = head.object_logits(backbone(batch).state).float().cpu().numpy()
-        exclude = np.zeros(scores.shape, bool)
-        if exclude_seen:
-            np.put_along_axis(exclude, arrays["categorical"][..., 1], True, axis=1)
-        exclude[:, :2] = True  # pad and out-of-vocabulary are not items
-        t = target_ids[lo : lo + batch_size]
-        ranks.append(np.where(t >= 2, metrics.target_ranks(scores, t, exclude), n_items))
-    return np.concatenate(ranks) if ranks else np.array([], np.int64)
-
-
-def popularity_ranks(training_objects: pd.Series, targets: pd.Series, tokenizer) -> np.ndarray:
-    """Ranks of the targets under 'most frequent objects in training first': the floor any model must beat."""
-    ids = tokenizer.encode_tokens("objects", training_objects)
-    counts = np.bincount(ids, minlength=len(tokenizer.vocabularies["objects"]) + 2).astype(float)
-    counts[:2] = -np.inf
-    target = tokenizer.encode_tokens("objects", targets)
-    return np.where(target >= 2, (counts[None, :] > counts[target][:, None]).sum(1), len(counts) - 2)
-
-
-def next_item_evaluation(
-    artifact: ModelArtifact,
-    events: pa.Table,
-    customers: list[str],
-    as_of: pd.Timestamp,
-    exclude_seen: bool = False,
-    ks: tuple[int, ...] = (1, 5, 10, 20),
-) -> dict:
-    """HR@k / NDCG@k of each customer's first object at or after `as_of`, full ranking, vs popularity."""
-    targets = first_events_after(events, customers, as_of).assign(as_of=as_of)
-    pretrained = artifact.with_head("next_action")  # a fine-tuned backbone keeps no next-action head
-    tokenizer = artifact.tokenizer  # read from disk once (the property parses tokenizer.json on each access)
-    ranks = rank_next_objects(
-        pretrained.load_backbone(), pretrained.load_head("next_action"), tokenizer, events, targets, exclude_seen
-    )
-    training = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(as_of, TIMESTAMP)))
-    popular = popularity_ranks(training.column("object").to_pandas(), targets.object, tokenizer)
-    return {
-        "model_version": pretrained.path.name,
-        "customers": len(targets),
-        "items": len(tokenizer.vocabularies["objects"]),
-        "exclude_seen": exclude_seen,
-        "unseen_targets": int((tokenizer.encode_tokens("objects", targets.object) < 2).sum()),
-        "lam": metrics.ranking_metrics(ranks, ks),
-        "popularity": metrics.ranking_metrics(popular, ks),
     }
 
 

@@ -30,7 +30,7 @@ import torch
 from lam_platform.core import progress
 from lam_platform.data.events import TIMESTAMP, EventAttributes
 from lam_platform.evaluation import metrics
-from lam_platform.evaluation.holdout import popularity_ranks, rank_next_objects
+from lam_platform.evaluation.next_item import popularity_ranks, rank_next_objects
 from lam_platform.features.sequences import build_sequences
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.lightning_modules.systems import NextActionSystem
@@ -134,49 +134,10 @@ def run_leave_one_out(
     events: pa.Table, model: dict, train: dict, seed: int = 7, exclude_seen: bool = False, work: Path | None = None
 ) -> dict:
     """Fit the LAM's next-action system on the training split; HR@k / NDCG@k on validation and test."""
-    import tempfile
-
-    from torch.utils.data import DataLoader
-
-    from lam_platform.campaigns.training_data import build_pretrain_set
-    from lam_platform.campaigns.training_shards import ShardDataset
-
     split = leave_one_out(events)
-    max_len = int(model.get("max_len", 50))
-    users = pc.unique(split.train.column("customer_id"))
-    after_all = pc.max(split.train.column("event_timestamp")).as_py() + pd.Timedelta(days=1)
-    snapshot = build_sequences(split.train, users, pa.array([after_all] * len(users), TIMESTAMP), max_len=10**6)
-    tokenizer = EventTokenizer.fit(snapshot, pd.DataFrame(), ["-"], ["-"], max_len, min_count=1)  # no profiles
+    tokenizer = _fit_tokenizer(split.train, int(model.get("max_len", 50)))
     config = LAMConfig.from_dict({**model, **tokenizer.config_sizes()})
-    pl.seed_everything(seed, verbose=False)
-    with tempfile.TemporaryDirectory(dir=work) as folder:
-        data = Path(folder) / "train"
-        examples = build_pretrain_set(
-            split.train,
-            tokenizer,
-            int(train.get("samples_per_customer", 8)),
-            config.recent_events,
-            seed,
-            data,
-            train.get("target_sampling", "random"),
-        )
-        system = NextActionSystem(config, learning_rate=float(train.get("learning_rate", 1e-3)))
-        # Lightning's bar (loss, ETA) for a person at a terminal; a line per epoch in a log.
-        bar = progress.interactive()
-        trainer = pl.Trainer(
-            max_epochs=int(train.get("epochs", 10)),
-            accelerator="auto",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=bar,
-            enable_model_summary=False,
-            callbacks=[] if bar else [EpochLines()],
-            precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
-        )
-        started = time.time()
-        trainer.fit(system, DataLoader(ShardDataset(data), batch_size=int(train.get("batch_size", 128)), shuffle=True))
-        seconds = time.time() - started
+    system, examples, seconds = _pretrain(split.train, tokenizer, config, train, seed, work)
     ks = (1, 5, 10, 20)
     system.eval()
 
@@ -197,3 +158,58 @@ def run_leave_one_out(
             popularity_ranks(split.train.column("object").to_pandas(), split.test.object, tokenizer), ks
         ),
     }
+
+
+def _fit_tokenizer(train_events: pa.Table, max_len: int) -> EventTokenizer:
+    """A tokenizer fitted on every training event of every user (objects seen once count), without profiles."""
+    users = pc.unique(train_events.column("customer_id"))
+    after_all = pc.max(train_events.column("event_timestamp")).as_py() + pd.Timedelta(days=1)
+    snapshot = build_sequences(train_events, users, pa.array([after_all] * len(users), TIMESTAMP), max_len=10**6)
+    return EventTokenizer.fit(snapshot, pd.DataFrame(), ["-"], ["-"], max_len, min_count=1)  # no profiles
+
+
+def _pretrain(
+    train_events: pa.Table, tokenizer: EventTokenizer, config: LAMConfig, train: dict, seed: int, work: Path | None
+) -> tuple[NextActionSystem, int, float]:
+    """Fit the next-action system on the training events; returns it, its training examples and seconds."""
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
+    from lam_platform.campaigns.training_data import build_pretrain_set
+    from lam_platform.campaigns.training_shards import ShardDataset
+
+    pl.seed_everything(seed, verbose=False)
+    with tempfile.TemporaryDirectory(dir=work) as folder:
+        data = Path(folder) / "train"
+        examples = build_pretrain_set(
+            train_events,
+            tokenizer,
+            int(train.get("samples_per_customer", 8)),
+            config.recent_events,
+            seed,
+            data,
+            train.get("target_sampling", "random"),
+        )
+        system = NextActionSystem(config, learning_rate=float(train.get("learning_rate", 1e-3)))
+        trainer = _trainer(int(train.get("epochs", 10)))
+        started = time.time()
+        trainer.fit(system, DataLoader(ShardDataset(data), batch_size=int(train.get("batch_size", 128)), shuffle=True))
+        seconds = time.time() - started
+    return system, examples, seconds
+
+
+def _trainer(epochs: int) -> pl.Trainer:
+    # Lightning's bar (loss, ETA) for a person at a terminal; a line per epoch in a log.
+    bar = progress.interactive()
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bar,
+        enable_model_summary=False,
+        callbacks=[] if bar else [EpochLines()],
+        precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
+    )

@@ -1,8 +1,8 @@
 """Streaming: push new events into the platform as they happen.
 
 `push_events` appends events to the offline event table and to each customer's online sequence
-(keeping the latest N), under one lock shared by every process that pushes to the same store: a
-file lock next to a SQLite online store, a Redis lock for a Redis online store. Pushes are
+(keeping the latest N), under one lock shared by every process that pushes to the same store (the backend's
+`push_lock`: a file lock next to a SQLite online store, a Redis lock for a Redis one). Pushes are
 idempotent: an event id already in the customer's online sequence or in the offline table is
 skipped, so a retried push adds nothing.
 
@@ -15,11 +15,7 @@ Run: `lam push --workdir ./lam-demo --events new_events.parquet`
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,51 +29,9 @@ from lam_platform.data.ingest import validate_pushed, write_quarantine
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.data.suppression import ErasedCustomers, retention_cutoff
+from lam_platform.features.online_backends import online_store_for
 from lam_platform.features.sequences import attribute_list, list_columns
 from lam_platform.features.store import RepoSchema
-
-LOCK_NAME = "lam:push-lock"
-LOCK_TIMEOUT_S = 120
-
-
-@contextlib.contextmanager
-def push_lock(store) -> Iterator[None]:
-    """An exclusive lock over the store's sequences, held across processes (and hosts, for Redis)."""
-    config = store.config.online_store
-    if config.type == "sqlite":
-        db = Path(config.path)
-        db = db if db.is_absolute() else Path(store.config.repo_path) / db
-        with open(db.with_suffix(db.suffix + ".lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    elif config.type == "redis":
-        with redis_client(config.connection_string).lock(
-            f"{LOCK_NAME}:{store.config.project}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S
-        ):
-            yield
-    else:
-        raise NotImplementedError(
-            f"pushing events needs a lock for online store type {config.type!r}; supported: sqlite, redis"
-        )
-
-
-def redis_client(connection_string: str):
-    """A redis-py client from Feast's `host:port,db=0,password=...` connection string."""
-    import redis
-
-    address, *options = connection_string.split(",")
-    host, _, port = address.partition(":")
-    kwargs = dict(option.split("=", 1) for option in options if "=" in option)
-    return redis.Redis(
-        host=host,
-        port=int(port or 6379),
-        db=int(kwargs.get("db", 0)),
-        password=kwargs.get("password"),
-        ssl=kwargs.get("ssl", "false").lower() == "true",
-    )
 
 
 def sequence_length(workdir: Workdir) -> int:
@@ -133,12 +87,27 @@ def _push_events(
     table = pa.Table.from_pandas(valid[attributes.schema().names], schema=attributes.schema(), preserve_index=False)
     events = check_event_table(table, channels, schema.attributes)
     events = events.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
+    new, customers = _append(workdir, store, events, schema)
+    return {
+        "pushed": pushed,
+        "new": new.num_rows,
+        "already_present": events.num_rows - new.num_rows,
+        "quarantined": len(rejects),
+        "suppressed": suppressed,
+        "quarantine_file": quarantine,
+        "customers": customers,
+    }
+
+
+def _append(workdir: Workdir, store, events: pa.Table, schema: RepoSchema) -> tuple[pa.Table, int]:
+    """Under the store's push lock: append the events not yet offline, then merge them into the changed
+    customers' online sequences (the latest N). Returns the new events and the customers updated online."""
     max_len = sequence_length(workdir)
-    with push_lock(store):
+    with online_store_for(store).push_lock():
         new = _drop_known_offline(workdir, events)
         rows = []
         if new.num_rows:
-            write_events(new, workdir.events, append=True, channels=channels, attributes=schema.attributes)
+            write_events(new, workdir.events, append=True, channels=schema.channels, attributes=schema.attributes)
             customers = sorted(set(new.column("customer_id").to_pylist()))  # only these change
             current = _online_sequences(store, customers, schema)
             merged = (
@@ -148,15 +117,7 @@ def _push_events(
             rows = [row for row in merged if row is not None]
         if rows:
             store.write_to_online_store("customer_event_sequence", pd.DataFrame(rows))
-    return {
-        "pushed": pushed,
-        "new": new.num_rows,
-        "already_present": events.num_rows - new.num_rows,
-        "quarantined": len(rejects),
-        "suppressed": suppressed,
-        "quarantine_file": quarantine,
-        "customers": len(rows),
-    }
+    return new, len(rows)
 
 
 def _event_limits(workdir: Workdir) -> ChannelConfig | None:

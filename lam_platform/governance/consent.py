@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from lam_platform.core.atomic_files import governance_lock, replace_parquet
 from lam_platform.core.workdir import Workdir
-from lam_platform.features.online_store import delete_online
+from lam_platform.features.online_backends import online_store_for
 from lam_platform.governance.audit import append_entry
 
 
@@ -115,7 +115,7 @@ def _record(workdir: Workdir, store, customer_ids: list[str], granted: bool, as_
         replace_parquet(pa.Table.from_pandas(ledger, preserve_index=False), workdir.profiles)
         store.write_to_online_store("customer_profile", rows.drop(columns="origin", errors="ignore"))
         if not granted:  # published scores are answers too: none for this customer from now on
-            delete_online(store, known, views=("lam_scores",))
+            online_store_for(store).delete(known, views=("lam_scores",))
     return {
         "recorded": len(rows),
         "unknown": len(set(customer_ids)) - len(known),

@@ -39,7 +39,7 @@ from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.pseudonyms import check_pseudonyms
 from lam_platform.data.suppression import record_erased
-from lam_platform.features.online_store import delete_online, vacuum
+from lam_platform.features.online_backends import online_store_for
 from lam_platform.governance.audit import append_entry
 
 SKIPPED = ("artifacts", "ray_results", "erasure", "audit")  # no customer data, or the erasure's own records
@@ -132,42 +132,13 @@ def _journal_path(workdir: Workdir, request: str) -> Path:
 def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
     journal = json.loads(_journal_path(workdir, request).read_text())
     customers = journal["customer_ids"]
-    budget = _CrashBudget(crash_after_files)
-    with governance_lock(workdir.root):
-        remove_staging(workdir.root)
-        record_erased(workdir, customers)  # first: from now on no writer takes their rows in again
-        store = _store(workdir)
-        online = delete_online(store, customers) if store else 0
-        rows, deleted, unreadable = _scrub_files(workdir, customers, budget)
-        training = _delete_training_sets(workdir)
-        ray_runs = _delete_ray_runs(workdir)
-        if store:
-            online += delete_online(store, customers)
-            vacuum(store)
-    counts = {
-        "customers": len(customers),
-        "not_found": journal.get("not_found", 0),
-        "rows_removed": rows,
-        "online_rows_removed": online,
-        "files_deleted": deleted,
-        "training_sets_deleted": training,
-        "ray_runs_deleted": ray_runs,
-    }
+    counts, unreadable = _erase(workdir, customers, _CrashBudget(crash_after_files))
+    counts = {"customers": len(customers), "not_found": journal.get("not_found", 0), **counts}
     now = pd.Timestamp.now(tz="UTC").isoformat()
     if unreadable:  # everything else is done; the request stays open (with its pseudonyms) until these are
         journal.update(counts, unreadable_files=unreadable, attempted=now)
         replace_text(json.dumps(journal), _journal_path(workdir, request))
-        append_entry(
-            workdir.governance_log,
-            {
-                "time": now,
-                "action": "forget",
-                "request": request,
-                "customers": len(customers),
-                "status": "incomplete",
-                "unreadable_files": len(unreadable),
-            },
-        )
+        _log(workdir, now, request, len(customers), "incomplete", unreadable_files=len(unreadable))
         return {
             "request": request,
             "status": "incomplete",
@@ -177,18 +148,38 @@ def _run(workdir: Workdir, request: str, crash_after_files: int | None) -> dict:
         }
     summary = {"request": request, "requested": journal["requested"], "status": "complete", "completed": now, **counts}
     replace_text(json.dumps(summary), _journal_path(workdir, request))  # the pseudonyms leave the journal
-    append_entry(
-        workdir.governance_log,
-        {
-            "time": summary["completed"],
-            "action": "forget",
-            "request": request,
-            "customers": len(customers),
-            "status": "complete",
-            "rows_removed": sum(rows.values()),
-        },
-    )
+    _log(workdir, now, request, len(customers), "complete", rows_removed=sum(counts["rows_removed"].values()))
     return summary
+
+
+def _erase(workdir: Workdir, customers: list[str], budget: _CrashBudget) -> tuple[dict, list[str]]:
+    """Remove the customers from every store, under the exclusive governance lock; returns the counts and
+    the files that could not be read (and so still hold them)."""
+    with governance_lock(workdir.root):
+        remove_staging(workdir.root)
+        record_erased(workdir, customers)  # first: from now on no writer takes their rows in again
+        store = _store(workdir)
+        online = online_store_for(store).delete(customers) if store else 0
+        rows, deleted, unreadable = _scrub_files(workdir, customers, budget)
+        training = _delete_training_sets(workdir)
+        ray_runs = _delete_ray_runs(workdir)
+        if store:
+            backend = online_store_for(store)
+            online += backend.delete(customers)
+            backend.reclaim()
+    counts = {
+        "rows_removed": rows,
+        "online_rows_removed": online,
+        "files_deleted": deleted,
+        "training_sets_deleted": training,
+        "ray_runs_deleted": ray_runs,
+    }
+    return counts, unreadable
+
+
+def _log(workdir: Workdir, time: str, request: str, customers: int, status: str, **extra) -> None:
+    entry = {"time": time, "action": "forget", "request": request, "customers": customers, "status": status}
+    append_entry(workdir.governance_log, {**entry, **extra})
 
 
 class _CrashBudget:

@@ -34,7 +34,8 @@ from lam_platform.features.store import open_store, schema_fingerprint
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, next_version, split_state_dict, versions_with_head
 from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
-from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.ray_jobs.job_config import JobConfig
+from lam_platform.ray_jobs.training import fit_with_ray
 
 REQUIRED = {
     "customer_id": "string",
@@ -161,7 +162,9 @@ def _update_campaign_head(workdir: Workdir, rows: pd.DataFrame, job: JobConfig, 
     before = head_metrics(backbone, artifact.load_head("campaign_response"), arrays)
     data = workdir.training / f"update-{artifact.path.name}"
     write_training_shards(arrays, data)
-    stage = {**job.update, "trainable_blocks": 0}  # the backbone stays: only the head learns from a small batch
+    stage = job.update_stage.model_copy(
+        update={"trainable_blocks": 0}
+    )  # the backbone stays: only the head learns from a small batch
     fit = fit_with_ray(
         "campaign_response",
         data,

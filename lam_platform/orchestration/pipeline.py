@@ -129,7 +129,7 @@ def _materialize(
 
 def pretrain_step(workdir: Workdir, config: Path, as_of: pd.Timestamp | None = None) -> dict:
     from lam_platform.ray_jobs import pretrain
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     return pretrain.run(workdir, JobConfig.load(config), parse_as_of(as_of))
 
@@ -142,6 +142,6 @@ def finetune_step(
     target: str | None = None,
 ) -> dict:
     from lam_platform.ray_jobs import finetune
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
 
     return finetune.run(workdir, JobConfig.load(config), parse_as_of(as_of), artifact, target)

@@ -15,7 +15,7 @@ from lam_platform.core.workdir import Workdir
 from lam_platform.data.clock import as_of as parse_as_of
 from lam_platform.data.targets import CutoffGrid
 from lam_platform.evaluation.holdout import evaluate_holdout
-from lam_platform.ray_jobs.training import JobConfig
+from lam_platform.ray_jobs.job_config import JobConfig
 
 
 def main(argv: list[str] | None = None) -> None:

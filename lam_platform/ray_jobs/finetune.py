@@ -18,19 +18,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lam_platform.campaigns.training_data import build_finetune_set, build_target_set, training_events
+from lam_platform.campaigns.heads import TrainingSet, TrainingSetRequest, finetune_head
+from lam_platform.campaigns.training_data import training_events
 from lam_platform.core import progress
 from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.clock import as_of as parse_as_of
 from lam_platform.data.platform_config import PlatformConfig
-from lam_platform.data.source_tables import campaign_outcomes, read_campaign_log
-from lam_platform.data.targets import CutoffGrid
 from lam_platform.features.store import RepoSchema, open_store, schema_fingerprint
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version, next_version, split_state_dict
-from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.ray_jobs.job_config import JobConfig
+from lam_platform.ray_jobs.training import FitResult, fit_with_ray
 
 
 def run(
@@ -62,35 +62,39 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: P
     profiles = read_profiles(workdir.profiles)
     eligible = consenting_customers(profiles, platform.consent_mode)  # as of now: a withdrawal removes history too
     events = training_events(workdir, as_of, eligible)
-    if target is not None:
-        spec = platform.target(target)
-        data = workdir.training / f"target-{target}"
-        progress.stage(f"building the {target} training set")
-        counts = build_target_set(
-            store, events, eligible, as_of, spec, CutoffGrid.from_dict(job.target), artifact.tokenizer, data
-        )
-        kind, head, run_name = "target", target, f"target-{target}-{artifact.path.name}"
-    else:
-        if not workdir.campaign_log.exists():
-            raise FileNotFoundError(
-                f"no campaign log in {workdir.root}: declare `campaigns` in lam.yaml and run "
-                "`lam ingest`, or fine-tune a target head with --target NAME"
-            )
-        log = campaign_outcomes(read_campaign_log(workdir), platform.campaigns, events, as_of)
-        data = workdir.training / "finetune"
-        progress.stage("building the campaign training set (point in time)")
-        counts = build_finetune_set(store, events, log, artifact.tokenizer, data, eligible, platform.consent_mode)
-        kind, head, run_name = "campaign_response", "campaign_response", f"finetune-{artifact.path.name}"
+    head = finetune_head(target)
+    progress.stage(f"building the {target or 'campaign'} training set (point in time)")
+    request = TrainingSetRequest(
+        workdir,
+        platform,
+        store,
+        events,
+        eligible,
+        as_of,
+        artifact.tokenizer,
+        artifact.path.name,
+        job.cutoff_grid,
+        target,
+    )
+    built = head.build(request)
+    stage = job.finetune_stage
     fit = fit_with_ray(
-        kind,
-        data,
+        head.kind,
+        built.data,
         artifact.config,
-        job.finetune,
+        stage,
         job,
         workdir.ray_results,
-        run_name,
+        built.run_name,
         backbone_weights=artifact.path / "backbone.pt",
     )
+    return _save(workdir, artifact, head.kind, built, fit, as_of)
+
+
+def _save(
+    workdir: Workdir, artifact: ModelArtifact, kind: str, built: TrainingSet, fit: FitResult, as_of: pd.Timestamp
+) -> dict:
+    """Add the head to the artifact, or to a new version when its backbone was trained too."""
     parts = split_state_dict(fit.state_dict)
     original = torch.load(artifact.path / "backbone.pt", weights_only=True)
     if any(not torch.equal(original[k], parts["backbone"][k]) for k in original):
@@ -98,16 +102,22 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: P
         # (heads trained on the old backbone stay with it).
         artifact = artifact.derive(next_version(workdir.artifacts), parts["backbone"])
     artifact.add_head(
-        head,
+        built.head,
         parts[kind],
-        {**counts, "as_of": as_of.isoformat(), "metrics": fit.metrics, "compute": fit.compute, "history": fit.history},
+        {
+            **built.counts,
+            "as_of": as_of.isoformat(),
+            "metrics": fit.metrics,
+            "compute": fit.compute,
+            "history": fit.history,
+        },
         kind=kind,
     )
     return {
         "artifact": str(artifact.path),
-        "head": head,
+        "head": built.head,
         "as_of": as_of.isoformat(),
-        **counts,
+        **built.counts,
         "metrics": fit.metrics,
         "compute": fit.compute,
     }

@@ -24,7 +24,8 @@ from lam_platform.features.store import MODEL_VIEWS, open_store, schema_fingerpr
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, next_version, split_state_dict
 from lam_platform.lightning_modules.config import LAMConfig
-from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.ray_jobs.job_config import JobConfig
+from lam_platform.ray_jobs.training import fit_with_ray
 
 
 def run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
@@ -52,11 +53,11 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     examples = build_pretrain_set(
         events,
         tokenizer,
-        job.pretrain["samples_per_customer"],
+        job.pretrain.samples_per_customer,
         config.recent_events,
         job.seed,
         data,
-        job.pretrain.get("target_sampling", "random"),
+        job.pretrain.target_sampling,
     )
     version = next_version(workdir.artifacts)
     fit = fit_with_ray("next_action", data, config, job.pretrain, job, workdir.ray_results, f"pretrain-{version.name}")

@@ -1,8 +1,6 @@
-"""The training function every Ray worker runs, and the driver call that launches it.
+"""The driver side of training: start or join Ray, split off validation, run a TorchTrainer, read its result.
 
-Ray touches the Lightning loop in exactly four places, as in Ray Train's Lightning guide:
-RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback and prepare_trainer. Everything
-else is a plain Lightning Trainer around a LightningModule that also runs without Ray.
+The function each worker runs is `lam_platform.ray_jobs.worker.train_func`.
 
 Every training set carries `example_time_us` (when each example's input ends); the newest
 `validation_fraction` of examples (default 0.1, by time) validate each epoch. Training stops early after
@@ -17,136 +15,20 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from lam_platform.campaigns.training_shards import EXAMPLE_TIME, batches_of, read_training_shards
+from lam_platform.campaigns.training_shards import EXAMPLE_TIME
 from lam_platform.core import progress
-from lam_platform.core.packaged import job_config_path
 from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.ray_jobs.job_config import JobConfig, Scaling, TrainingStage
+from lam_platform.ray_jobs.worker import PROGRESS_FILE, train_func
 
-SECTIONS = ("model", "pretrain", "finetune", "update", "target", "scaling", "seed")
 STARTUP_CONCURRENCY = 8  # worker processes a local raylet starts at once (its default: the core count)
 DATA_CPUS = 1  # logical CPUs a local Ray keeps for Ray Data next to the training workers
-
-
-@dataclass
-class JobConfig:
-    """A job's YAML: model hyperparameters, per-stage settings and how to scale (see configs/demo.yaml)."""
-
-    model: dict
-    pretrain: dict
-    finetune: dict
-    scaling: dict = field(default_factory=lambda: {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1})
-    seed: int = 7
-    update: dict | None = None  # closed-loop head updates (`lam close-loop`); default: the finetune settings
-    target: dict | None = None  # cut-off grid of target heads (snapshots, every); see lam_platform.data.targets
-
-    def __post_init__(self) -> None:
-        if self.update is None:
-            self.update = dict(self.finetune)
-
-    @classmethod
-    def load(cls, name_or_path: str | Path) -> JobConfig:
-        """A job YAML by path, or by the name of a shipped config (demo, quality, tiny, gpu, ml1m)."""
-        path = job_config_path(name_or_path)
-        values = yaml.safe_load(path.read_text()) or {}
-        unknown = set(values) - set(SECTIONS)
-        if unknown:
-            raise ValueError(f"{path}: unknown sections {sorted(unknown)}; expected {list(SECTIONS)}")
-        return cls(**values)
-
-
-def train_func(config: dict) -> None:
-    """Runs on every Ray Train worker: build the system, stream its data shard, fit with Lightning, report."""
-    import lightning.pytorch as pl
-    import ray.train
-    from lightning.pytorch.callbacks import EarlyStopping
-    from lightning.pytorch.loggers import CSVLogger
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
-
-    from lam_platform.lightning_modules.heads import head_kind
-    from lam_platform.lightning_modules.systems import BackboneFinetuning
-    from lam_platform.ray_jobs.checkpoints import (
-        BestWeights,
-        KillWorkerOnce,
-        ProgressFile,
-        StepCheckpoint,
-        TrainingHistory,
-        record_resume,
-        resume_path,
-    )
-
-    torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
-    pl.seed_everything(config["seed"], workers=True, verbose=False)
-    kind = head_kind(config["head"])
-    system = kind.system(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
-    validating = config["validation_cut_us"] is not None
-    # Order matters: history and the best weights are updated before the epoch-end checkpoint is reported.
-    callbacks: list = [
-        TrainingHistory(),
-        BestWeights(),
-        RayTrainReportCallback(),
-        StepCheckpoint(config["checkpoint_every_n_steps"]),
-        ProgressFile(Path(config["run_folder"]) / PROGRESS_FILE),
-    ]
-    if validating and config["early_stopping_patience"]:
-        callbacks.append(
-            EarlyStopping(
-                monitor="val_loss",
-                mode="min",
-                patience=config["early_stopping_patience"],
-                check_on_train_epoch_end=False,
-            )
-        )
-    if config.get("kill_worker_at_step"):
-        callbacks.append(KillWorkerOnce(config["kill_worker_at_step"], Path(config["drill_marker"])))
-    if config.get("backbone_weights"):
-        system.backbone.load_state_dict(torch.load(config["backbone_weights"], weights_only=True))
-        callbacks.append(BackboneFinetuning(**config["backbone"]))
-    if config.get("head_weights"):  # continue from a trained head (closed-loop updates)
-        getattr(system, kind.attribute).load_state_dict(torch.load(config["head_weights"], weights_only=True))
-    trainer = pl.Trainer(
-        max_epochs=config["epochs"],
-        accelerator="gpu" if config["use_gpu"] else "cpu",
-        devices="auto",
-        precision="bf16-mixed" if config["use_gpu"] else "32-true",
-        strategy=RayDDPStrategy(),
-        plugins=[RayLightningEnvironment()],
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=False,  # workers' output does not reach a terminal; the driver draws the bar
-        enable_model_summary=False,
-        logger=CSVLogger(config["run_folder"], name="metrics"),
-        num_sanity_val_steps=0,
-    )
-    trainer = prepare_trainer(trainer)
-    # This worker's shard of the Parquet training set, streamed by Ray Data (never loaded whole).
-    shard = ray.train.get_dataset_shard("train")
-    batches = shard.iter_torch_batches(
-        batch_size=config["batch_size"],
-        local_shuffle_buffer_size=config["batch_size"] * 8,
-        local_shuffle_seed=config["seed"],
-    )
-    # The validation rows are few (the newest fraction): every worker reads them all and gets the same loss,
-    # which spares a second Ray Data pipeline per epoch.
-    validation = (
-        batches_of(
-            read_training_shards(Path(config["data"]), since_us=config["validation_cut_us"]), config["batch_size"]
-        )
-        if validating
-        else None
-    )
-    checkpoint = resume_path()
-    if checkpoint and ray.train.get_context().get_world_rank() == 0:
-        record_resume(checkpoint, Path(config["run_folder"]) / "resumes.log")
-    # Resuming loads the checkpoint with weights_only=True: allow the one class it holds besides tensors.
-    with torch.serialization.safe_globals([LAMConfig]):
-        trainer.fit(system, train_dataloaders=batches, val_dataloaders=validation, ckpt_path=checkpoint)
 
 
 @dataclass
@@ -190,9 +72,6 @@ def ensure_ray(num_cpus: int) -> bool:
             _system_config={"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY},
         )
         return True
-
-
-PROGRESS_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
@@ -250,7 +129,7 @@ def fit_with_ray(
     head: str,
     data: Path,
     model: LAMConfig,
-    stage: dict,
+    stage: TrainingStage,
     job: JobConfig,
     storage: Path,
     run_name: str,
@@ -261,7 +140,7 @@ def fit_with_ray(
 
     The run is named `run_name` plus a fingerprint of the training shards and the loop config under
     `storage`: the same training started again (after a crash) resumes from its latest checkpoint; a
-    worker that dies mid-run is replaced and resumes too (`max_failures` in the stage config, default 2).
+    worker that dies mid-run is replaced and resumes too (`max_failures` of the stage, default 2).
     Different data (new outcomes, an erasure, a consent change) or settings make a new run, never a resumed
     finished one whose weights would come back unchanged. A local Ray this call started is shut down after
     it: the next training starts its actors on a fresh node, whose raylet has not yet counted (and warned
@@ -269,81 +148,91 @@ def fit_with_ray(
     """
     import ray
 
-    started_ray = ensure_ray(job.scaling["num_workers"] * job.scaling.get("cpus_per_worker", 1))
+    started_ray = ensure_ray(job.scaling.num_workers * job.scaling.cpus_per_worker)
     try:
-        return _fit(head, data, model, stage, job, storage, run_name, backbone_weights, head_weights)
+        split = ValidationSplit.of(data, stage.validation_fraction, job.scaling.num_workers)
+        loop_config = _loop_config(head, model, stage, job, split, backbone_weights, head_weights)
+        run_name = f"{run_name}-{training_fingerprint(data, loop_config)}"
+        loop_config.update(
+            drill_marker=str(storage / run_name / "failure-drill.done"),
+            run_folder=str(storage / run_name),
+            data=str(Path(data).resolve()),
+        )
+        started = time.time()
+        steps = stage.epochs * -(-(split.train_rows // job.scaling.num_workers) // stage.batch_size)
+        with progress.follow_training(storage / run_name / PROGRESS_FILE, run_name, steps, stage.epochs):
+            result = _trainer(data, loop_config, stage, job.scaling, split, storage, run_name).fit()
+        return _fit_result(result, run_name, storage, split, job.scaling, time.time() - started)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _fit(
+def _loop_config(
     head: str,
-    data: Path,
     model: LAMConfig,
-    stage: dict,
+    stage: TrainingStage,
     job: JobConfig,
-    storage: Path,
-    run_name: str,
+    split: ValidationSplit,
     backbone_weights: Path | None,
     head_weights: Path | None,
-) -> FitResult:
+) -> dict:
+    """What every worker's `train_func` gets; all but the operational settings make the run's identity."""
+    return {
+        "head": head,
+        "model": model.to_dict(),
+        "seed": job.seed,
+        "epochs": stage.epochs,
+        "batch_size": stage.batch_size,
+        "learning_rate": stage.learning_rate,
+        "backbone": stage.backbone_settings(),
+        "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "head_weights": str(head_weights) if head_weights else None,
+        "use_gpu": job.scaling.use_gpu,
+        "threads_per_worker": job.scaling.cpus_per_worker,
+        "checkpoint_every_n_steps": stage.checkpoint_every_n_steps,
+        "kill_worker_at_step": stage.kill_worker_at_step,
+        "validation_cut_us": split.cut_us,
+        "early_stopping_patience": stage.early_stopping_patience,
+    }
+
+
+def _trainer(
+    data: Path,
+    loop_config: dict,
+    stage: TrainingStage,
+    scaling: Scaling,
+    split: ValidationSplit,
+    storage: Path,
+    run_name: str,
+):
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    scaling = job.scaling
-    workers = scaling["num_workers"]
-    split = ValidationSplit.of(data, float(stage.get("validation_fraction", 0.1)), workers)
-    loop_config = {
-        "head": head,
-        "model": model.to_dict(),
-        "seed": job.seed,
-        "epochs": stage["epochs"],
-        "batch_size": stage["batch_size"],
-        "learning_rate": stage["learning_rate"],
-        "backbone": {
-            k: stage[k] for k in ("trainable_blocks", "unfreeze_at_epoch", "backbone_lr_factor") if k in stage
-        },
-        "backbone_weights": str(backbone_weights) if backbone_weights else None,
-        "head_weights": str(head_weights) if head_weights else None,
-        "use_gpu": bool(scaling.get("use_gpu")),
-        "threads_per_worker": int(scaling.get("cpus_per_worker", 1)),
-        "checkpoint_every_n_steps": int(stage.get("checkpoint_every_n_steps", 50)),
-        "kill_worker_at_step": stage.get("kill_worker_at_step"),
-        "validation_cut_us": split.cut_us,
-        "early_stopping_patience": int(stage.get("early_stopping_patience", 2)),
-    }
-    run_name = f"{run_name}-{training_fingerprint(data, loop_config)}"
-    loop_config.update(
-        drill_marker=str(storage / run_name / "failure-drill.done"),
-        run_folder=str(storage / run_name),
-        data=str(Path(data).resolve()),
-    )
     # Reads are I/O: they take no CPU slot, so 2 training workers on 2 CPUs leave none idle and none short.
     # One read at a time: reads without a CPU slot could otherwise each start a worker process at once.
     dataset = ray.data.read_parquet(str(data), num_cpus=0, concurrency=1)
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_func,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(
-            num_workers=scaling["num_workers"],
-            use_gpu=bool(scaling.get("use_gpu")),
-            resources_per_worker={"CPU": scaling.get("cpus_per_worker", 1)},
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker={"CPU": scaling.cpus_per_worker},
         ),
         run_config=RunConfig(
             name=run_name,
             storage_path=str(storage),
-            failure_config=FailureConfig(max_failures=int(stage.get("max_failures", 2))),
+            failure_config=FailureConfig(max_failures=stage.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
         datasets={"train": split.training_rows(dataset)},
     )
-    started = time.time()
-    steps = stage["epochs"] * -(-(split.train_rows // workers) // stage["batch_size"])
-    with progress.follow_training(storage / run_name / PROGRESS_FILE, run_name, steps, stage["epochs"]):
-        result = trainer.fit()
-    hours = (time.time() - started) / 3600
+
+
+def _fit_result(result, run_name: str, storage: Path, split: ValidationSplit, scaling: Scaling, seconds: float):
+    """The best epoch's weights (the last epoch's without validation), metrics and compute of a finished run."""
     if result.checkpoint is None:
         raise RuntimeError(f"Ray run {run_name} finished without a checkpoint; see {storage / run_name}")
     with result.checkpoint.as_directory() as folder:
@@ -355,15 +244,16 @@ def _fit(
     metrics.update(train_rows=split.train_rows, validation_rows=split.validation_rows)
     if best.get("weights") is not None:
         metrics.update(best_epoch=best["epoch"], best_val_loss=best["best"])
-    progress.say(_summary(run_name, metrics, time.time() - started))
+    progress.say(_summary(run_name, metrics, seconds))
+    hours = seconds / 3600
     return FitResult(
         state_dict=best["weights"] if best.get("weights") is not None else checkpoint["state_dict"],
         metrics=metrics,
         compute={
             "wall_hours": hours,
-            "worker_hours": hours * workers,
-            "gpu_hours": hours * workers if scaling.get("use_gpu") else 0.0,
-            "workers": workers,
+            "worker_hours": hours * scaling.num_workers,
+            "gpu_hours": hours * scaling.num_workers if scaling.use_gpu else 0.0,
+            "workers": scaling.num_workers,
         },
         history=checkpoint.get("callbacks", {}).get("TrainingHistory", {}).get("epochs", []),
     )

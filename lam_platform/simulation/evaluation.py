@@ -19,7 +19,7 @@ from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.evaluation import metrics
-from lam_platform.evaluation.holdout import next_item_evaluation
+from lam_platform.evaluation.next_item import next_item_evaluation
 from lam_platform.features.store import RepoSchema, online_features, open_store
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact

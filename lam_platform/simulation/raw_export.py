@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lam_platform.simulation.world import EVENT_ATTRIBUTES
+from lam_platform.simulation.touchpoints import EVENT_ATTRIBUTES
 
 # channel -> (format, {raw column: event column}, timestamp rendering)
 RAW_LAYOUT = {

@@ -23,7 +23,8 @@ from lam_platform.data.events import read_events
 from lam_platform.data.pseudonyms import Pseudonymizer, bind_key
 from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.simulation.raw_export import CRM_FILE, channel_section, export_raw_channels
-from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
+from lam_platform.simulation.world import WorldConfig, raw_customer_ids
+from lam_platform.simulation.world_writer import simulate
 
 PROFILE_FIELDS = {
     "age_band": "categorical",

@@ -43,7 +43,8 @@ def test_logged_propensities_are_calibrated_horvitz_thompson(tmp_path):
     import numpy as np
 
     from lam_platform.core.workdir import Workdir
-    from lam_platform.simulation.world import WorldConfig, simulate
+    from lam_platform.simulation.world import WorldConfig
+    from lam_platform.simulation.world_writer import simulate
 
     workdir = Workdir.at(tmp_path / "w").make()
     config = WorldConfig(n_customers=4000, seed=3, train_days=70, holdout_days=5)

@@ -2,7 +2,7 @@ import pytest
 from click.testing import CliRunner
 
 from lam_platform.cli.main import main
-from lam_platform.ray_jobs.training import JobConfig
+from lam_platform.ray_jobs.job_config import JobConfig
 
 COMMANDS = ["simulate", "ingest", "materialize", "pretrain", "finetune", "score", "evaluate", "summary", "demo"]
 

@@ -14,7 +14,8 @@ from lam_platform.data.channels import ChannelConfig, ChannelConfigError
 from lam_platform.data.events import read_events
 from lam_platform.data.ingest import ingest
 from lam_platform.simulation.raw_export import export_raw_channels
-from lam_platform.simulation.world import WorldConfig, raw_customer_ids, simulate
+from lam_platform.simulation.world import WorldConfig, raw_customer_ids
+from lam_platform.simulation.world_writer import simulate
 from tests.conftest import PROJECT_ROOT, PSEUDONYMIZER
 
 NOW = pd.Timestamp("2026-11-21", tz="UTC")

@@ -69,15 +69,16 @@ def test_materialize_and_pushes_keep_redis_equal_to_offline(production_world):
 
 
 def test_erasure_deletes_customers_from_redis_and_leaves_the_others(production_world):
-    from lam_platform.features.online_store import delete_online, online_has_customer
+    from lam_platform.features.online_backends import online_store_for
 
     workdir, future = production_world
     store = open_store(workdir)
+    backend = online_store_for(store)
     customers = sorted(set(future.column("customer_id").to_pylist()))
     victims, others = customers[-2:], customers[-5:-2]  # not among the customers the parity test reads
-    assert all(online_has_customer(store, c) for c in victims + others)
-    assert delete_online(store, victims) > 0
-    assert not any(online_has_customer(store, c) for c in victims)
+    assert all(backend.holds(c) for c in victims + others)
+    assert backend.delete(victims) > 0
+    assert not any(backend.holds(c) for c in victims)
     assert online_features(store, victims).found.sum() == 0
     assert online_features(store, others).found.all()
-    assert delete_online(store, victims) == 0  # idempotent
+    assert backend.delete(victims) == 0  # idempotent

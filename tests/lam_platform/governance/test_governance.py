@@ -23,7 +23,7 @@ from lam_platform.campaigns.training_data import finetune_frame, training_events
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import read_events
 from lam_platform.data.ingest import ingest
-from lam_platform.features.online_store import online_has_customer
+from lam_platform.features.online_backends import online_store_for
 from lam_platform.features.store import historical_profiles, online_features, open_store
 from lam_platform.governance.consent import consenting_customers
 from lam_platform.governance.reidentify import export_call_list
@@ -196,7 +196,7 @@ def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(t
     who = next(c for c in call_list.customer_id if c in set(log.customer_id))
     other = next(c for c in call_list.customer_id if c != who)
     store = open_store(world)
-    assert online_has_customer(store, who, ("lam_scores",))
+    assert online_store_for(store).holds(who, ("lam_scores",))
     t = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(minutes=1)
 
     future = _lam("consent", "--workdir", str(world.root), "--withdraw", RAW_OF[who], "--as-of", "2099-01-01T00:00Z")
@@ -216,8 +216,8 @@ def test_a_withdrawal_at_t_reaches_training_sets_scores_call_lists_and_the_api(t
     assert scored[0]["status"] == "excluded" and scored[0]["excluded_reason"] == "no_consent"
     assert scored[1]["status"] != "excluded"
     assert who not in [e["customer_id"] for e in listed["call_list"]] and listed["excluded"]["no_consent"] == 1
-    assert not online_has_customer(store, who, ("lam_scores",))  # its published score is gone
-    assert online_has_customer(store, other, ("lam_scores",))
+    assert not online_store_for(store).holds(who, ("lam_scores",))  # its published score is gone
+    assert online_store_for(store).holds(other, ("lam_scores",))
 
     # The stored list was scored before t: the export for the callers leaves the customer out now.
     master = tmp_path_factory.mktemp("crm") / "crm.csv"
@@ -256,7 +256,7 @@ def test_forget_removes_customers_everywhere_and_a_crash_midway_resumes(trained_
     assert len(victims) == 2 and set(victims) <= set(events_before.customer_id)
     assert set(victims) <= set(pd.read_parquet(world.profiles).customer_id)
     assert all(
-        online_has_customer(open_store(world), v, (view,))
+        online_store_for(open_store(world)).holds(v, (view,))
         for v in victims
         for view in ("customer_event_sequence", "customer_profile", "lam_scores")
     )
@@ -289,7 +289,7 @@ def test_forget_removes_customers_everywhere_and_a_crash_midway_resumes(trained_
     assert json.loads(resumed.stdout.splitlines()[-1])["status"] == "complete"
     # Nothing anywhere holds them: stores, outputs, the SQLite online store's pages, the journal, the logs.
     assert _files_holding(world.root, victims) == {}
-    assert not any(online_has_customer(open_store(world), v) for v in victims)
+    assert not any(online_store_for(open_store(world)).holds(v) for v in victims)
     events_after = read_events(world.events).to_pandas()
     assert len(events_after) == (~events_before.customer_id.isin(victims)).sum()
     until = load_world_config(world).scoring_time
@@ -357,7 +357,7 @@ def test_a_forgotten_customer_stays_gone_through_reingest_push_close_loop_materi
     from lam_platform.governance.erasure import forget
     from lam_platform.orchestration.closed_loop import close_loop
     from lam_platform.orchestration.pipeline import finetune_step
-    from lam_platform.ray_jobs.training import JobConfig
+    from lam_platform.ray_jobs.job_config import JobConfig
     from tests.conftest import TINY_JOB
 
     world = _copy(trained_world, tmp_path_factory, "stays-gone")
@@ -395,5 +395,5 @@ def test_a_forgotten_customer_stays_gone_through_reingest_push_close_loop_materi
     finetune_step(world, TINY_JOB, as_of=world_clock(world))
 
     assert _files_holding(world.root, [victim, raw_id]) == {}
-    assert not online_has_customer(open_store(world), victim)
+    assert not online_store_for(open_store(world)).holds(victim)
     assert victim not in set(pd.read_parquet(world.campaign_log).customer_id)

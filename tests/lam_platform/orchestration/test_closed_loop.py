@@ -13,7 +13,7 @@ from lam_platform.evaluation.report import _loop_section
 from lam_platform.lightning_modules.artifact import ModelArtifact
 from lam_platform.orchestration.closed_loop import close_loop, read_outcomes
 from lam_platform.orchestration.simulated_loop import simulate_rounds
-from lam_platform.ray_jobs.training import JobConfig
+from lam_platform.ray_jobs.job_config import JobConfig
 from lam_platform.service.model import servable_versions
 from tests.conftest import TINY_JOB
 

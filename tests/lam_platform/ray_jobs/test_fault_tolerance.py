@@ -15,7 +15,8 @@ from lam_platform.core.packaged import job_config_path
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.governance.consent import consenting_customers
 from lam_platform.lightning_modules.config import LAMConfig
-from lam_platform.ray_jobs.training import JobConfig, fit_with_ray
+from lam_platform.ray_jobs.job_config import JobConfig
+from lam_platform.ray_jobs.training import fit_with_ray
 from lam_platform.simulation.world import load_world_config
 
 TINY = job_config_path("tiny")
@@ -53,7 +54,7 @@ def _resumed_steps(run: Path) -> list[int]:
 
 def _fit(shards, storage: Path, name: str, **stage_overrides):
     data, config, job = shards
-    stage = {**job.pretrain, "epochs": 3, "checkpoint_every_n_steps": 2, **stage_overrides}
+    stage = job.pretrain.model_copy(update={"epochs": 3, "checkpoint_every_n_steps": 2, **stage_overrides})
     return fit_with_ray("next_action", data, config, stage, job, storage, name)
 
 

@@ -7,7 +7,8 @@ from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import read_events
 from lam_platform.simulation.ground_truth import OFFERS
 from lam_platform.simulation.policies import legacy_segment_policy
-from lam_platform.simulation.world import WorldConfig, load_ground_truth, load_world_config, simulate
+from lam_platform.simulation.world import WorldConfig, load_ground_truth, load_world_config
+from lam_platform.simulation.world_writer import simulate
 from tests.conftest import PSEUDONYMIZER
 
 
