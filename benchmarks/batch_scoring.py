@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lam_platform.campaigns.scoring import CampaignScorer, call_exclusions, next_contact_time
+from lam_platform.campaigns.call_list import call_exclusions, next_contact_time
+from lam_platform.campaigns.scorer import CampaignScorer
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.features.store import snapshot_path

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.campaigns.scoring import CampaignScorer, TargetScorer
+from lam_platform.campaigns.scorer import CampaignScorer, TargetScorer
 from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP, read_events

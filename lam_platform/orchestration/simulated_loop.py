@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lam_platform.campaigns.scoring import CampaignScorer, call_exclusions, next_contact_time, rank_call_list
+from lam_platform.campaigns.call_list import call_exclusions, next_contact_time, rank_call_list
+from lam_platform.campaigns.scorer import CampaignScorer
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.features.store import online_features, open_store

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lam_platform.campaigns.scoring import CampaignScorer, call_exclusions, next_contact_time, publish_scores
+from lam_platform.campaigns.call_list import call_exclusions, next_contact_time
+from lam_platform.campaigns.scorer import CampaignScorer
+from lam_platform.campaigns.scoring import publish_scores
 from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.clock import as_of as parse_as_of

@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from lam_platform.campaigns.scoring import call_exclusions, next_contact_time, rank_call_list
+from lam_platform.campaigns.call_list import call_exclusions, next_contact_time, rank_call_list
 from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.clock import as_of as parse_as_of

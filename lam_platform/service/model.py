@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from lam_platform.campaigns.explanations import DrivingEvent
-from lam_platform.campaigns.scoring import CampaignScorer, TargetScorer, online_event_batch
+from lam_platform.campaigns.scorer import CampaignScorer, TargetScorer, online_event_batch
 from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
 
 log = logging.getLogger(__name__)

@@ -57,7 +57,7 @@ def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
 def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
     """Customers the call-list rules of lam.yaml allow at `as_of` (the pool every policy draws from, as the
     LAM's list does), read from the online store like `lam score`."""
-    from lam_platform.campaigns.scoring import call_exclusions
+    from lam_platform.campaigns.call_list import call_exclusions
 
     ids = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
     rows = online_features(open_store(workdir), ids)
@@ -72,7 +72,7 @@ def compare_policies(
 
     `gbt`: the baseline's scores if already computed (else they are fitted here).
     """
-    from lam_platform.campaigns.scoring import rank_call_list
+    from lam_platform.campaigns.call_list import rank_call_list
 
     world = load_world_config(workdir)
     truth = load_ground_truth(workdir)

@@ -37,7 +37,7 @@ def evaluate(
     scores_path = workdir.outputs / "scores.parquet"
     if not scores_path.exists():
         raise FileNotFoundError(f"no scores at {scores_path}: run `lam score --workdir {workdir.root}` first")
-    from lam_platform.campaigns.scoring import rank_call_list
+    from lam_platform.campaigns.call_list import rank_call_list
 
     artifact = ModelArtifact(artifact_path or latest_version(workdir.artifacts, "campaign_response"))
     lam = pd.read_parquet(scores_path)

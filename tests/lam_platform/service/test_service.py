@@ -13,7 +13,8 @@ import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from lam_platform.campaigns.scoring import CampaignScorer, next_contact_time
+from lam_platform.campaigns.call_list import next_contact_time
+from lam_platform.campaigns.scorer import CampaignScorer
 from lam_platform.cli.main import main as cli_main
 from lam_platform.data.clock import ClockError
 from lam_platform.features.store import online_features, open_store

@@ -1,0 +1,242 @@
+"""The scorers: a model version's heads applied to customers' sequences read from the online store.
+
+`CampaignScorer` gives P(order | called) and P(order | not called) per campaign of the catalogue and their
+difference (uplift), with the events that drove it; `TargetScorer` the probability of an event-derived
+target. The batch list (`lam_platform/campaigns/scoring.py`), the API (`lam_platform/service/`) and the
+Ray Data scorer (`lam_platform/ray_jobs/score.py`) all score through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from lam_platform.campaigns.explanations import DrivingEvent, driving_events, reason
+from lam_platform.lightning_modules.artifact import ModelArtifact
+from lam_platform.lightning_modules.attribution import integrated_gradients
+from lam_platform.lightning_modules.batches import CampaignContext, CustomerContext, EventBatch, dataclass_from_arrays
+
+
+def online_rows_to_sequences(rows: pd.DataFrame, list_types: dict[str, pa.DataType]) -> pa.Table:
+    """Online-store rows (lists, or None for unknown customers) as a table of the list columns a
+    tokenizer reads (`EventTokenizer.list_types`)."""
+    return pa.table(
+        {
+            name: pa.array([v if isinstance(v, (list, np.ndarray)) else [] for v in rows[name]], kind)
+            for name, kind in list_types.items()
+        }
+    )
+
+
+def online_event_batch(tokenizer, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
+    """Online rows as an EventBatch, and each row's last event time (us since the epoch)."""
+    arrays = tokenizer.encode_events(online_rows_to_sequences(rows, tokenizer.list_types()))
+    last_event_us = arrays.pop("last_event_us")
+    return dataclass_from_arrays(EventBatch, arrays), last_event_us
+
+
+@dataclass
+class CampaignScorer:
+    """A loaded model (backbone + campaign-response head + tokenizer) that scores candidate campaigns."""
+
+    artifact: ModelArtifact
+    backbone: torch.nn.Module | None = None  # share one loaded backbone between scorers of a version
+
+    def __post_init__(self) -> None:
+        self.tokenizer = self.artifact.tokenizer
+        self.backbone = self.backbone or self.artifact.load_backbone()
+        self.head = self.artifact.load_head("campaign_response")
+
+    @torch.no_grad()
+    def score(
+        self,
+        rows: pd.DataFrame,
+        contact_time: pd.Timestamp | list[pd.Timestamp],
+        campaigns: list[tuple[str, str]],
+        batch_size: int = 1024,
+    ) -> pd.DataFrame:
+        """P(order | called), P(order | not called) and uplift for every (customer row, campaign, contact time).
+
+        contact_time: when the calls would be placed (one time, or candidate time slots); its hour, weekday
+        and gap since each customer's last event are campaign features, so it should look like the contact
+        times the head was trained on.
+        """
+        times = contact_time if isinstance(contact_time, list) else [contact_time]
+        frames = []
+        for chunk in _chunks(rows, batch_size):
+            state, last_event_us = self.encode(chunk)
+            frames.append(self.score_state(chunk, state, last_event_us, campaigns, times))
+        return pd.concat(frames, ignore_index=True)
+
+    @torch.no_grad()
+    def score_contacts(
+        self, rows: pd.DataFrame, offers, methods, contact_times, batch_size: int = 1024
+    ) -> pd.DataFrame:
+        """P(order | called), P(order | not called) and uplift of each row's own (offer, method, contact time):
+        a logged contact scored as it happened (rows: its sequence and profile before the contact)."""
+        offers, methods = np.asarray(offers, dtype=object), np.asarray(methods, dtype=object)
+        times = pd.Series(pd.to_datetime(np.asarray(contact_times), utc=True))
+        frames = []
+        for lo in range(0, len(rows), batch_size):
+            chunk = rows.iloc[lo : lo + batch_size]
+            state, last_event_us = self.encode(chunk)
+            part = slice(lo, lo + len(chunk))
+            context = self.tokenizer.encode_campaigns(
+                chunk, offers[part], methods[part], times.iloc[part].reset_index(drop=True), last_event_us
+            )
+            out = self.head(state, dataclass_from_arrays(CampaignContext, context))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy(),
+                        "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy(),
+                        "uplift": out.uplift.numpy(),
+                    }
+                )
+            )
+        return (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=["p_order_if_called", "p_order_if_not_called", "uplift"])
+        )
+
+    def event_batch(self, rows: pd.DataFrame) -> tuple[EventBatch, np.ndarray]:
+        return online_event_batch(self.tokenizer, rows)
+
+    def encode(self, rows: pd.DataFrame, backbone: torch.nn.Module | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Customer states (B, d) after each row's latest event (this scorer's backbone unless given one)."""
+        events, last_event_us = self.event_batch(rows)
+        return (backbone or self.backbone)(events).state, last_event_us
+
+    def contexts(
+        self, rows: pd.DataFrame, last_event_us: np.ndarray, campaigns: list[tuple[str, str]], times: list[pd.Timestamp]
+    ) -> CampaignContext:
+        """The CampaignContext of every (campaign, time, row) triple, in that nesting order (C * T * B rows).
+
+        Profiles are encoded once per row and the contact features in numpy: the same tokenizer code as
+        training (`encode_profiles`, `encode_contacts`), without per-pair pandas work.
+        """
+        n, c, t = len(rows), len(campaigns), len(times)
+        row = np.tile(np.arange(n), c * t)
+        offers = np.repeat(np.array([o for o, _ in campaigns], dtype=object), t * n)
+        methods = np.repeat(np.array([m for _, m in campaigns], dtype=object), t * n)
+        contact_us = np.tile(np.repeat(_micros(times), n), c)
+        profile = {k: v[row] for k, v in self.tokenizer.encode_profiles(rows).items()}
+        return dataclass_from_arrays(
+            CampaignContext,
+            {**profile, **self.tokenizer.encode_contacts(offers, methods, contact_us, last_event_us[row])},
+        )
+
+    @torch.no_grad()
+    def score_grid(
+        self,
+        rows: pd.DataFrame,
+        state: torch.Tensor,
+        last_event_us: np.ndarray,
+        campaigns: list[tuple[str, str]],
+        times: list[pd.Timestamp],
+    ) -> dict[str, np.ndarray]:
+        """P(order | called), P(order | not called) and uplift as (campaigns, times, rows) arrays, one head call."""
+        context = self.contexts(rows, last_event_us, campaigns, times)
+        out = self.head(state.repeat(len(campaigns) * len(times), 1), context)
+        shape = (len(campaigns), len(times), len(rows))
+        return {
+            "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy().reshape(shape),
+            "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy().reshape(shape),
+            "uplift": out.uplift.numpy().reshape(shape),
+        }
+
+    def explain(
+        self, rows: pd.DataFrame, best: pd.DataFrame, as_of: pd.Timestamp, steps: int = 32, top: int = 3
+    ) -> list[tuple[list[DrivingEvent], str]]:
+        """Driving events and a reason per row for the uplift of that row's campaign in `best` (aligned rows:
+        offer, method, contact_time), by integrated gradients over the event embeddings."""
+        if not len(rows):
+            return []
+        events, last_event_us = self.event_batch(rows)
+        context = self.tokenizer.encode_campaigns(
+            rows,
+            best.offer.to_numpy(),
+            best.method.to_numpy(),
+            pd.Series(pd.to_datetime(best.contact_time.to_numpy(), utc=True)),
+            last_event_us,
+        )
+        attributions, _ = integrated_gradients(
+            self.backbone, self.head, events, dataclass_from_arrays(CampaignContext, context), steps
+        )
+        explained = []
+        for i in range(len(rows)):
+            row = rows.iloc[i]
+            driving = driving_events(row, attributions[i].numpy(), top)
+            explained.append((driving, reason(row, driving, as_of)))
+        return explained
+
+    def score_state(
+        self,
+        rows: pd.DataFrame,
+        state: torch.Tensor,
+        last_event_us: np.ndarray,
+        campaigns: list[tuple[str, str]],
+        times: list[pd.Timestamp],
+    ) -> pd.DataFrame:
+        """Scores of every (row, campaign, time) as a long table (campaign-major), from precomputed states."""
+        grid = self.score_grid(rows, state, last_event_us, campaigns, times)
+        n, c, t = len(rows), len(campaigns), len(times)
+        return pd.DataFrame(
+            {
+                "customer_id": np.tile(rows.customer_id.to_numpy(), c * t),
+                "offer": np.repeat([o for o, _ in campaigns], t * n),
+                "method": np.repeat([m for _, m in campaigns], t * n),
+                "contact_time": pd.DatetimeIndex(
+                    np.tile(np.repeat(_micros(times), n), c).astype("datetime64[us]"), tz="UTC"
+                ),
+                **{k: v.reshape(-1) for k, v in grid.items()},
+            }
+        )
+
+
+def _chunks(rows: pd.DataFrame, size: int):
+    """Consecutive row chunks of at most `size`, each indexed from 0: one model call per chunk bounds memory."""
+    for lo in range(0, len(rows), size):
+        yield rows.iloc[lo : lo + size].reset_index(drop=True)
+
+
+def _micros(times: list[pd.Timestamp]) -> np.ndarray:
+    """Times (with zone) as microseconds since the epoch, UTC."""
+    return np.array([pd.Timestamp(t).tz_convert("UTC").value // 1000 for t in times], dtype=np.int64)
+
+
+@dataclass
+class TargetScorer:
+    """A loaded model's target heads (lam.yaml `targets`): P(target within its horizon | customer at t)."""
+
+    artifact: ModelArtifact
+    names: list[str]
+    backbone: torch.nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        self.tokenizer = self.artifact.tokenizer
+        self.backbone = self.backbone or self.artifact.load_backbone()
+        self.heads = {name: self.artifact.load_head(name) for name in self.names}
+
+    @torch.no_grad()
+    def score_state(
+        self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray, as_of: pd.Timestamp
+    ) -> dict[str, np.ndarray]:
+        """Each target's probability per row at `as_of`, from precomputed customer states."""
+        at_us = np.full(len(rows), _micros([as_of])[0], dtype=np.int64)
+        context = dataclass_from_arrays(CustomerContext, self.tokenizer.encode_customers(rows, at_us, last_event_us))
+        return {name: torch.sigmoid(head(state, context)).numpy() for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def score(self, rows: pd.DataFrame, as_of: pd.Timestamp, batch_size: int = 1024) -> pd.DataFrame:
+        frames = []
+        for chunk in _chunks(rows, batch_size):
+            events, last_event_us = online_event_batch(self.tokenizer, chunk)
+            scores = self.score_state(chunk, self.backbone(events).state, last_event_us, as_of)
+            frames.append(pd.DataFrame({"customer_id": chunk.customer_id.to_numpy(), **scores}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["customer_id", *self.names])
