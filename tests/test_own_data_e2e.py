@@ -34,8 +34,9 @@ import json, sys
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from lam_platform.cli.main import main
-from lam_platform.service.app import ServiceSettings, create_app
+from lam_platform.service.app import create_app
 from lam_platform.service.auth import parse_tokens
+from lam_platform.service.settings import ServiceSettings
 from lam_platform.core.workdir import Workdir
 
 workdir, as_of, job = sys.argv[1:4]

@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from lam_platform.campaigns.training_data import build_finetune_set, build_target_set
 from lam_platform.core.workdir import Workdir
+from lam_platform.data.campaign_log import campaign_outcomes, read_campaign_log
 from lam_platform.data.platform_config import PlatformConfig
-from lam_platform.data.source_tables import campaign_outcomes, read_campaign_log
 from lam_platform.data.targets import CutoffGrid
 
 

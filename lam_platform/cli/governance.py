@@ -1,4 +1,5 @@
-"""`lam consent`, `lam forget`, `lam purge`, `lam export-call-list`: the privacy commands of the CLI.
+"""`lam consent`, `lam forget`, `lam purge`, `lam export-call-list`, `lam audit`, `lam fairness`: the
+governance commands of the CLI (privacy, audit logs and the call list's fairness).
 
 Commands that take customers take the raw ids people and CRMs know (hashed here with the key from
 LAM_PSEUDONYM_KEY or LAM_PSEUDONYM_KEY_FILE), or pseudonyms with --pseudonymous.
@@ -6,17 +7,19 @@ LAM_PSEUDONYM_KEY or LAM_PSEUDONYM_KEY_FILE), or pseudonyms with --pseudonymous.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from lam_platform.cli.main import (
-    _aware_time,
-    _emit,
-    _pseudonymizer,
+from lam_platform.cli.group import main
+from lam_platform.cli.options import (
+    aware_time,
+    emit,
     explicit_workdir_option,
+    ground_truth_observer,
     json_option,
-    main,
+    platform_pseudonymizer,
     workdir_option,
 )
 from lam_platform.core.workdir import Workdir
@@ -48,13 +51,13 @@ def _pseudonyms(
             return check_pseudonyms(ids)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="CUSTOMER_IDS") from err
-    return _pseudonymizer(workdir).pseudonyms(ids)
+    return platform_pseudonymizer(workdir).pseudonyms(ids)
 
 
 def _time_or_now(text: str | None, option: str):
     import pandas as pd
 
-    value = _aware_time(text, option)
+    value = aware_time(text, option)
     return pd.Timestamp.now(tz="UTC") if value is None else value
 
 
@@ -90,7 +93,7 @@ def consent(
         result = record_consent(wd, open_store(wd), ids, granted=not withdraw, as_of=_time_or_now(as_of, "--as-of"))
     except ValueError as err:
         raise click.ClickException(str(err)) from err
-    _emit(result, as_json)
+    emit(result, as_json)
     if result["unknown"]:
         raise SystemExit(f"{result['unknown']} of the named customers have no profile; nothing recorded for them")
 
@@ -122,14 +125,14 @@ def forget(
 
     wd = Workdir.at(workdir)
     if resume_request == "list":
-        _emit({"pending": pending_requests(wd)}, as_json)
+        emit({"pending": pending_requests(wd)}, as_json)
         return
     result = (
         resume(wd, resume_request)
         if resume_request
         else run_forget(wd, _pseudonyms(wd, customer_ids, ids_file, pseudonymous))
     )
-    _emit(result, as_json)
+    emit(result, as_json)
     if result["status"] != "complete":
         raise SystemExit(f"erasure {result['request']} is incomplete: {result.get('next', '')}")
 
@@ -148,7 +151,7 @@ def purge(workdir: str, retention_days: float, as_of: str | None, as_json: bool)
     from lam_platform.governance.retention import purge_events
 
     try:
-        _emit(purge_events(Workdir.at(workdir), retention_days, _time_or_now(as_of, "--as-of")), as_json)
+        emit(purge_events(Workdir.at(workdir), retention_days, _time_or_now(as_of, "--as-of")), as_json)
     except ValueError as err:
         raise click.ClickException(str(err)) from err
 
@@ -187,6 +190,77 @@ def export_call_list_command(
 
     try:
         wd = Workdir.at(workdir)
-        _emit(export_call_list(wd, _pseudonymizer(wd), customer_master, out, call_list), as_json)
+        emit(export_call_list(wd, platform_pseudonymizer(wd), customer_master, out, call_list), as_json)
     except ValueError as err:
         raise click.ClickException(str(err)) from err
+
+
+@main.command()
+@workdir_option
+@click.option("--since", default=None, help="Only entries at or after this time, with zone.")
+@click.option(
+    "--log",
+    "which",
+    type=click.Choice(["api", "governance"]),
+    default="api",
+    show_default=True,
+    help="api: scoring requests; governance: consent changes, erasure requests and purges.",
+)
+@json_option
+def audit(workdir: str, since: str | None, which: str, as_json: bool) -> None:
+    """Print an audit log. api: time, token name, endpoint, customer count, status, outcome.
+    governance: time, action, request, customer count, status.
+
+    Both logs (WORKDIR/audit/*.jsonl) are append-only and hold no customer ids and no tokens.
+    """
+    from lam_platform.governance.audit import read_audit
+
+    start = aware_time(since, "--since")
+    wd = Workdir.at(workdir)
+    entries = list(read_audit(wd.audit_log if which == "api" else wd.governance_log, start))
+    if as_json:
+        click.echo(json.dumps({"entries": entries}))
+        return
+    if which == "governance":
+        for e in entries:
+            details = {k: v for k, v in e.items() if k not in ("time", "action", "status")}
+            click.echo(f"{e['time']}  {e['action']:<8} {e['status']:<12} {json.dumps(details, sort_keys=True)}")
+        return
+    for e in entries:
+        click.echo(
+            f"{e['time']}  {e['token']:<16} {e['endpoint']:<14} customers={e['customers']!s:<6} "
+            f"{e['status']} {e['outcome']}"
+        )
+
+
+@main.command()
+@workdir_option
+@click.option(
+    "--calibration-margin",
+    default=0.05,
+    show_default=True,
+    help="Flag a group whose calibration gap differs from the whole list's by more than this.",
+)
+@json_option
+def fairness(workdir: str, calibration_margin: float, as_json: bool) -> None:
+    """Selection and order rates of the latest call list by age band and gender, with four-fifths and
+    calibration flags (JSON with --json). Run after `lam score`."""
+    from lam_platform.governance.fairness import FairnessSettings, call_list_fairness
+
+    wd = Workdir.at(workdir)
+    report = call_list_fairness(
+        wd, FairnessSettings(calibration_margin=calibration_margin), observed=ground_truth_observer(wd)
+    )
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    for attribute, groups in report["attributes"].items():
+        click.echo(f"{attribute}:")
+        for g in groups:
+            flags = [k for k in ("four_fifths", "calibration") if g[f"{k}_flag"]]
+            click.echo(
+                f"  {g['group']:<8} eligible {g['eligible']:>5}  selected {g['selected']:>4}  "
+                f"rate {g['selection_rate']:.3f}  vs best {g['ratio_to_best'] or 0:.2f}  "
+                f"{'FLAG ' + ','.join(flags) if flags else ''}"
+            )
+    click.echo(f"flags: {len(report['flags'])}")

@@ -1,9 +1,9 @@
 """`lam ingest`: every source lam.yaml declares, through one door (events, customers, campaign log).
 
-Events go through `lam_platform.data.ingest` (the channel mapping), customers and contacts through
-`lam_platform.data.source_tables`. An event log without a customer table (`consent: analysis_only`)
-registers each customer seen in events with consent unknown, so the profile view and every step
-after it work, and no contact list ever includes them.
+Events go through `lam_platform.data.ingest` (the channel mapping), customers through
+`lam_platform.data.profile_ledger` and contacts through `lam_platform.data.campaign_log`. An event log
+without a customer table (`consent: analysis_only`) registers each customer seen in events with consent
+unknown, so the profile view and every step after it work, and no contact list ever includes them.
 
 Run: `LAM_PSEUDONYM_KEY=... lam ingest --workdir W`
 """
@@ -14,11 +14,12 @@ from pathlib import Path
 
 from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.workdir import Workdir
+from lam_platform.data.campaign_log import ingest_campaigns
 from lam_platform.data.channels import ChannelConfig
 from lam_platform.data.ingest import ingest, report_dict
 from lam_platform.data.platform_config import PlatformConfig
+from lam_platform.data.profile_ledger import ingest_customers, register_event_customers
 from lam_platform.data.pseudonyms import Pseudonymizer
-from lam_platform.data.source_tables import ingest_campaigns, ingest_customers, register_event_customers
 
 
 def ingest_sources(workdir: Workdir, pseudonymizer: Pseudonymizer, channel_path: Path | None = None) -> dict:

@@ -204,7 +204,7 @@ def _held_out_contacts(
     workdir: Workdir, platform: PlatformConfig, as_of: pd.Timestamp, events: pa.Table, customers: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The campaign log of `customers`, and its contacts at or after `as_of` whose outcome is mature."""
-    from lam_platform.data.source_tables import campaign_outcomes, read_campaign_log
+    from lam_platform.data.campaign_log import campaign_outcomes, read_campaign_log
 
     if not workdir.campaign_log.exists():
         raise FileNotFoundError("no campaign log in this workdir (lam.yaml has no `campaigns:` section)")
@@ -238,7 +238,7 @@ def _aggregate_uplift_scores(
 ) -> tuple[int, pd.DataFrame]:
     """The LightGBM S-learner's scores of the held-out contacts, trained on the contacts whose outcome was
     known at `as_of`; with the number of those training contacts."""
-    from lam_platform.data.source_tables import campaign_outcomes
+    from lam_platform.data.campaign_log import campaign_outcomes
     from lam_platform.evaluation.baselines import AggregateUpliftModel
 
     before = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(as_of, TIMESTAMP)))

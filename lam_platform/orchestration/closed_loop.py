@@ -25,9 +25,9 @@ from lam_platform.campaigns.training_shards import write_training_shards
 from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
+from lam_platform.data.campaign_log import CAMPAIGN_COLUMNS, _row_ids, read_campaign_log, write_campaign_log
 from lam_platform.data.platform_config import PlatformConfig, PlatformConfigError
 from lam_platform.data.pseudonyms import PSEUDONYM
-from lam_platform.data.source_tables import CAMPAIGN_COLUMNS, _row_ids, read_campaign_log, write_campaign_log
 from lam_platform.data.suppression import ErasedCustomers
 from lam_platform.evaluation import metrics
 from lam_platform.features.store import open_store, schema_fingerprint

@@ -118,6 +118,14 @@ def test_every_reason_is_named_with_its_source_line(tmp_path):
     assert events.loc["e9", "event_timestamp"] == pd.Timestamp("2026-01-01T01:00:00Z")
 
 
+def test_a_file_without_the_mapped_event_id_column_is_quarantined_and_the_report_balances(tmp_path):
+    config = _write_config(tmp_path)
+    workdir = _raw_csv(tmp_path, "member,at,sku,kind,price\nc1,2026-01-01T10:00:00Z,sku1,purchase,1\n")
+    report = ingest(config, workdir, PSEUDONYMIZER, now=NOW)
+    assert report.balanced() and (report.rows_in, report.accepted, report.quarantined) == (1, 0, 1)
+    assert pd.read_parquet(report.quarantine_file).reason.tolist() == ["missing_required_field"]
+
+
 def test_unknown_channel_from_a_column_is_quarantined(tmp_path):
     config = _write_config(tmp_path, SHOP_CONFIG.replace("    how: kind", "    how: kind\n    channel_from: ch"))
     (tmp_path / "raw").mkdir()

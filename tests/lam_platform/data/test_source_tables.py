@@ -8,10 +8,11 @@ import pyarrow as pa
 import pytest
 
 from lam_platform.core.workdir import Workdir
+from lam_platform.data.campaign_log import campaign_outcomes, read_campaign_log
 from lam_platform.data.events import CORE_SCHEMA as EVENT_SCHEMA
 from lam_platform.data.ingest_all import ingest_sources
 from lam_platform.data.platform_config import PlatformConfig
-from lam_platform.data.source_tables import SourceSchemaError, campaign_outcomes, read_campaign_log
+from lam_platform.data.source_rows import SourceSchemaError
 from tests.conftest import PSEUDONYMIZER, pseudonym
 
 NOW = pd.Timestamp("2026-06-01T00:00:00+00:00")
@@ -126,7 +127,7 @@ def test_an_outcome_derived_from_events_counts_only_once_mature(tmp_path):
 
 
 def test_reingesting_an_undated_customer_table_never_undoes_a_recorded_withdrawal(tmp_path):
-    from lam_platform.data.source_tables import write_profiles
+    from lam_platform.data.profile_ledger import write_profiles
     from lam_platform.governance.consent import current_profiles
 
     workdir = _workdir(tmp_path)

@@ -110,7 +110,7 @@ def test_a_push_for_an_erased_customer_is_suppressed(cut_world):
 
 
 def test_a_push_is_validated_as_ingestion_validates(cut_world, tmp_path):
-    from lam_platform.data.ingest import read_raw
+    from lam_platform.data.raw_tables import read_raw
 
     workdir, _ = cut_world
     when = (load_world_config(workdir).scoring_time + pd.Timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S")

@@ -30,8 +30,9 @@ from lam_platform.governance.reidentify import export_call_list
 from lam_platform.governance.retention import purge_events
 from lam_platform.orchestration.demo import simulate_step, world_clock
 from lam_platform.orchestration.pipeline import ingest_step, materialize_step
-from lam_platform.service.app import ServiceSettings, create_app
+from lam_platform.service.app import create_app
 from lam_platform.service.auth import parse_tokens
+from lam_platform.service.settings import ServiceSettings
 from lam_platform.simulation.policies import legacy_priority
 from lam_platform.simulation.raw_export import write_customer_master
 from lam_platform.simulation.world import load_world_config, raw_customer_ids

@@ -20,10 +20,11 @@ from lam_platform.data.clock import ClockError
 from lam_platform.features.store import online_features, open_store
 from lam_platform.governance.fairness import call_list_fairness
 from lam_platform.lightning_modules.artifact import ModelArtifact
-from lam_platform.service.app import ServiceConfigError, ServiceSettings, app_from_env, create_app, settings_from_env
+from lam_platform.service.app import app_from_env, create_app
 from lam_platform.service.auth import TokenConfigError, load_tokens, parse_tokens
 from lam_platform.service.model import PRIOR_STRENGTH, PopulationPrior
 from lam_platform.service.schemas import FairnessReport
+from lam_platform.service.settings import ServiceConfigError, ServiceSettings, settings_from_env
 from lam_platform.simulation.world import load_world_config
 
 SCORER = "scorer-token-0123456789"

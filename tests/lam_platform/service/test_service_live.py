@@ -16,10 +16,11 @@ from lam_platform.core.packaged import feast_profile_path
 from lam_platform.core.workdir import Workdir
 from lam_platform.orchestration.demo import world_clock
 from lam_platform.orchestration.pipeline import materialize_step
-from lam_platform.service.app import ServiceSettings, create_app
+from lam_platform.service.app import create_app
 from lam_platform.service.auth import parse_tokens
 from lam_platform.service.model import servable_versions
 from lam_platform.service.server import serve_in_thread
+from lam_platform.service.settings import ServiceSettings
 from lam_platform.simulation.world import load_world_config
 from tests.conftest import TINY_MAX_LEN
 from tests.services import restartable_redis

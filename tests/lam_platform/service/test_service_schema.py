@@ -11,8 +11,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance, status_code_conformance
 
-from lam_platform.service.app import ServiceSettings, create_app
+from lam_platform.service.app import create_app
 from lam_platform.service.auth import parse_tokens
+from lam_platform.service.settings import ServiceSettings
 from lam_platform.simulation.world import load_world_config
 
 TOKEN = "schema-test-token-0123456789"

@@ -1,0 +1,43 @@
+"""The service's reads from the Feast online store: one store handle per app, guarded where the store needs it.
+
+A store failure of any kind becomes StoreUnavailable, which the app answers with 503 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+
+import pandas as pd
+
+from lam_platform.core.workdir import Workdir
+from lam_platform.features.online_backends import ONLINE_STORES
+from lam_platform.features.store import online_features, open_store
+
+
+class StoreUnavailable(RuntimeError):
+    """The online store could not be read; the service answers 503 until it can."""
+
+
+def store_lock(store) -> AbstractContextManager:
+    """What each online read of `store` holds: a lock when the backend's Feast client is one connection that
+    threads share (SQLite: take turns on it), else nothing (`OnlineStore.shares_one_connection`)."""
+    # The class, not an instance: reading needs no delete or lock support, so any Feast store may serve.
+    backend = ONLINE_STORES.get(getattr(store.config.online_store, "type", "sqlite"))
+    return threading.Lock() if backend is not None and backend.shares_one_connection else nullcontext()
+
+
+class OnlineReader:
+    """Reads online rows; any store failure becomes StoreUnavailable (the next call tries again)."""
+
+    def __init__(self, workdir: Workdir) -> None:
+        self.workdir = workdir
+        self.store = open_store(workdir)
+        self.lock = store_lock(self.store)
+
+    def read(self, customer_ids: list[str]) -> pd.DataFrame:
+        try:
+            with self.lock:
+                return online_features(self.store, customer_ids)
+        except Exception as error:  # noqa: BLE001 -- Redis down, file gone, timeouts: all mean "store unavailable"
+            raise StoreUnavailable(f"the online store is unavailable ({type(error).__name__}); retry later") from error
