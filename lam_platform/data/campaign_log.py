@@ -24,8 +24,7 @@ from lam_platform.data.clock import is_mature
 from lam_platform.data.platform_config import ActionWithin, Campaigns, Catalogue
 from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.data.raw_tables import text_cells
-from lam_platform.data.source_rows import SourceRows, TableReport, quarantine, read_files
-from lam_platform.data.suppression import ErasedCustomers
+from lam_platform.data.source_rows import SourceRows, TableReport, quarantine, read_source_rows
 
 CAMPAIGN_COLUMNS = [
     "contact_id",
@@ -52,15 +51,13 @@ def ingest_campaigns(
 ) -> TableReport:
     """The contact log -> new rows of the campaign log (see the module docstring)."""
     now = pd.Timestamp.now(tz="UTC") if now is None else now
-    report = TableReport()
-    erased = ErasedCustomers.load(workdir)
-    frames, rejects = [], []
-    for path, raw in read_files(spec, base, report):
-        rows = SourceRows(raw, path, "campaigns")
-        who = rows.required_text(spec.who, "campaigns.who")
-        report.suppressed += rows.suppress_erased(who, pseudonymizer, erased)
-        frames.append(_contact_rows(rows, who, spec, catalogue, pseudonymizer, now))
-        rejects.append(rows.rejects(_mapped_columns(spec), spec.who, pseudonymizer))
+
+    def build(rows: SourceRows, who: pd.Series) -> pd.DataFrame:
+        return _contact_rows(rows, who, spec, catalogue, pseudonymizer, now)
+
+    report, frames, rejects = read_source_rows(
+        spec, base, workdir, pseudonymizer, "campaigns", build, _mapped_columns(spec)
+    )
     new = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CAMPAIGN_COLUMNS[1:])
     _append_new_contacts(new, workdir, report)
     quarantine(workdir, rejects, "campaigns", report)

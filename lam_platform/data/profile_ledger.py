@@ -24,8 +24,7 @@ from lam_platform.data.events import events_dataset
 from lam_platform.data.platform_config import Customers
 from lam_platform.data.pseudonyms import Pseudonymizer
 from lam_platform.data.raw_tables import text_cells
-from lam_platform.data.source_rows import SourceRows, SourceSchemaError, TableReport, quarantine, read_files
-from lam_platform.data.suppression import ErasedCustomers
+from lam_platform.data.source_rows import SourceRows, SourceSchemaError, TableReport, quarantine, read_source_rows
 
 ORIGIN_SOURCE, ORIGIN_CONSENT, ORIGIN_EVENTS = "source", "lam consent", "events"  # who wrote a ledger row
 
@@ -35,15 +34,13 @@ def ingest_customers(
 ) -> TableReport:
     """The customer table -> new rows of the profile ledger (see the module docstring)."""
     now = pd.Timestamp.now(tz="UTC") if now is None else now
-    report = TableReport()
-    erased = ErasedCustomers.load(workdir)
-    frames, rejects = [], []
-    for path, raw in read_files(spec, base, report):
-        rows = SourceRows(raw, path, "customers")
-        who = rows.required_text(spec.who, "customers.who")
-        report.suppressed += rows.suppress_erased(who, pseudonymizer, erased)
-        frames.append(_profile_rows(rows, who, spec, pseudonymizer, now))
-        rejects.append(rows.rejects(_mapped_columns(spec), spec.who, pseudonymizer))
+
+    def build(rows: SourceRows, who: pd.Series) -> pd.DataFrame:
+        return _profile_rows(rows, who, spec, pseudonymizer, now)
+
+    report, frames, rejects = read_source_rows(
+        spec, base, workdir, pseudonymizer, "customers", build, _mapped_columns(spec)
+    )
     new = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     ledger = pd.read_parquet(workdir.profiles) if workdir.profiles.exists() else None
     accepted, report.duplicates = _new_profile_rows(new, ledger, list(spec.profile), bool(spec.consent.recorded_at))

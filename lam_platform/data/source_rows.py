@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,30 @@ def read_files(source: SourceFiles, base: Path, report: TableReport) -> list[tup
         report.rows_in += len(raw)
         files.append((path, raw))
     return files
+
+
+def read_source_rows(
+    source: SourceFiles,
+    base: Path,
+    workdir: Workdir,
+    pseudonymizer: Pseudonymizer,
+    table: str,
+    build: Callable[[SourceRows, pd.Series], pd.DataFrame],
+    mapped_columns: list,
+) -> tuple[TableReport, list[pd.DataFrame], list[pd.DataFrame]]:
+    """Every file of a customer or contact table: the who column checked, erased customers suppressed, the
+    good rows as `build(rows, who)` makes them, the bad ones with their reasons. Returns the report so far,
+    the built frames and the rejects (for `quarantine`)."""
+    report = TableReport()
+    erased = ErasedCustomers.load(workdir)
+    frames, rejects = [], []
+    for path, raw in read_files(source, base, report):
+        rows = SourceRows(raw, path, table)
+        who = rows.required_text(source.who, f"{table}.who")
+        report.suppressed += rows.suppress_erased(who, pseudonymizer, erased)
+        frames.append(build(rows, who))
+        rejects.append(rows.rejects(mapped_columns, source.who, pseudonymizer))
+    return report, frames, rejects
 
 
 def quarantine(workdir: Workdir, rejects: list[pd.DataFrame], table: str, report: TableReport) -> None:
