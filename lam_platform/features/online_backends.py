@@ -19,12 +19,18 @@ def register_online_store(online_store_type: str, backend: type[OnlineStore]) ->
     ONLINE_STORES[online_store_type] = backend
 
 
+def backend_class(store) -> type[OnlineStore] | None:
+    """The registered backend of a feast.FeatureStore's online store type, None when there is none."""
+    return ONLINE_STORES.get(getattr(store.config.online_store, "type", "sqlite"))
+
+
 def online_store_for(store) -> OnlineStore:
     """The backend of a feast.FeatureStore's online store; an unsupported type is refused by name."""
-    kind = getattr(store.config.online_store, "type", "sqlite")
-    if kind not in ONLINE_STORES:
+    backend = backend_class(store)
+    if backend is None:
+        kind = getattr(store.config.online_store, "type", "sqlite")
         raise NotImplementedError(
             f"online store type {kind!r} is not supported (per-customer deletes, push lock); "
             f"supported: {', '.join(sorted(ONLINE_STORES))}"
         )
-    return ONLINE_STORES[kind](store)
+    return backend(store)

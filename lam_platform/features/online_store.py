@@ -42,13 +42,24 @@ class OnlineStore(ABC):
     def __init__(self, store) -> None:
         self.store = store  # a feast.FeatureStore whose online_store.type is this backend's
 
-    @abstractmethod
     def delete(self, customer_ids: list[str], views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> int:
-        """Remove the customers' rows of `views`; returns rows (or hash fields) removed. Idempotent."""
+        """Remove the customers' rows of `views`; returns rows (or hash fields) removed. Idempotent: deleting
+        what is not there removes nothing and is not an error."""
+        if not customer_ids:
+            return 0
+        return self.delete_keys(entity_keys(self.store, customer_ids), views)
 
-    @abstractmethod
     def holds(self, customer_id: str, views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> bool:
         """Whether any of `views` still holds a row for the customer (for tests and `lam forget`'s checks)."""
+        return self.holds_key(entity_keys(self.store, [customer_id])[0], views)
+
+    @abstractmethod
+    def delete_keys(self, keys: list[bytes], views: tuple[str, ...]) -> int:
+        """`delete` by serialized entity keys (at least one)."""
+
+    @abstractmethod
+    def holds_key(self, key: bytes, views: tuple[str, ...]) -> bool:
+        """`holds` by serialized entity key."""
 
     @abstractmethod
     def push_lock(self) -> AbstractContextManager[None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
-from lam_platform.features.online_store import PUSH_LOCK_TIMEOUT_S, VIEWS_WITH_CUSTOMERS, OnlineStore, entity_keys
+from lam_platform.features.online_store import PUSH_LOCK_TIMEOUT_S, OnlineStore
 
 LOCK_NAME = "lam:push-lock"
 
@@ -37,14 +37,14 @@ class RedisOnlineStore(OnlineStore):
         self.client = redis_client(store.config.online_store.connection_string)
         self.project = store.config.project.encode()
 
-    def delete(self, customer_ids: list[str], views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> int:
+    def delete_keys(self, keys: list[bytes], views: tuple[str, ...]) -> int:
         from feast.infra.online_stores.helpers import _mmh3
 
         fields = [f"_ts:{view}".encode() for view in views]
         for view in views:
             fields += [_mmh3(f"{view}:{feature.name}") for feature in self.store.get_feature_view(view).features]
         removed = 0
-        for key in entity_keys(self.store, customer_ids):
+        for key in keys:
             redis_key = key + self.project
             with self.client.pipeline(transaction=True) as pipe:  # MULTI/EXEC: the hash is trimmed atomically
                 pipe.hdel(redis_key, *fields)
@@ -55,8 +55,7 @@ class RedisOnlineStore(OnlineStore):
             removed += deleted
         return removed
 
-    def holds(self, customer_id: str, views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> bool:
-        key = entity_keys(self.store, [customer_id])[0]
+    def holds_key(self, key: bytes, views: tuple[str, ...]) -> bool:
         return bool(self.client.exists(key + self.project))
 
     def push_lock(self) -> AbstractContextManager[None]:

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from lam_platform.features.online_store import VIEWS_WITH_CUSTOMERS, OnlineStore, entity_keys
+from lam_platform.features.online_store import OnlineStore
 
 
 class SqliteOnlineStore(OnlineStore):
@@ -32,10 +32,7 @@ class SqliteOnlineStore(OnlineStore):
         project = self.store.config.project
         return [f"{project}_{view}" for view in views if f"{project}_{view}" in existing]
 
-    def delete(self, customer_ids: list[str], views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> int:
-        if not customer_ids:
-            return 0
-        keys = entity_keys(self.store, customer_ids)
+    def delete_keys(self, keys: list[bytes], views: tuple[str, ...]) -> int:
         removed = 0
         conn = self._connect()
         try:
@@ -48,8 +45,7 @@ class SqliteOnlineStore(OnlineStore):
             conn.close()
         return removed
 
-    def holds(self, customer_id: str, views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> bool:
-        key = entity_keys(self.store, [customer_id])[0]
+    def holds_key(self, key: bytes, views: tuple[str, ...]) -> bool:
         with contextlib.closing(self._connect()) as conn:
             return any(
                 conn.execute(f'SELECT 1 FROM "{table}" WHERE entity_key = ? LIMIT 1', (key,)).fetchone()

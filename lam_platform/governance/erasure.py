@@ -159,12 +159,12 @@ def _erase(workdir: Workdir, customers: list[str], budget: _CrashBudget) -> tupl
         remove_staging(workdir.root)
         record_erased(workdir, customers)  # first: from now on no writer takes their rows in again
         store = _store(workdir)
-        online = online_store_for(store).delete(customers) if store else 0
+        backend = online_store_for(store) if store else None
+        online = backend.delete(customers) if backend else 0
         rows, deleted, unreadable = _scrub_files(workdir, customers, budget)
         training = _delete_training_sets(workdir)
         ray_runs = _delete_ray_runs(workdir)
-        if store:
-            backend = online_store_for(store)
+        if backend:
             online += backend.delete(customers)
             backend.reclaim()
     counts = {

@@ -112,5 +112,3 @@ class JobConfig(_Section):
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise UserError(f"{path}: {problems}", "see lam_platform/ray_jobs/configs/demo.yaml") from error
-        except (ValueError, UserError) as error:
-            raise UserError(f"{path}: {error}", "see lam_platform/ray_jobs/configs/demo.yaml") from error

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, nullcontext
 import pandas as pd
 
 from lam_platform.core.workdir import Workdir
-from lam_platform.features.online_backends import ONLINE_STORES
+from lam_platform.features.online_backends import backend_class
 from lam_platform.features.store import online_features, open_store
 
 
@@ -23,7 +23,7 @@ def store_lock(store) -> AbstractContextManager:
     """What each online read of `store` holds: a lock when the backend's Feast client is one connection that
     threads share (SQLite: take turns on it), else nothing (`OnlineStore.shares_one_connection`)."""
     # The class, not an instance: reading needs no delete or lock support, so any Feast store may serve.
-    backend = ONLINE_STORES.get(getattr(store.config.online_store, "type", "sqlite"))
+    backend = backend_class(store)
     return threading.Lock() if backend is not None and backend.shares_one_connection else nullcontext()
 
 

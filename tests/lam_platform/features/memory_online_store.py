@@ -18,7 +18,7 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.online_store import OnlineStore as FeastOnlineStore
 from feast.repo_config import FeastConfigBaseModel
 
-from lam_platform.features.online_store import VIEWS_WITH_CUSTOMERS, OnlineStore, entity_keys
+from lam_platform.features.online_store import OnlineStore
 
 TYPE = "tests.lam_platform.features.memory_online_store.MemoryOnlineStore"
 ROWS: dict[tuple[str, str, bytes], tuple[datetime, dict]] = {}
@@ -61,13 +61,12 @@ def _key(config, entity_key) -> bytes:
 class MemoryBackend(OnlineStore):
     """The platform's side of the same store."""
 
-    def delete(self, customer_ids: list[str], views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> int:
+    def delete_keys(self, keys: list[bytes], views: tuple[str, ...]) -> int:
         project = self.store.config.project
-        doomed = [(project, v, k) for k in entity_keys(self.store, customer_ids) for v in views]
+        doomed = [(project, v, k) for k in keys for v in views]
         return sum(ROWS.pop(key, None) is not None for key in doomed)
 
-    def holds(self, customer_id: str, views: tuple[str, ...] = VIEWS_WITH_CUSTOMERS) -> bool:
-        key = entity_keys(self.store, [customer_id])[0]
+    def holds_key(self, key: bytes, views: tuple[str, ...]) -> bool:
         return any((self.store.config.project, v, key) in ROWS for v in views)
 
     @contextlib.contextmanager
