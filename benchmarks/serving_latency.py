@@ -1,6 +1,11 @@
 """Latency of POST /v1/score under bounded load: p50/p99 and errors for 1 and 100 customers per request,
 with 1 and 8 concurrent clients (closed loop: each sends its next request when the last returns), on
-the SQLite and the Redis online store, and the ratio of end-to-end latency to the Feast SDK read alone.
+the SQLite and the Redis online store, with the service's customer-state cache on (the default, 50,000
+states) and off (`--state-cache 0`: every request runs the Transformer), and the ratio of end-to-end
+latency to the Feast read alone: the same `OnlineReader.read` the service makes (Feast SDK
+`get_online_features` of the profile and sequence views), timed here for the same number of customers.
+Clients pick customers uniformly at random from the consenting ones, so with the cache on a row's hit
+rate grows as it runs; the table gives it (from the service's /metrics).
 
 Run (after `lam demo --workdir ./lam-demo`):
     LAM_REDIS=127.0.0.1:6379,db=0 \\
@@ -33,10 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_read import production_profile  # noqa: E402
 
 from lam_platform.core.workdir import Workdir  # noqa: E402
-from lam_platform.features.store import online_features, open_store  # noqa: E402
+from lam_platform.features.store import open_store  # noqa: E402
 from lam_platform.governance.consent import consenting_customers, read_profiles  # noqa: E402
 from lam_platform.orchestration.demo import world_clock  # noqa: E402
 from lam_platform.orchestration.pipeline import materialize_step  # noqa: E402
+from lam_platform.service.online_reader import OnlineReader  # noqa: E402
 
 TOKEN = "benchmark-token-0123456789"
 
@@ -47,7 +53,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(workdir: Path, port: int, as_of: pd.Timestamp) -> subprocess.Popen:
+def start_service(workdir: Path, port: int, as_of: pd.Timestamp, state_cache: int) -> subprocess.Popen:
     env = {**os.environ, "LAM_API_TOKENS": json.dumps([{"name": "bench", "token": TOKEN, "scopes": ["score"]}])}
     lam = Path(sys.executable).parent / "lam"
     process = subprocess.Popen(
@@ -62,6 +68,8 @@ def start_service(workdir: Path, port: int, as_of: pd.Timestamp) -> subprocess.P
             as_of.isoformat(),
             "--poll-seconds",
             "3600",
+            "--state-cache",
+            str(state_cache),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -116,17 +124,58 @@ def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, see
 
 
 def feast_read(workdir: Workdir, ids: list[str], batch: int, calls: int, seed: int) -> dict:
-    store = open_store(workdir)
+    reader = OnlineReader(workdir)  # the service's read: names from the registry once, then the Feast SDK call
     rng = np.random.default_rng(seed)
-    online_features(store, ids[:batch])
+    reader.read(ids[:batch])
     samples = []
     for _ in range(calls):
         chosen = rng.choice(ids, size=batch, replace=False).tolist()
         started = time.perf_counter()
-        online_features(store, chosen)
+        reader.read(chosen)
         samples.append(time.perf_counter() - started)
     ms = np.array(samples) * 1000
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def cache_hits(url: str) -> tuple[float, float]:
+    """The served version's state-cache hits and misses so far, from /metrics."""
+    figures = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for name in ("hits", "misses"):
+            if line.startswith(f"lam_state_cache_{name} "):
+                figures[name] = float(line.split()[1])
+    return figures["hits"], figures["misses"]
+
+
+def measure_service(workdir: Workdir, ids: list[str], as_of: pd.Timestamp, cache: int, args) -> list[dict]:
+    """Every (customers per request, clients) row against one `lam serve` with the given state cache."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = start_service(workdir.root, port, as_of, cache)
+    rows = []
+    try:
+        for batch in (1, 100):
+            feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)
+            for clients in (1, 8):
+                before = cache_hits(url)
+                result = load(url, ids, batch, clients, args.seconds, args.seed)
+                hits, misses = (now - was for now, was in zip(cache_hits(url), before))
+                rows.append(
+                    {
+                        "cache": cache,
+                        "customers": batch,
+                        "clients": clients,
+                        **result,
+                        "hit_rate": hits / max(hits + misses, 1),
+                        "feast_p50_ms": feast["p50_ms"],
+                        "e2e_over_feast_p50": result["p50_ms"] / feast["p50_ms"],
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    return rows
 
 
 def main() -> None:
@@ -135,6 +184,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration per configuration")
     parser.add_argument("--feast-calls", type=int, default=200, help="Feast reads timed per batch size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--state-cache", type=int, nargs="+", default=[50_000, 0], help="`lam serve --state-cache` values to run"
+    )
     args = parser.parse_args()
     source = Workdir.at(args.workdir)
     as_of = world_clock(source)
@@ -149,27 +201,10 @@ def main() -> None:
                 materialize_step(
                     workdir, profile=production_profile(Path(tmp)), as_of=as_of, switch_online_store=True
                 )  # a copy of a SQLite world
-            port = free_port()
-            service = start_service(workdir.root, port, as_of)
             try:
-                for batch in (1, 100):
-                    feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)
-                    for clients in (1, 8):
-                        result = load(f"http://127.0.0.1:{port}", ids, batch, clients, args.seconds, args.seed)
-                        rows.append(
-                            {
-                                "store": name,
-                                "customers": batch,
-                                "clients": clients,
-                                **result,
-                                "feast_p50_ms": feast["p50_ms"],
-                                "e2e_over_feast_p50": result["p50_ms"] / feast["p50_ms"],
-                            }
-                        )
-                        print(json.dumps(rows[-1]), flush=True)
+                for cache in args.state_cache:
+                    rows += [{"store": name, **row} for row in measure_service(workdir, ids, as_of, cache, args)]
             finally:
-                service.terminate()
-                service.wait(timeout=30)
                 if name == "redis":
                     open_store(workdir).teardown()
     table = pd.DataFrame(rows)

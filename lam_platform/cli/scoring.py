@@ -101,6 +101,21 @@ def rollout(
     default=None,
     help="Serve this version only (default: the newest, reloaded when a newer one appears).",
 )
+@click.option(
+    "--state-cache",
+    type=click.IntRange(min=0),
+    default=50_000,
+    show_default=True,
+    help="Customer states kept per model version (about 1 KiB each): a customer asked for again with the "
+    "same events skips the Transformer. 0 turns the cache off.",
+)
+@click.option(
+    "--torch-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Torch threads per request; requests run in parallel on their own threads.",
+)
 def serve(
     workdir: str,
     host: str,
@@ -110,6 +125,8 @@ def serve(
     max_body_bytes: int,
     poll_seconds: float,
     artifact: Path | None,
+    state_cache: int,
+    torch_threads: int,
 ) -> None:
     """Serve /v1/score and /v1/call-list over the Feast online store (FastAPI + uvicorn).
 
@@ -139,5 +156,7 @@ def serve(
         poll_seconds=poll_seconds,
         clock=clock,
         model_path=artifact,
+        state_cache=state_cache,
+        torch_threads=torch_threads,
     )
     uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info")

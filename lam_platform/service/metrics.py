@@ -1,11 +1,16 @@
-"""The scoring service's Prometheus metrics: requests, latency, errors, customers answered, model served.
+"""The scoring service's Prometheus metrics: requests, latency, errors, customers answered, model served, and
+the served version's customer-state cache (hits, misses, entries).
 
 Each app (each worker process) has its own registry, served at /metrics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lam_platform.service.state_cache import StateCache
 
 
 class Metrics:
@@ -30,6 +35,18 @@ class Metrics:
 
         self.shown: str | None = None
 
+    def watch_state_cache(self, current: Callable[[], StateCache | None]) -> None:
+        """Gauges of the served version's state cache (`current()`: it, or None while no model is loaded);
+        they start again from 0 when a new version is loaded."""
+        gauges = {
+            "hits": "customer-state lookups answered from the cache, served version",
+            "misses": "customer-state lookups that ran the backbone, served version",
+            "entries": "customer states held, served version",
+        }
+        for name, text in gauges.items():
+            gauge = Gauge(f"lam_state_cache_{name}", text, registry=self.registry)
+            gauge.set_function(lambda name=name: _cache_figure(current(), name))
+
     def show_model(self, version: str | None) -> None:
         if version == self.shown:
             return
@@ -38,3 +55,9 @@ class Metrics:
         if version:
             self.model.labels(version=version).set(1)
         self.shown = version
+
+
+def _cache_figure(cache: StateCache | None, name: str) -> float:
+    if cache is None:
+        return 0.0
+    return float(len(cache) if name == "entries" else getattr(cache, name))

@@ -19,6 +19,7 @@ import torch
 from lam_platform.campaigns.explanations import DrivingEvent
 from lam_platform.campaigns.scorer import CampaignScorer, TargetScorer, online_event_batch
 from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
+from lam_platform.service.state_cache import CachedState, StateCache
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ServingModel:
     """A model version loaded for serving: campaign scores (if it has the head), target probabilities (its
     target heads), next actions and explanations."""
 
-    def __init__(self, artifact: ModelArtifact) -> None:
+    def __init__(self, artifact: ModelArtifact, state_cache: int = 0) -> None:
         self.version = artifact.path.name
         heads = artifact.card["heads"]
         self.tokenizer = artifact.tokenizer
@@ -98,14 +99,37 @@ class ServingModel:
             if base.path == artifact.path
             else (base.load_backbone() if self.next_action_head is not None else None)
         )
+        self.state_cache = StateCache(self.tokenizer.list_types(), state_cache)
 
     @property
     def target_names(self) -> list[str]:
         return self.targets.names if self.targets else []
 
-    @torch.no_grad()
     def states(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Customer states for this version's heads and for the next-action head (tokenized once), last event times."""
+        """Customer states for this version's heads and for the next-action head, and last event times; rows
+        whose sequence is in the state cache skip the backbones."""
+        if not self.state_cache.enabled:
+            return self._run_backbones(rows)
+        keys = self.state_cache.keys(rows)
+        found = self.state_cache.get(keys)
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if missing:
+            state, next_state, last_event_us = self._run_backbones(rows.iloc[missing].reset_index(drop=True))
+            # clone(): a cached row must not keep its whole batch's tensor alive
+            computed = [
+                CachedState(state[j].clone(), next_state[j].clone() if next_state is not None else None, int(us))
+                for j, us in enumerate(last_event_us)
+            ]
+            self.state_cache.put([keys[i] for i in missing], computed)
+            for i, entry in zip(missing, computed):
+                found[i] = entry
+        state = torch.stack([entry.state for entry in found])
+        next_state = None if self.next_action_head is None else torch.stack([entry.next_state for entry in found])
+        return state, next_state, np.array([entry.last_event_us for entry in found], dtype=np.int64)
+
+    @torch.no_grad()
+    def _run_backbones(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """Both backbones over `rows` (tokenized once; one pass when the versions share a backbone)."""
         events, last_event_us = online_event_batch(self.tokenizer, rows)
         state = self.backbone(events).state
         if self.next_action_head is None:
@@ -164,8 +188,11 @@ def servable_versions(artifacts: Path) -> list[Path]:
 class ModelWatcher:
     """Holds the current ServingModel and swaps in newer versions found by polling `artifacts`."""
 
-    def __init__(self, artifacts: Path, poll_seconds: float = 5.0, pinned: Path | None = None) -> None:
+    def __init__(
+        self, artifacts: Path, poll_seconds: float = 5.0, pinned: Path | None = None, state_cache: int = 0
+    ) -> None:
         self.artifacts, self.poll_seconds, self.pinned = artifacts, poll_seconds, pinned
+        self.state_cache = state_cache  # customer states each loaded version caches (0: none)
         self.current: ServingModel | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -185,7 +212,7 @@ class ModelWatcher:
                 target = versions[-1]
             if self.current is not None and self.current.version == target.name:
                 return False
-            model = ServingModel(ModelArtifact(target))  # loaded fully before anyone sees it
+            model = ServingModel(ModelArtifact(target), self.state_cache)  # loaded fully before anyone sees it
         except Exception as error:  # noqa: BLE001 -- a half-written version, a bad file: keep the old model
             self.last_error = f"loading a model failed: {type(error).__name__}: {error}"
             log.warning(self.last_error)

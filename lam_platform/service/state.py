@@ -34,12 +34,13 @@ class ServiceState:
     def build(cls, settings: ServiceSettings, tokens: list[ApiToken]) -> ServiceState:
         """Load the model, open the online store and the audit log of `settings.workdir`."""
         workdir = Workdir.at(settings.workdir)
-        watcher = ModelWatcher(workdir.artifacts, settings.poll_seconds, settings.model_path)
+        watcher = ModelWatcher(workdir.artifacts, settings.poll_seconds, settings.model_path, settings.state_cache)
         reader = OnlineReader(workdir)
         prior = PopulationPrior.from_campaign_log(workdir.campaign_log) if workdir.campaign_log.exists() else None
         auth = Authenticator(tokens)
         metrics = Metrics()
         metrics.show_model(watcher.current.version if watcher.current else None)
+        metrics.watch_state_cache(lambda: watcher.current.state_cache if watcher.current else None)
         return cls(settings, workdir, watcher, reader, prior, auth, metrics, AuditLog(workdir.audit_log))
 
     def current_model(self) -> ServingModel:

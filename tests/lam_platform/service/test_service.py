@@ -9,6 +9,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -416,7 +417,17 @@ def test_fairness_serves_the_lam_fairness_report_and_it_validates_against_its_mo
     assert FairnessReport.model_validate(observed).model_dump(exclude_unset=True) == observed
 
 
-def test_the_app_factory_builds_the_service_from_environment_variables(trained_world, customers, monkeypatch):
+@pytest.fixture
+def torch_threads():
+    """The app factory sets torch's process-wide thread count for serving; later tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_app_factory_builds_the_service_from_environment_variables(
+    trained_world, customers, monkeypatch, torch_threads
+):
     clock = load_world_config(trained_world).scoring_time
     environ = {
         "LAM_WORKDIR": str(trained_world.root),
@@ -439,13 +450,16 @@ def test_the_app_factory_builds_the_service_from_environment_variables(trained_w
         huge = client.post("/v1/score", json={"customer_ids": ["x" * 5000]}, headers=bearer(SCORER))
         assert huge.status_code == 413 and "max_body_bytes=5000" in huge.text  # LAM_MAX_BODY_BYTES
         assert client.post("/v1/score", json={"customer_ids": ids[:1]}, headers=bearer(SCORER[::-1])).status_code == 401
+        assert torch.get_num_threads() == 1  # the serving default: one torch thread per request
     # The same settings as `lam serve --workdir W` where nothing else is set: lam.yaml through from_workdir.
     base = {"LAM_WORKDIR": str(trained_world.root)}
-    assert settings_from_env(base) == ServiceSettings.from_workdir(trained_world)
+    assert settings_from_env(base) == ServiceSettings.from_workdir(trained_world, torch_threads=1)
     version = next(p for p in trained_world.artifacts.iterdir() if p.is_dir())
     assert settings_from_env(
-        {**base, "LAM_ARTIFACT": str(version), "LAM_POLL_SECONDS": "0.5"}
-    ) == ServiceSettings.from_workdir(trained_world, model_path=version, poll_seconds=0.5)
+        {**base, "LAM_ARTIFACT": str(version), "LAM_POLL_SECONDS": "0.5", "LAM_STATE_CACHE": "0"}
+    ) == ServiceSettings.from_workdir(
+        trained_world, model_path=version, poll_seconds=0.5, state_cache=0, torch_threads=1
+    )
 
 
 @pytest.mark.parametrize(
@@ -458,6 +472,8 @@ def test_the_app_factory_builds_the_service_from_environment_variables(trained_w
         ({"LAM_POLL_SECONDS": "0"}, ServiceConfigError, "LAM_POLL_SECONDS='0' must be positive"),
         ({"LAM_AS_OF": "2026-06-04T10:00:00"}, ClockError, "LAM_AS_OF .* has no time zone"),
         ({"LAM_ARTIFACT": "/no/such/version"}, ServiceConfigError, "LAM_ARTIFACT=/no/such/version"),
+        ({"LAM_STATE_CACHE": "-5"}, ServiceConfigError, "LAM_STATE_CACHE='-5' must be a whole number"),
+        ({"LAM_TORCH_THREADS": "0"}, ServiceConfigError, "LAM_TORCH_THREADS='0' must be positive"),
     ],
 )
 def test_the_app_factory_refuses_a_bad_environment_naming_the_variable(tiny_world, environ, error, match):
