@@ -131,7 +131,7 @@ class CampaignScorer:
             {**profile, **self.tokenizer.encode_contacts(offers, methods, contact_us, last_event_us[row])},
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score_grid(
         self,
         rows: pd.DataFrame,
@@ -223,7 +223,7 @@ class TargetScorer:
         self.backbone = self.backbone or self.artifact.load_backbone()
         self.heads = {name: self.artifact.load_head(name) for name in self.names}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score_state(
         self, rows: pd.DataFrame, state: torch.Tensor, last_event_us: np.ndarray, as_of: pd.Timestamp
     ) -> dict[str, np.ndarray]:

@@ -127,7 +127,7 @@ class ServingModel:
         next_state = None if self.next_action_head is None else torch.stack([entry.next_state for entry in found])
         return state, next_state, np.array([entry.last_event_us for entry in found], dtype=np.int64)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _run_backbones(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
         """Both backbones over `rows` (tokenized once; one pass when the versions share a backbone)."""
         events, last_event_us = online_event_batch(self.tokenizer, rows)
@@ -137,7 +137,7 @@ class ServingModel:
         same = self.next_action_backbone is self.backbone
         return state, state if same else self.next_action_backbone(events).state, last_event_us
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def next_actions(self, n_rows: int, state: torch.Tensor | None, top: int) -> list[dict]:
         """Per row: the top `top` what / how / where of the next event with probabilities, and hours until it.
 
