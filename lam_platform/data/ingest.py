@@ -93,28 +93,27 @@ def _ingest(
     for mapping in config.channels.values():
         for path in mapping.source_files(config.base):
             try:
-                raw = read_raw(path)
+                raw = read_raw(path, arrow_text=True)
             except Exception as err:  # an unreadable file: reported, nothing of it written
                 report.unreadable_files[str(path)] = f"{type(err).__name__}: {err}"
                 continue
             report.files += 1
             report.rows_in += len(raw)
             batches.append(validate_rows(raw, path, mapping, config, now, pseudonymizer, erased, retained_from))
-    events = pd.concat([b.events for b in batches], ignore_index=True) if batches else _empty_events(config.attributes)
+    events = pa.concat_tables([b.events for b in batches]) if batches else _empty_events(config.attributes)
     rejects = [b.rejects for b in batches]
     accepted, duplicates, conflicts = dedupe(events, workdir.events, config.attributes)
     rejects.append(conflicts)
-    rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame()
-    if len(accepted):
-        schema = config.attributes.schema()
+    rejects = pd.concat([r for r in rejects if len(r)] or rejects, ignore_index=True)
+    if accepted.num_rows:
         write_events(
-            pa.Table.from_pandas(accepted[schema.names], schema=schema, preserve_index=False),
+            accepted.select(config.attributes.schema().names),
             workdir.events,
             append=True,
             channels=tuple(config.channels),
             attributes=config.attributes,
         )
-    report.accepted, report.duplicates, report.quarantined = len(accepted), duplicates, len(rejects)
+    report.accepted, report.duplicates, report.quarantined = accepted.num_rows, duplicates, len(rejects)
     report.suppressed = sum(b.suppressed for b in batches)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):
@@ -172,7 +171,7 @@ def validate_pushed(
         erased,
         retained_from,
     )
-    return batch.events, batch.rejects, batch.suppressed
+    return batch.events.to_pandas(), batch.rejects, batch.suppressed
 
 
 def write_quarantine(rejects: pd.DataFrame, folder: Path, name: str) -> str:
@@ -189,8 +188,9 @@ def write_quarantine(rejects: pd.DataFrame, folder: Path, name: str) -> str:
     return str(path)
 
 
-def _empty_events(attributes: EventAttributes) -> pd.DataFrame:
-    return pd.DataFrame(columns=[*attributes.schema().names, "content", "_source_file", "_source_line"])
+def _empty_events(attributes: EventAttributes) -> pa.Table:
+    extra = [("content", pa.string()), ("_source_file", pa.string()), ("_source_line", pa.int64())]
+    return pa.schema([*attributes.schema(), *extra]).empty_table()
 
 
 def report_dict(report: IngestReport) -> dict:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lam_platform.core.atomic_files import replace_text
 from lam_platform.core.workdir import Workdir
@@ -39,10 +41,13 @@ class ErasedCustomers:
         path = workdir.erased_customers
         return cls(frozenset(path.read_text().split()) if path.exists() else frozenset())
 
-    def mask(self, pseudonyms: pd.Series) -> np.ndarray:
+    def mask(self, pseudonyms: pd.Series | pa.Array) -> np.ndarray:
         """True where a row's pseudonym (missing: never) belongs to an erased customer."""
         if not self.digests:
             return np.zeros(len(pseudonyms), bool)
+        if isinstance(pseudonyms, pa.Array):  # ingestion's cells: the distinct ones digested, matched in Arrow
+            erased = [p for p in pc.unique(pseudonyms.drop_null()).to_pylist() if digest(p) in self.digests]
+            return pc.is_in(pseudonyms, pa.array(erased, pa.string())).fill_null(False).to_numpy(zero_copy_only=False)
         distinct = pd.unique(pseudonyms.dropna())
         erased = {p for p in distinct if digest(str(p)) in self.digests}
         return pseudonyms.isin(erased).to_numpy() if erased else np.zeros(len(pseudonyms), bool)

@@ -1,0 +1,75 @@
+"""Raw cells are read in Arrow with the semantics of the Python and pandas code they replaced: whitespace as
+str.strip() sees it, CSV text as pandas reads it (Arrow's reader only where the two cannot differ), ISO 8601
+timestamps as pandas parses them."""
+
+import sys
+
+import pandas as pd
+import pytest
+
+from lam_platform.data.raw_tables import (
+    WHITESPACE,
+    _arrow_csv,
+    number_array,
+    parse_timestamps,
+    read_raw,
+    text_array,
+    text_cells,
+)
+
+
+class _Spec:
+    timestamp_format = None
+    time_zone = None
+
+
+def test_trimming_removes_exactly_what_str_strip_removes():
+    assert set(WHITESPACE) == {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    cells = ["  a b ", "\x1c x\x85", "\u3000", "", None, "x\u200by", "\t\n"]
+    expected = [c.strip() or None if c is not None else None for c in cells]
+    assert text_cells(pd.Series(cells, dtype=object)).tolist() == expected
+    assert text_array(pd.Series(cells, dtype="string")).to_pylist() == expected
+    assert text_cells(pd.Series([1.5, float("nan"), 1e16])).tolist() == ["1.5", None, "1e+16"]  # repr of numbers
+
+
+def test_numbers_parse_only_plain_ascii_numerals():
+    cells = text_array(pd.Series(["1", " 2.50 ", "+.5", "1e3", "1,5", "ten", "١٢", "", "-0.0"], dtype=object))
+    parsed = number_array(cells).tolist()
+    assert parsed[:4] == [1.0, 2.5, 0.5, 1000.0] and parsed[8] == 0.0
+    assert all(pd.isna(v) for v in parsed[4:8])  # Arabic-Indic digits: not a number (they used to crash)
+
+
+@pytest.mark.parametrize(
+    "text, arrow",
+    [
+        ("a,b,c\n1, 2 ,3\r\n\n4,5,6\n", True),
+        ("\ufeffa,b,c\n1,2,3\n", True),
+        ('a,b,c\n"x, y",2,3\n', False),  # quoted: pandas (Arrow reads an unterminated quote to the end)
+        ("a,b,c\n1,2\n", False),  # a short line: pandas pads it
+        ("a,a,c\n1,2,3\n", False),  # a repeated name: pandas renames it
+        ("a,b,c\n1,\x002,3\n", False),
+    ],
+)
+def test_a_csv_reads_the_same_whichever_reader_takes_it(tmp_path, text, arrow):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    assert (_arrow_csv(path) is not None) == arrow
+    fast, plain = read_raw(path, arrow_text=True), read_raw(path)
+    assert list(fast.columns) == list(plain.columns)
+    pd.testing.assert_frame_equal(fast.astype(object), plain.astype(object))
+
+
+def test_zoned_iso_timestamps_parse_as_pandas_parses_them():
+    cells = [
+        "2026-01-11T09:52:40.654532Z",
+        "2026-03-30T19:07:45.833738+0900",
+        "2026-01-01 10:00:00.5-01:30",
+        "1969-12-31T23:59:59+23:59",
+        "1700-01-01T00:00:00Z",
+        "2259-12-31T23:59:59Z",
+    ]
+    for values in (cells, [*cells, "2026-02-30T00:00:00Z"], [*cells, "2262-01-01T00:00:00Z", "2263-01-01T00:00:00Z"]):
+        parsed, unparsable, naive = parse_timestamps(pd.Series(values, dtype=object), _Spec())
+        expected = pd.to_datetime(pd.Series(values), utc=True, format="ISO8601", errors="coerce")
+        pd.testing.assert_series_equal(parsed, expected.astype("datetime64[us, UTC]"))
+        assert unparsable.tolist() == expected.isna().tolist() and not naive.any()
