@@ -1,5 +1,8 @@
 """The campaign-response system under a plain Lightning Trainer: which backbone parts each fine-tune mode trains."""
 
+import subprocess
+import sys
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -82,3 +85,17 @@ def test_finetuning_modes_train_exactly_their_part_of_the_backbone(trainable_blo
 def test_finetuning_mode_is_validated():
     with pytest.raises(ValueError, match="trainable_blocks"):
         BackboneFinetuning(trainable_blocks="some")
+
+
+def test_scoring_processes_do_not_import_lightning():
+    """The service and a Ray Data scoring actor load artifacts without the training framework (heads.py names
+    the systems and imports them on first use); each registered kind still resolves to its LightningModule."""
+    probe = (
+        "import sys, lam_platform.service.app, lam_platform.ray_jobs.score\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
+    from lam_platform.lightning_modules.heads import HEAD_KINDS
+
+    assert all(issubclass(kind.system, pl.LightningModule) for kind in HEAD_KINDS.values())
