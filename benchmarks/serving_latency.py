@@ -5,12 +5,15 @@ states) and off (`--state-cache 0`: every request runs the Transformer), and the
 latency to the Feast read alone: the same `OnlineReader.read` the service makes (Feast SDK
 `get_online_features` of the profile and sequence views), timed here for the same number of customers.
 Clients pick customers uniformly at random from the consenting ones, so with the cache on a row's hit
-rate grows as it runs; the table gives it (from the service's /metrics).
+rate grows as it runs; the table gives it (from the service's /metrics). Each row runs with the
+requests' `top_actions` at 3 (the API default: campaigns, targets and next actions) and at 0 (no next
+actions: the service skips the next-action backbone).
 
 Run (after `lam demo --workdir ./lam-demo`):
     LAM_REDIS=127.0.0.1:6379,db=0 \\
     LAM_REGISTRY_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable' \\
     python benchmarks/serving_latency.py --workdir ./lam-demo --seconds 60
+    [--customers 1 100] [--clients 1 8] [--state-cache 50000 0] [--top-actions 3 0]
 The service runs as `lam serve --as-of T` (T: the world's scoring time, the demo's clock) in a process of its
 own on 127.0.0.1; the clients are threads here.
 Without LAM_REDIS only SQLite is measured. Redis keys go under a project of their own, removed at the end.
@@ -19,6 +22,7 @@ Without LAM_REDIS only SQLite is measured. Redis keys go under a project of thei
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -88,7 +92,7 @@ def start_service(workdir: Path, port: int, as_of: pd.Timestamp, state_cache: in
         time.sleep(0.5)
 
 
-def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, seed: int) -> dict:
+def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, seed: int, top_actions: int) -> dict:
     latencies: list[float] = []
     errors: list[int] = []
     stop = time.perf_counter() + seconds
@@ -98,7 +102,7 @@ def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, see
         with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             http.post("/v1/score", json={"customer_ids": ids[:batch]})  # warm the connection
             while time.perf_counter() < stop:
-                body = {"customer_ids": rng.choice(ids, size=batch, replace=False).tolist()}
+                body = {"customer_ids": rng.choice(ids, size=batch, replace=False).tolist(), "top_actions": top_actions}
                 started = time.perf_counter()
                 try:
                     status = http.post("/v1/score", json=body).status_code
@@ -154,15 +158,16 @@ def measure_service(workdir: Workdir, ids: list[str], as_of: pd.Timestamp, cache
     service = start_service(workdir.root, port, as_of, cache)
     rows = []
     try:
-        for batch in (1, 100):
+        for batch in args.customers:
             feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)
-            for clients in (1, 8):
+            for clients, top in itertools.product(args.clients, args.top_actions):
                 before = cache_hits(url)
-                result = load(url, ids, batch, clients, args.seconds, args.seed)
+                result = load(url, ids, batch, clients, args.seconds, args.seed, top)
                 hits, misses = (now - was for now, was in zip(cache_hits(url), before))
                 rows.append(
                     {
                         "cache": cache,
+                        "top_actions": top,
                         "customers": batch,
                         "clients": clients,
                         **result,
@@ -186,6 +191,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--state-cache", type=int, nargs="+", default=[50_000, 0], help="`lam serve --state-cache` values to run"
+    )
+    parser.add_argument("--customers", type=int, nargs="+", default=[1, 100], help="customers per request")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent closed-loop clients")
+    parser.add_argument(
+        "--top-actions", type=int, nargs="+", default=[3, 0], help="the requests' top_actions (0: no next actions)"
     )
     args = parser.parse_args()
     source = Workdir.at(args.workdir)

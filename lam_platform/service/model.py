@@ -105,16 +105,20 @@ class ServingModel:
     def target_names(self) -> list[str]:
         return self.targets.names if self.targets else []
 
-    def states(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Customer states for this version's heads and for the next-action head, and last event times; rows
-        whose sequence is in the state cache skip the backbones."""
+    def states(
+        self, rows: pd.DataFrame, with_next: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """Customer states for this version's heads and, `with_next`, for the next-action head (else None),
+        and last event times; rows whose sequence is in the state cache skip the backbones."""
+        with_next = with_next and self.next_action_head is not None
         if not self.state_cache.enabled:
-            return self._run_backbones(rows)
+            return self._run_backbones(rows, with_next)
         keys = self.state_cache.keys(rows)
         found = self.state_cache.get(keys)
-        missing = [i for i, entry in enumerate(found) if entry is None]
+        # An entry cached by a request that skipped next actions lacks the next state: computed again.
+        missing = [i for i, entry in enumerate(found) if entry is None or (with_next and entry.next_state is None)]
         if missing:
-            state, next_state, last_event_us = self._run_backbones(rows.iloc[missing].reset_index(drop=True))
+            state, next_state, last_event_us = self._run_backbones(rows.iloc[missing].reset_index(drop=True), with_next)
             # clone(): a cached row must not keep its whole batch's tensor alive
             computed = [
                 CachedState(state[j].clone(), next_state[j].clone() if next_state is not None else None, int(us))
@@ -124,15 +128,18 @@ class ServingModel:
             for i, entry in zip(missing, computed):
                 found[i] = entry
         state = torch.stack([entry.state for entry in found])
-        next_state = None if self.next_action_head is None else torch.stack([entry.next_state for entry in found])
+        next_state = torch.stack([entry.next_state for entry in found]) if with_next else None
         return state, next_state, np.array([entry.last_event_us for entry in found], dtype=np.int64)
 
     @torch.inference_mode()
-    def _run_backbones(self, rows: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Both backbones over `rows` (tokenized once; one pass when the versions share a backbone)."""
+    def _run_backbones(
+        self, rows: pd.DataFrame, with_next: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """The backbone over `rows` and, `with_next`, the next-action one (tokenized once; one pass when the
+        versions share a backbone)."""
         events, last_event_us = online_event_batch(self.tokenizer, rows)
         state = self.backbone(events).state
-        if self.next_action_head is None:
+        if not with_next:
             return state, None, last_event_us
         same = self.next_action_backbone is self.backbone
         return state, state if same else self.next_action_backbone(events).state, last_event_us

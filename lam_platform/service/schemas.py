@@ -27,7 +27,13 @@ class ScoringOptions(BaseModel):
 
 class ScoreRequest(ScoringOptions):
     customer_ids: list[str] = Field(min_length=1, description="pseudonymous customer ids")
-    top_actions: int = Field(3, ge=1, le=20, description="how many next-action candidates per field")
+    top_actions: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="how many next-action candidates per field; 0: no next actions (the service then skips the "
+        "next-action backbone, faster when only campaigns or targets are wanted)",
+    )
     explain: bool = Field(False, description="add the past events that drove the best campaign's uplift")
     targets: list[str] | None = Field(
         None,

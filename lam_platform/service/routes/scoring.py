@@ -74,7 +74,7 @@ def _scored(
     explain_steps: int,
 ) -> dict[str, schemas.CustomerScore]:
     """Consenting customers with history, scored by the model: campaigns, next actions, targets, explanations."""
-    customer_state, next_state, last_event_us = model.states(known)
+    customer_state, next_state, last_event_us = model.states(known, with_next=body.top_actions > 0)
     ranked = [[] for _ in range(len(known))]
     if campaigns:
         grid = model.campaigns.score_grid(known, customer_state, last_event_us, campaigns, times)

@@ -92,3 +92,21 @@ def test_a_repeated_request_is_answered_the_same_from_the_cache(trained_world, o
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
     assert "lam_state_cache_hits 5.0" in metrics and "lam_state_cache_misses 5.0" in metrics
+
+
+def test_a_request_without_next_actions_skips_them_and_a_later_one_gets_them(trained_world, online_rows):
+    """top_actions 0 leaves next actions out (the next-action backbone is not run); the campaigns are the same,
+    and a state cached by such a request is completed, not served without its next state, when asked again."""
+    settings = ServiceSettings.from_workdir(trained_world, clock=load_world_config(trained_world).scoring_time)
+    tokens = parse_tokens([{"name": "crm", "token": TOKEN, "scopes": ["score"]}], "test")
+    ids = online_rows.customer_id.tolist()[:5]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings, tokens)) as client:
+        lean = client.post("/v1/score", json={"customer_ids": ids, "top_actions": 0}, headers=headers).json()
+        full = client.post("/v1/score", json={"customer_ids": ids}, headers=headers).json()
+    with TestClient(create_app(settings, tokens)) as client:
+        fresh = client.post("/v1/score", json={"customer_ids": ids}, headers=headers).json()
+    assert all(c["next_actions"] is None for c in lean["customers"])
+    assert [c["campaigns"] for c in lean["customers"]] == [c["campaigns"] for c in full["customers"]]
+    assert full == fresh
+    assert all(c["next_actions"]["what"] for c in full["customers"] if c["status"] == "scored")
