@@ -20,6 +20,8 @@ from lam_platform.lightning_modules.artifact import ModelArtifact
 from lam_platform.lightning_modules.attribution import integrated_gradients
 from lam_platform.lightning_modules.batches import CampaignContext, CustomerContext, EventBatch, dataclass_from_arrays
 
+EXPLAIN_BATCH = 64  # customers per integrated-gradients batch (x steps sequences with gradients)
+
 
 def online_rows_to_sequences(rows: pd.DataFrame, list_types: dict[str, pa.DataType]) -> pa.Table:
     """Online-store rows (lists, or None for unknown customers) as a table of the list columns a
@@ -155,24 +157,26 @@ class CampaignScorer:
     ) -> list[tuple[list[DrivingEvent], str]]:
         """Driving events and a reason per row for the uplift of that row's campaign in `best` (aligned rows:
         offer, method, contact_time), by integrated gradients over the event embeddings."""
-        if not len(rows):
-            return []
-        events, last_event_us = self.event_batch(rows)
-        context = self.tokenizer.encode_campaigns(
-            rows,
-            best.offer.to_numpy(),
-            best.method.to_numpy(),
-            pd.Series(pd.to_datetime(best.contact_time.to_numpy(), utc=True)),
-            last_event_us,
-        )
-        attributions, _ = integrated_gradients(
-            self.backbone, self.head, events, dataclass_from_arrays(CampaignContext, context), steps
-        )
         explained = []
-        for i in range(len(rows)):
-            row = rows.iloc[i]
-            driving = driving_events(row, attributions[i].numpy(), top)
-            explained.append((driving, reason(row, driving, as_of)))
+        # Integrated gradients runs steps x rows sequences with gradients at once: a call list of thousands
+        # in one batch would hold tens of GiB of activations, so the rows go EXPLAIN_BATCH at a time.
+        for lo in range(0, len(rows), EXPLAIN_BATCH):
+            chunk, chunk_best = rows.iloc[lo : lo + EXPLAIN_BATCH], best.iloc[lo : lo + EXPLAIN_BATCH]
+            events, last_event_us = self.event_batch(chunk)
+            context = self.tokenizer.encode_campaigns(
+                chunk,
+                chunk_best.offer.to_numpy(),
+                chunk_best.method.to_numpy(),
+                pd.Series(pd.to_datetime(chunk_best.contact_time.to_numpy(), utc=True)),
+                last_event_us,
+            )
+            attributions, _ = integrated_gradients(
+                self.backbone, self.head, events, dataclass_from_arrays(CampaignContext, context), steps
+            )
+            for i in range(len(chunk)):
+                row = chunk.iloc[i]
+                driving = driving_events(row, attributions[i].numpy(), top)
+                explained.append((driving, reason(row, driving, as_of)))
         return explained
 
     def score_state(
