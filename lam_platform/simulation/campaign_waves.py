@@ -2,6 +2,7 @@
 
 Contacts are chosen from profiles alone (legacy rule + exploration, with held-out controls) and log
 their propensity; outcomes are drawn from the ground truth wave by wave, an order ending the want it met.
+Each treated call is answered or not (the customer's responsiveness), as a dialer logs it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def draw_outcomes(
     outcome = np.zeros(len(contacts), dtype=bool)
     order_day = np.full(len(contacts), np.nan)
     matched_want = np.zeros(len(contacts), dtype=bool)
+    answered = np.zeros(len(contacts), dtype=bool)  # the dialer's result of each treated call
     end_day = episodes.end_day.to_numpy().copy()
     purchased = episodes.purchased.to_numpy().copy()
     by_order = episodes.end_by_order.to_numpy().copy()
@@ -67,8 +69,13 @@ def draw_outcomes(
         support = active_episode(current, cust, np.full(len(rows), "support_need"), day) >= 0
         churn = active_episode(current, cust, np.full(len(rows), "churn_risk"), day) >= 0
         age = np.where(matching >= 0, day - episodes.start_day.to_numpy()[np.maximum(matching, 0)], np.nan)
-        p_c, p_n = response_probability(age, support, churn, offers, methods, responsiveness[cust])
         treated = contacts.treatment.to_numpy()[rows] == 1
+        # A treated call is answered with the customer's responsiveness, and only an answered call can move
+        # them (so the expected order rate is the ground truth's); an SMS's reading is not observed.
+        calls = treated & (methods == "outbound_call")
+        answered[rows] = calls & (rng.random(len(rows)) < responsiveness[cust])
+        reached = np.where(calls, answered[rows].astype(float), responsiveness[cust])
+        p_c, p_n = response_probability(age, support, churn, offers, methods, reached)
         ordered = rng.random(len(rows)) < np.where(treated, p_c, p_n)
         delay = rng.uniform(0.2, 5.0, size=len(rows))
         outcome[rows] = ordered
@@ -82,4 +89,4 @@ def draw_outcomes(
     organic = ~by_order & episodes.want.isin(OFFERS).to_numpy() & (rng.random(len(episodes)) < 0.4)
     episodes["end_day"], episodes["end_by_order"] = end_day, by_order
     episodes["purchased"] = purchased | organic
-    return contacts.assign(outcome=outcome, order_day=order_day, matched_want=matched_want)
+    return contacts.assign(outcome=outcome, order_day=order_day, matched_want=matched_want, answered=answered)

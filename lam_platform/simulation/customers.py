@@ -1,10 +1,14 @@
-"""The simulated customers: profiles, and the latent wants that start, last a few weeks and end.
+"""The simulated customers: profiles, responsiveness, and the latent wants that start, last a few weeks and end.
 
 Wants are drawn as a renewal process per customer and want, at rates that profiles shift (which is what
 makes a segment rule better than random); `active_episode` finds the want active at a given day.
+Responsiveness is each customer's chance of answering an outbound call: latent, but every call's result is
+in the dialer log (`expected_responsiveness` is what that log reveals).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -23,6 +27,8 @@ WANT_RATE_PER_DAY = {
     "support_need": 1 / 90,
     "churn_risk": 1 / 240,
 }
+NEVER_ANSWER_SHARE = 0.25  # customers who never answer an outbound call
+ANSWER_BETA = (4.0, 2.0)  # the others' chance of answering a call: Beta(4, 2), mean 2/3
 
 
 def sample_profiles(config: WorldConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
@@ -39,9 +45,25 @@ def sample_profiles(config: WorldConfig, rng: np.random.Generator) -> tuple[pd.D
             "billing_day": rng.integers(1, 28, size=n),
         }
     )
-    # A quarter never respond to a call; the rest respond with varying strength.
-    responsiveness = np.where(rng.random(n) < 0.25, 0.0, rng.beta(4, 2, size=n))
+    # A quarter never answer a call; the rest answer each call with their own chance.
+    responsiveness = np.where(rng.random(n) < NEVER_ANSWER_SHARE, 0.0, rng.beta(*ANSWER_BETA, size=n))
     return profiles, responsiveness
+
+
+def expected_responsiveness(answered: np.ndarray, unanswered: np.ndarray) -> np.ndarray:
+    """E[responsiveness | `answered` and `unanswered` outbound calls in the dialer log], elementwise.
+
+    What a customer's call history reveals under the prior above (responsiveness is the chance that a call
+    is answered): one answered call rules out "never answers"; every unanswered one shifts the Beta part
+    down. With no calls it is the prior mean.
+    """
+    a, b = ANSWER_BETA
+    answered, unanswered = np.asarray(answered, float), np.asarray(unanswered, float)
+    log_beta = np.vectorize(lambda x, y: math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y))
+    # P(history | responsive) / P(history | never answers) * prior odds; the latter is 0 once a call was answered.
+    answering = (1 - NEVER_ANSWER_SHARE) * np.exp(log_beta(a + answered, b + unanswered) - log_beta(a, b))
+    never = NEVER_ANSWER_SHARE * (answered == 0)
+    return answering / (answering + never) * (a + answered) / (a + b + answered + unanswered)
 
 
 def _want_rate_multiplier(want: str, profiles: pd.DataFrame) -> np.ndarray:

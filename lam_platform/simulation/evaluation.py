@@ -16,19 +16,22 @@ import numpy as np
 import pandas as pd
 
 from lam_platform.core.workdir import Workdir
-from lam_platform.data.events import read_events
+from lam_platform.data.events import events_dataset, read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.evaluation import metrics
 from lam_platform.evaluation.next_item import next_item_evaluation
 from lam_platform.features.store import RepoSchema, online_features, open_store
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact
+from lam_platform.simulation.customers import expected_responsiveness
 from lam_platform.simulation.ground_truth import METHODS, OFFERS, GroundTruth
 from lam_platform.simulation.policies import legacy_segment_policy, random_policy
+from lam_platform.simulation.touchpoints import CALL_RESULTS
 from lam_platform.simulation.world import load_ground_truth, load_world_config
 
-# Not a policy anyone can run: the oracle without responsiveness (who answers calls is latent and shows in no
-# event), i.e. the best any model of behaviour alone could do. It says how much of the oracle is reachable.
+# Not a policy anyone can run: the oracle that knows every want but of each customer's responsiveness only what
+# the dialer log reveals (the results of their calls before the scoring time, the events every model sees),
+# i.e. the best any model of the event stream could do. It says how much of the oracle is reachable.
 CEILING = "informed_ceiling"
 
 
@@ -83,13 +86,14 @@ def compare_policies(
     rng = np.random.default_rng(seed)
     gbt = gbt if gbt is not None else gbt_scores(workdir, seed)
     gbt = gbt[gbt.customer_id.isin(eligible)]
+    informed = _informed(truth, workdir, world.scoring_time)
     lists = {
         "random": random_policy(profiles, capacity, rng),
         "legacy_segment": legacy_segment_policy(profiles, capacity, world.train_days, rng),
         "gbt_aggregates": rank_call_list(gbt, capacity),
         "lam": call_list,
         "oracle": truth.best_campaign(eligible, world.scoring_time).head(capacity),
-        CEILING: _without_responsiveness(truth).best_campaign(eligible, world.scoring_time).head(capacity),
+        CEILING: informed.best_campaign(eligible, world.scoring_time).head(capacity),
     }
     rows = []
     for name, chosen in lists.items():
@@ -112,9 +116,20 @@ def compare_policies(
     return table
 
 
-def _without_responsiveness(truth: GroundTruth) -> GroundTruth:
-    mean = truth.customers.responsiveness.mean()
-    return GroundTruth(truth.episodes, truth.customers.assign(responsiveness=mean), truth.world_start)
+def call_results(workdir: Workdir, before: pd.Timestamp) -> pd.DataFrame:
+    """Answered and unanswered outbound calls per customer in the event table before `before`."""
+    columns = ["customer_id", "event_timestamp", "action"]
+    calls = events_dataset(workdir.events).to_table(columns=columns).to_pandas()
+    calls = calls[(calls.event_timestamp < before) & calls.action.isin(CALL_RESULTS)]
+    answered = (calls.action == CALL_RESULTS[0]).groupby(calls.customer_id)
+    return pd.DataFrame({"answered": answered.sum(), "unanswered": answered.size() - answered.sum()})
+
+
+def _informed(truth: GroundTruth, workdir: Workdir, at: pd.Timestamp) -> GroundTruth:
+    """The ground truth with each customer's responsiveness replaced by what their calls before `at` reveal."""
+    calls = call_results(workdir, at).reindex(truth.customers.customer_id, fill_value=0)
+    revealed = expected_responsiveness(calls.answered.to_numpy(), calls.unanswered.to_numpy())
+    return GroundTruth(truth.episodes, truth.customers.assign(responsiveness=revealed), truth.world_start)
 
 
 def format_table(table: pd.DataFrame) -> str:

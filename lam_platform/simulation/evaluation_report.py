@@ -151,8 +151,9 @@ pre{{background:#f4f4f4;padding:8px}}</style></head><body>
 <h1>LAM evaluation: {html.escape(result["model_version"])}</h1>
 <h2>Policy comparison (held-out period, top {result["capacity"]})</h2>
 <p>Order rate = expected share of called customers who order, from the simulator's ground truth.
-<code>informed_ceiling</code> is the oracle without responsiveness, which no event reveals: the best a
-model of behaviour can reach.</p>
+<code>informed_ceiling</code> is the oracle that knows each customer's responsiveness only as far as the
+results of their earlier calls (answered, refused, unreachable) reveal it: the best a model of the event stream
+can reach.</p>
 <pre>{html.escape(format_table(policies))}</pre><img src="policies.png" alt="policy order rates">
 <h2>Campaign response and uplift (randomized held-out trial)</h2>
 {_metrics_table(result["campaign_response"])}

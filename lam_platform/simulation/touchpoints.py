@@ -55,6 +55,8 @@ EVENT_MENU = {
     ("churn_risk", "call_centre"): [("page:cancel", "inquire", 1), ("page:bill", "complain", 1)],
 }
 BROWSE_CHANNELS = tuple(BASE_RATE)
+REFUSED_SHARE = 0.4  # of the calls not answered, those picked up and refused (the rest ring out)
+CALL_RESULTS = ("call_answered", "call_refused", "call_unreachable")  # the dialer's actions for outbound calls
 HOUR_WEIGHTS = {  # when in the day each channel is used (index = hour)
     "app": np.array([1, 1, 0, 0, 0, 0, 1, 2, 3, 2, 2, 2, 3, 2, 2, 2, 2, 3, 4, 5, 6, 6, 4, 2], float),
     "web": np.array([1, 0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 3, 2, 1], float),
@@ -216,17 +218,22 @@ def _purchase_events(episodes: pd.DataFrame, campaign_log: pd.DataFrame, rng: np
 
 
 def _contact_events(campaign_log: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Treated contacts appear in the stream as outbound telemarketing events."""
+    """Treated contacts appear in the stream as outbound telemarketing events, calls with the dialer's result:
+    answered (a conversation), refused (picked up and hung up within seconds) or unreachable (no talk time)."""
     treated = campaign_log[campaign_log.treatment == 1]
     calls = treated.method.to_numpy() == "outbound_call"
-    durations = np.where(calls, rng.lognormal(np.log(120), 0.7, size=len(treated)), np.nan)
+    answered = treated.answered.to_numpy()
+    refused = calls & ~answered & (rng.random(len(treated)) < REFUSED_SHARE)
+    durations = np.where(answered, rng.lognormal(np.log(120), 0.7, size=len(treated)), np.nan)
+    durations = np.where(refused, rng.lognormal(np.log(6), 0.5, size=len(treated)), durations)
+    result = np.where(answered, "call_answered", np.where(refused, "call_refused", "call_unreachable"))
     return pd.DataFrame(
         {
             "customer_idx": treated.customer_idx.to_numpy(),
             "day": treated.day.to_numpy(),
             "channel": "telemarketing",
             "object": "campaign:" + treated.offer.to_numpy().astype(object),
-            "action": np.where(calls, "call_outbound", "sms_outbound"),
+            "action": np.where(calls, result, "sms_outbound"),
             "amount": np.nan,
             "duration_s": np.where(rng.random(len(treated)) < 0.15, np.nan, durations),
         }

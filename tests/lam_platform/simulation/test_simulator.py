@@ -2,11 +2,15 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import read_events
+from lam_platform.simulation.customers import ANSWER_BETA, NEVER_ANSWER_SHARE, expected_responsiveness
+from lam_platform.simulation.evaluation import call_results
 from lam_platform.simulation.ground_truth import OFFERS
 from lam_platform.simulation.policies import legacy_segment_policy
+from lam_platform.simulation.touchpoints import CALL_RESULTS
 from lam_platform.simulation.world import WorldConfig, load_ground_truth, load_world_config
 from lam_platform.simulation.world_writer import simulate
 from tests.conftest import PSEUDONYMIZER
@@ -71,3 +75,36 @@ def test_ground_truth_makes_targeting_matter(tiny_world):
         ids, np.full(len(ids), OFFERS[0]), np.full(len(ids), "outbound_call"), world.scoring_time
     )
     assert (p_called >= p_not).all()
+
+
+def test_calls_carry_the_dialers_result_and_reveal_responsiveness(tiny_world):
+    """Customers who never answer have no answered call; what the calls reveal moves toward the truth."""
+    world = load_world_config(tiny_world)
+    truth = load_ground_truth(tiny_world).customers.set_index("customer_id").responsiveness
+    events = read_events(tiny_world.events).to_pandas()
+    telemarketing = events[events.channel == "telemarketing"]
+    assert set(telemarketing.action) <= {*CALL_RESULTS, "sms_outbound"}
+    assert {"call_answered", "call_unreachable"} <= set(telemarketing.action)
+    answered = telemarketing.customer_id[telemarketing.action == "call_answered"]
+    assert (truth.reindex(answered.unique()) > 0).all()  # nobody answers who never answers
+    unreachable = telemarketing[telemarketing.action == "call_unreachable"]
+    assert unreachable.duration_s.isna().all()  # a call that rang out has no talk time
+    calls = call_results(tiny_world, world.scoring_time).reindex(truth.index, fill_value=0)
+    revealed = expected_responsiveness(calls.answered.to_numpy(), calls.unanswered.to_numpy())
+    called = (calls.answered + calls.unanswered).to_numpy() > 0
+    never = truth.to_numpy() == 0
+    # Among called customers, those who never answer look less responsive than those who do.
+    assert revealed[called & never].mean() < revealed[called & ~never].mean()
+
+
+def test_expected_responsiveness_is_the_posterior_mean():
+    prior = (1 - NEVER_ANSWER_SHARE) * ANSWER_BETA[0] / sum(ANSWER_BETA)
+    assert expected_responsiveness(np.array([0]), np.array([0]))[0] == pytest.approx(prior)
+    a, b = ANSWER_BETA
+    # One answered call rules out "never answers": the Beta posterior mean.
+    assert expected_responsiveness(np.array([1]), np.array([0]))[0] == pytest.approx((a + 1) / (a + b + 1))
+    # Unanswered calls only lower it; by Monte Carlo on the prior, 2 unanswered calls:
+    rng = np.random.default_rng(0)
+    r = np.where(rng.random(400_000) < NEVER_ANSWER_SHARE, 0.0, rng.beta(a, b, 400_000))
+    kept = r[(rng.random(len(r)) >= r) & (rng.random(len(r)) >= r)]
+    assert expected_responsiveness(np.array([0]), np.array([2]))[0] == pytest.approx(kept.mean(), abs=0.005)
