@@ -2,12 +2,14 @@
 
 Run:  python benchmarks/policy_comparison.py --seeds 1 2 3 --keep /tmp/worlds      # worlds with a pretrained LAM
       python benchmarks/finetune_variants.py --worlds /tmp/worlds/seed1 /tmp/worlds/seed2 /tmp/worlds/seed3 \
-          --blocks 1 all --seeds 0 1 2 [--epochs 6] [--learning-rate 0.003]
+          --blocks 1 all --seeds 0 1 2 [--config demo]
 
 A `lam demo` world takes about 5 minutes, most of it pretraining; a head takes about 15 s. This script reuses
 each world's pretrained backbone (the artifact holding the next-action head) and fine-tunes the campaign head
-in-process, with the same Lightning system and `BackboneFinetuning` callback the Ray job runs, on the same
-point-in-time training set (`finetune_arrays`), once per (trainable blocks, seed). Each head scores the
+in-process, with the same Lightning system and `BackboneFinetuning` callback the Ray job runs and the job
+config's fine-tune settings (epochs, batch size, learning rates; `--blocks` replaces its trainable_blocks),
+on the same point-in-time training set (`finetune_arrays`), once per (trainable blocks, seed). Unlike the Ray
+job it trains on every row (no validation split, no early stopping). Each head scores the
 world's callable customers at its scoring time (read from the online store, as `lam score` does), the call
 list is ranked by `rank_call_list`, and the list is judged by the simulator's ground truth:
 - order_rate: the true P(order | called) of the top-K list (the policy table's figure);
@@ -26,14 +28,14 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lam_platform.campaigns.call_list import next_contact_time, rank_call_list
 from lam_platform.campaigns.scorer import CampaignScorer
 from lam_platform.campaigns.training_data import finetune_arrays, training_events
+from lam_platform.campaigns.training_shards import ArrayDataset
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.campaign_log import campaign_outcomes, read_campaign_log
 from lam_platform.data.platform_config import PlatformConfig
@@ -41,21 +43,9 @@ from lam_platform.features.store import online_features, open_store
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, versions_with_head
 from lam_platform.lightning_modules.systems import BackboneFinetuning, CampaignResponseSystem
+from lam_platform.ray_jobs.job_config import JobConfig, TrainingStage
 from lam_platform.simulation.evaluation import callable_customers
 from lam_platform.simulation.world import load_ground_truth, load_world_config
-
-
-class Rows(Dataset):
-    """A dict of equal-length arrays as a map-style dataset of row dicts (the default collate stacks them)."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arrays = arrays
-
-    def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
-
-    def __getitem__(self, i: int) -> dict:
-        return {k: v[i] for k, v in self.arrays.items()}
 
 
 class KeptWorld:
@@ -81,27 +71,13 @@ class KeptWorld:
         self.campaigns = catalogue.campaigns
         self.contact_time = next_contact_time(self.as_of, catalogue.contact_slots[0])
         self.capacity = platform.call_list.calls_for(len(profiles.customer_id.unique()))
-        self.truth = self._truth(load_ground_truth(self.workdir))
+        # True P(order | called) and uplift of every (callable customer, campaign) at the scoring time.
+        self.truth = (
+            load_ground_truth(self.workdir)
+            .campaign_grid(self.rows.customer_id.to_numpy(), self.as_of)
+            .rename(columns={"p_contacted": "true_called", "uplift": "true_uplift"})
+        )
         self.gbt_order_rate = self._gbt_order_rate()
-
-    def _truth(self, truth) -> pd.DataFrame:
-        """True P(order | called) and uplift of every (callable customer, campaign) at the scoring time."""
-        ids = self.rows.customer_id.to_numpy()
-        frames = []
-        for offer, method in self.campaigns:
-            called, left = truth.order_probability(ids, np.full(len(ids), offer), np.full(len(ids), method), self.as_of)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "customer_id": ids,
-                        "offer": offer,
-                        "method": method,
-                        "true_called": called,
-                        "true_uplift": called - left,
-                    }
-                )
-            )
-        return pd.concat(frames, ignore_index=True)
 
     def _gbt_order_rate(self) -> float | None:
         path = self.workdir.outputs / "evaluation" / "evaluation.json"
@@ -120,22 +96,22 @@ class KeptWorld:
         }
 
 
-def fine_tune(world: KeptWorld, blocks: int | str, seed: int, epochs: int, learning_rate: float) -> CampaignScorer:
+def fine_tune(world: KeptWorld, stage: TrainingStage, seed: int) -> CampaignScorer:
     """The campaign head fine-tuned as the Ray job's workers do it (same system and callback), in-process."""
     pl.seed_everything(seed, workers=False, verbose=False)
-    system = CampaignResponseSystem(world.pretrained.config, learning_rate=learning_rate)
+    system = CampaignResponseSystem(world.pretrained.config, learning_rate=stage.learning_rate)
     system.backbone.load_state_dict(torch.load(world.pretrained.path / "backbone.pt", weights_only=True))
     trainer = pl.Trainer(
-        max_epochs=epochs,
+        max_epochs=stage.epochs,
         accelerator="cpu",
         devices=1,
-        callbacks=[BackboneFinetuning(blocks, 0, 0.3)],
+        callbacks=[BackboneFinetuning(**stage.backbone_settings())],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(system, DataLoader(Rows(world.arrays), batch_size=128, shuffle=True))
+    trainer.fit(system, DataLoader(ArrayDataset(world.arrays), batch_size=stage.batch_size, shuffle=True))
     system.eval()
     # The scorer of the demo's own fine-tuned version (same tokenizer), with this run's backbone and head.
     scorer = CampaignScorer(world.demo_finetuned, backbone=system.backbone)
@@ -148,9 +124,9 @@ def main() -> None:
     parser.add_argument("--worlds", type=Path, nargs="+", required=True, help="workdirs kept by policy_comparison")
     parser.add_argument("--blocks", nargs="+", default=["1", "all"], help="trainable_blocks values: 0, k or all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--config", default="demo", help="job YAML whose fine-tune settings to use (default demo)")
     args = parser.parse_args()
+    finetune = JobConfig.load(args.config).finetune_stage
     torch.set_num_threads(2)
     results = []
     for root in args.worlds:
@@ -159,7 +135,7 @@ def main() -> None:
             for seed in args.seeds:
                 started = time.perf_counter()
                 trainable = blocks if blocks == "all" else int(blocks)
-                scorer = fine_tune(world, trainable, seed, args.epochs, args.learning_rate)
+                scorer = fine_tune(world, finetune.model_copy(update={"trainable_blocks": trainable}), seed)
                 judged = world.judge(scorer.score(world.rows, world.contact_time, world.campaigns))
                 row = {"world": root.name, "blocks": blocks, "seed": seed, **judged, "gbt": world.gbt_order_rate}
                 row["seconds"] = round(time.perf_counter() - started, 1)

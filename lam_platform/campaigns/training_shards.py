@@ -82,11 +82,11 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.array([])
 
 
-class ShardDataset:
-    """A map-style dataset over a shard folder: item i is {name: array[i]} (torch's default collate stacks)."""
+class ArrayDataset:
+    """A map-style dataset over equal-length arrays: item i is {name: array[i]} (torch's default collate stacks)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.arrays = read_training_shards(folder)
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
         self.length = len(next(iter(self.arrays.values())))
 
     def __len__(self) -> int:
@@ -94,3 +94,10 @@ class ShardDataset:
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         return {k: v[i] for k, v in self.arrays.items()}
+
+
+class ShardDataset(ArrayDataset):
+    """An ArrayDataset over a shard folder, read whole."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(read_training_shards(folder))

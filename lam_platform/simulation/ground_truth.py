@@ -95,8 +95,8 @@ class GroundTruth:
             responsiveness,
         )
 
-    def best_campaign(self, customer_ids: np.ndarray, at: datetime) -> pd.DataFrame:
-        """The oracle: for each customer, the (offer, method) with the largest true uplift."""
+    def campaign_grid(self, customer_ids: np.ndarray, at: datetime) -> pd.DataFrame:
+        """True P(order | contacted) and uplift of every (customer, offer, method), offer-major."""
         rows = []
         for offer in OFFERS:
             for method in METHODS:
@@ -114,6 +114,10 @@ class GroundTruth:
                         }
                     )
                 )
-        candidates = pd.concat(rows, ignore_index=True)
+        return pd.concat(rows, ignore_index=True)
+
+    def best_campaign(self, customer_ids: np.ndarray, at: datetime) -> pd.DataFrame:
+        """The oracle: for each customer, the (offer, method) with the largest true uplift."""
+        candidates = self.campaign_grid(customer_ids, at)
         best = candidates.sort_values("uplift", ascending=False, kind="stable").drop_duplicates("customer_id")
         return best.reset_index(drop=True)
