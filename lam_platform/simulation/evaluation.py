@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
 
 from lam_platform.core.workdir import Workdir
-from lam_platform.data.events import events_dataset, read_events
+from lam_platform.data.events import TIMESTAMP, events_dataset, read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.evaluation import metrics
 from lam_platform.evaluation.next_item import next_item_evaluation
@@ -26,7 +28,7 @@ from lam_platform.lightning_modules.artifact import ModelArtifact
 from lam_platform.simulation.customers import expected_responsiveness
 from lam_platform.simulation.ground_truth import METHODS, OFFERS, GroundTruth
 from lam_platform.simulation.policies import legacy_segment_policy, random_policy
-from lam_platform.simulation.touchpoints import CALL_RESULTS
+from lam_platform.simulation.touchpoints import CALL_ANSWERED, CALL_RESULTS
 from lam_platform.simulation.world import load_ground_truth, load_world_config
 
 # Not a policy anyone can run: the oracle that knows every want but of each customer's responsiveness only what
@@ -118,11 +120,11 @@ def compare_policies(
 
 def call_results(workdir: Workdir, before: pd.Timestamp) -> pd.DataFrame:
     """Answered and unanswered outbound calls per customer in the event table before `before`."""
-    columns = ["customer_id", "event_timestamp", "action"]
-    calls = events_dataset(workdir.events).to_table(columns=columns).to_pandas()
-    calls = calls[(calls.event_timestamp < before) & calls.action.isin(CALL_RESULTS)]
-    answered = (calls.action == CALL_RESULTS[0]).groupby(calls.customer_id)
-    return pd.DataFrame({"answered": answered.sum(), "unanswered": answered.size() - answered.sum()})
+    wanted = (ds.field("event_timestamp") < pa.scalar(before, TIMESTAMP)) & ds.field("action").isin(CALL_RESULTS)
+    calls = events_dataset(workdir.events).to_table(columns=["customer_id", "action"], filter=wanted).to_pandas()
+    per_customer = (calls.action == CALL_ANSWERED).groupby(calls.customer_id)
+    answered, called = per_customer.sum(), per_customer.size()
+    return pd.DataFrame({"answered": answered, "unanswered": called - answered})
 
 
 def _informed(truth: GroundTruth, workdir: Workdir, at: pd.Timestamp) -> GroundTruth:

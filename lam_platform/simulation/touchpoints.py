@@ -56,7 +56,9 @@ EVENT_MENU = {
 }
 BROWSE_CHANNELS = tuple(BASE_RATE)
 REFUSED_SHARE = 0.4  # of the calls not answered, those picked up and refused (the rest ring out)
-CALL_RESULTS = ("call_answered", "call_refused", "call_unreachable")  # the dialer's actions for outbound calls
+# The dialer's result of an outbound call, as the event's action.
+CALL_ANSWERED, CALL_REFUSED, CALL_UNREACHABLE = "call_answered", "call_refused", "call_unreachable"
+CALL_RESULTS = (CALL_ANSWERED, CALL_REFUSED, CALL_UNREACHABLE)
 HOUR_WEIGHTS = {  # when in the day each channel is used (index = hour)
     "app": np.array([1, 1, 0, 0, 0, 0, 1, 2, 3, 2, 2, 2, 3, 2, 2, 2, 2, 3, 4, 5, 6, 6, 4, 2], float),
     "web": np.array([1, 0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 3, 2, 1], float),
@@ -226,7 +228,7 @@ def _contact_events(campaign_log: pd.DataFrame, rng: np.random.Generator) -> pd.
     refused = calls & ~answered & (rng.random(len(treated)) < REFUSED_SHARE)
     durations = np.where(answered, rng.lognormal(np.log(120), 0.7, size=len(treated)), np.nan)
     durations = np.where(refused, rng.lognormal(np.log(6), 0.5, size=len(treated)), durations)
-    result = np.where(answered, "call_answered", np.where(refused, "call_refused", "call_unreachable"))
+    result = np.where(answered, CALL_ANSWERED, np.where(refused, CALL_REFUSED, CALL_UNREACHABLE))
     return pd.DataFrame(
         {
             "customer_idx": treated.customer_idx.to_numpy(),
