@@ -110,9 +110,10 @@ class CampaignScorer:
         return online_event_batch(self.tokenizer, rows)
 
     def encode(self, rows: pd.DataFrame, backbone: torch.nn.Module | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Customer states (B, d) after each row's latest event (this scorer's backbone unless given one)."""
+        """What the heads read of each row (`BackboneOutput.customer`: the state after its latest event and its recent
+        activity), by this scorer's backbone unless given one."""
         events, last_event_us = self.event_batch(rows)
-        return (backbone or self.backbone)(events).state, last_event_us
+        return (backbone or self.backbone)(events).customer, last_event_us
 
     def contexts(
         self, rows: pd.DataFrame, last_event_us: np.ndarray, campaigns: list[tuple[str, str]], times: list[pd.Timestamp]
@@ -241,6 +242,6 @@ class TargetScorer:
         frames = []
         for chunk in _chunks(rows, batch_size):
             events, last_event_us = online_event_batch(self.tokenizer, chunk)
-            scores = self.score_state(chunk, self.backbone(events).state, last_event_us, as_of)
+            scores = self.score_state(chunk, self.backbone(events).customer, last_event_us, as_of)
             frames.append(pd.DataFrame({"customer_id": chunk.customer_id.to_numpy(), **scores}))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["customer_id", *self.names])

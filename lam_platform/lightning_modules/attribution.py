@@ -30,7 +30,7 @@ def uplift_from_embeddings(
     backbone: LAMBackbone, head: CampaignResponseHead, x: Tensor, events: EventBatch, context: CampaignContext
 ) -> Tensor:
     """F(x): the campaign's uplift (B,) computed from event embeddings x (B, L, d)."""
-    return head(backbone.encode(x, events).state, context).uplift
+    return head(backbone.encode(x, events).customer, context).uplift
 
 
 def integrated_gradients(

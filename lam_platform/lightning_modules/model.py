@@ -1,8 +1,13 @@
 """The LAM: event embedding -> hierarchical causal Transformer backbone -> separate heads.
 
-Read top to bottom: EventEmbedding, CausalSelfAttention, Block, LAMBackbone (bare: hidden states,
-no head), NextActionHead (pretraining), CampaignResponseHead (fine-tuning). A pretrained backbone's
-state dict loads into any model that holds `backbone`.
+Read top to bottom: EventEmbedding, CausalSelfAttention, Block, recent_activity, LAMBackbone (bare: hidden
+states, no head), NextActionHead (pretraining), CampaignResponseHead and TargetHead (fine-tuning). A pretrained
+backbone's state dict loads into any model that holds `backbone`.
+
+The fine-tune heads read the customer as `BackboneOutput.customer`: the state after the latest event and
+the recent activity (pooled event embeddings, see `recent_activity`). The state is trained to predict the
+next event, which is mostly a routine one (a home page, a bill); a want that shows in a week of product views,
+or a dialer's call results among hundreds of app events, fades from it. The pooled activity keeps both in view.
 
 Hierarchical mode: all but the latest `recent_events` events are pooled per calendar
 day into one vector each (stage 1), then a causal Transformer runs over [day windows, recent events]
@@ -87,11 +92,44 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+ACTIVITY_WINDOW_DAYS = (7, 30)  # recent windows pooled before the latest event's day, besides the whole sequence
+
+
+def activity_width(config: LAMConfig) -> int:
+    """Width of `recent_activity`: a mean embedding and a log count per pool (windows, all, each channel)."""
+    pools = len(ACTIVITY_WINDOW_DAYS) + 1 + (config.n_channels - 2)  # channel ids 0 (pad), 1 (unseen) not pooled
+    return pools * (config.d_model + 1)
+
+
+def recent_activity(x: Tensor, events: EventBatch, n_channels: int) -> Tensor:
+    """What a customer did, pooled: (B, L, d) event embeddings -> (B, activity_width).
+
+    For each pool, the mean embedding of its events and log1p of their number: the events of the last 7 and
+    30 days up to the latest event's day, all events of the sequence, and the events of each channel. No
+    parameters: the heads learn what to read from it.
+    """
+    mask, day = events.mask, events.day
+    latest = torch.where(mask, day, day.new_full((), -1)).amax(dim=1, keepdim=True)  # (B, 1)
+    channel = events.categorical[..., 0]
+    pools = [mask & (day > latest - days) for days in ACTIVITY_WINDOW_DAYS]
+    pools += [mask, *(mask & (channel == c) for c in range(2, n_channels))]
+    keep = torch.stack(pools, dim=1).to(x.dtype)  # (B, P, L)
+    count = keep.sum(dim=-1, keepdim=True)  # (B, P, 1)
+    mean = (keep @ x) / count.clamp(min=1)  # (B, P, d)
+    return torch.cat([mean, torch.log1p(count)], dim=-1).flatten(1)
+
+
 @dataclass
 class BackboneOutput:
     hidden: Tensor  # (B, T, d): T = max_windows + recent_events (hierarchical) or max_len (flat)
     recent_hidden: Tensor  # (B, R, d): hidden states of the latest R events, oldest first
     state: Tensor  # (B, d): the customer state after the latest event (last position)
+    activity: Tensor  # (B, activity_width): the recent activity (`recent_activity`)
+
+    @property
+    def customer(self) -> Tensor:
+        """(B, d + activity_width): what the fine-tune heads read, state and activity side by side."""
+        return torch.cat([self.state, self.activity], dim=-1)
 
 
 class LAMBackbone(nn.Module):
@@ -113,6 +151,7 @@ class LAMBackbone(nn.Module):
     def encode(self, x: Tensor, events: EventBatch) -> BackboneOutput:
         """The backbone from event embeddings x (B, L, d) on: attribution methods perturb x, not the ids."""
         mask = events.mask
+        activity = recent_activity(x, events, self.config.n_channels)
         if self.config.hierarchical:
             x, mask = self._compress_old_events(x, events)
         t = x.shape[1]
@@ -123,7 +162,9 @@ class LAMBackbone(nn.Module):
         for block in self.blocks:
             x = block(x, allowed)
         x = self.ln_f(x)
-        return BackboneOutput(hidden=x, recent_hidden=x[:, -self.config.recent_events :], state=x[:, -1])
+        return BackboneOutput(
+            hidden=x, recent_hidden=x[:, -self.config.recent_events :], state=x[:, -1], activity=activity
+        )
 
     def _compress_old_events(self, x: Tensor, events: EventBatch) -> tuple[Tensor, Tensor]:
         """Stage 1: mean-pool the older events per calendar day into max_windows window vectors."""
@@ -203,22 +244,41 @@ class CampaignResponseOutput:
         return torch.sigmoid(self.logit_contacted) - torch.sigmoid(self.logit_not_contacted)
 
 
+class CustomerEncoder(nn.Module):
+    """The customer a fine-tune head sees: `BackboneOutput.customer` (state and recent activity) + profile."""
+
+    def __init__(self, config: LAMConfig) -> None:
+        super().__init__()
+        d, width = config.d_model, activity_width(config)
+        self.d_model = d
+        self.activity = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d))
+        self.profile = nn.ModuleList(nn.Embedding(n, d, padding_idx=0) for n in config.profile_vocab_sizes)
+
+    def forward(self, customer: Tensor, profile: Tensor) -> Tensor:
+        """(B, d + activity_width), (B, P) profile ids -> (B, 2d): state + profile, projected activity."""
+        state, activity = customer[:, : self.d_model], customer[:, self.d_model :]
+        state = state + sum(emb(profile[:, i]) for i, emb in enumerate(self.profile))
+        return torch.cat([state, self.activity(activity)], dim=-1)
+
+
 class CampaignResponseHead(nn.Module):
-    """Fine-tuning head: customer state + candidate campaign (offer, method, timing) -> two order odds."""
+    """Fine-tuning head: customer (state, activity, profile) + candidate campaign (offer, method, timing) -> two
+    order odds."""
 
     def __init__(self, config: LAMConfig) -> None:
         super().__init__()
         d = config.d_model
-        self.profile = nn.ModuleList(nn.Embedding(n, d, padding_idx=0) for n in config.profile_vocab_sizes)
+        self.customer = CustomerEncoder(config)
         self.offer = nn.Embedding(config.n_offers, d)
         self.method = nn.Embedding(config.n_methods, d)
         self.hour = nn.Embedding(24, d)
         self.weekday = nn.Embedding(7, d)
         self.numeric = nn.Linear(1 + config.n_profile_numeric, d)  # log hours since the last event, profile numbers
-        self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 2))
+        self.mlp = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 2))
 
-    def forward(self, state: Tensor, context: CampaignContext) -> CampaignResponseOutput:
-        customer = state + sum(emb(context.profile[:, i]) for i, emb in enumerate(self.profile))
+    def forward(self, customer: Tensor, context: CampaignContext) -> CampaignResponseOutput:
+        """customer: `BackboneOutput.customer` (B, d + activity_width)."""
+        customer = self.customer(customer, context.profile)
         numeric = torch.cat([context.log_hours_since_last_event.unsqueeze(-1), context.profile_numeric], dim=-1)
         campaign = (
             self.offer(context.offer)
@@ -234,8 +294,8 @@ class CampaignResponseHead(nn.Module):
 
 
 class TargetHead(nn.Module):
-    """Event-derived target head: customer state + profile + time since the last event -> log-odds that the
-    target (an action within H days, or no event within H days) happens after the prediction time.
+    """Event-derived target head: customer (state, activity, profile) + time since the last event -> log-odds
+    that the target (an action within H days, or no event within H days) happens after the prediction time.
 
     The backbone's state is the customer after the latest event; how long ago that was at the prediction time
     is the head's input, so the same state scored a week later reads as a week less active.
@@ -244,11 +304,12 @@ class TargetHead(nn.Module):
     def __init__(self, config: LAMConfig) -> None:
         super().__init__()
         d = config.d_model
-        self.profile = nn.ModuleList(nn.Embedding(n, d, padding_idx=0) for n in config.profile_vocab_sizes)
+        self.customer = CustomerEncoder(config)
         self.numeric = nn.Linear(1 + config.n_profile_numeric, d)
-        self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
+        self.mlp = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(d, 1))
 
-    def forward(self, state: Tensor, context: CustomerContext) -> Tensor:
-        customer = state + sum(emb(context.profile[:, i]) for i, emb in enumerate(self.profile))
+    def forward(self, customer: Tensor, context: CustomerContext) -> Tensor:
+        """customer: `BackboneOutput.customer` (B, d + activity_width)."""
+        customer = self.customer(customer, context.profile)
         numeric = torch.cat([context.log_hours_since_last_event.unsqueeze(-1), context.profile_numeric], dim=-1)
         return self.mlp(torch.cat([customer, self.numeric(numeric)], dim=-1)).squeeze(-1)  # (B,) log-odds

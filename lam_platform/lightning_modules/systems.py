@@ -109,7 +109,7 @@ class CampaignResponseSystem(_FineTuneSystem):
         self.campaign_response = CampaignResponseHead(config)
 
     def forward(self, events: EventBatch, context: CampaignContext) -> CampaignResponseOutput:
-        return self.campaign_response(self.backbone(events).state, context)
+        return self.campaign_response(self.backbone(events).customer, context)
 
     def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
         out = self(dataclass_from_arrays(EventBatch, batch), dataclass_from_arrays(CampaignContext, batch))
@@ -133,7 +133,7 @@ class TargetSystem(_FineTuneSystem):
         self.target = TargetHead(config)
 
     def forward(self, events: EventBatch, context: CustomerContext) -> torch.Tensor:
-        return self.target(self.backbone(events).state, context)
+        return self.target(self.backbone(events).customer, context)
 
     def _common_step(self, batch: dict, stage: str) -> torch.Tensor:
         logit = self(dataclass_from_arrays(EventBatch, batch), dataclass_from_arrays(CustomerContext, batch))

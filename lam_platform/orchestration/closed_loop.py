@@ -123,7 +123,7 @@ def head_metrics(backbone, head, arrays: dict[str, np.ndarray]) -> dict[str, flo
     """AUC, log loss and calibration of a campaign head on a tokenized campaign set (`finetune_arrays`):
     each row scored point-in-time at its contact, for the arm it got."""
     with torch.no_grad():
-        state = backbone(dataclass_from_arrays(EventBatch, arrays)).state
+        state = backbone(dataclass_from_arrays(EventBatch, arrays)).customer
         out = head(state, dataclass_from_arrays(CampaignContext, arrays))
     predicted = np.where(
         arrays["treatment"] == 1,

@@ -131,7 +131,7 @@ class SnapshotScorer:
         table = pa.table({name: sequences.column(name).cast(kind) for name, kind in self.list_types.items()})
         arrays = self.scorer.tokenizer.encode_events(table)
         last_event_us = arrays.pop("last_event_us")
-        return self.scorer.backbone(dataclass_from_arrays(EventBatch, arrays)).state, last_event_us
+        return self.scorer.backbone(dataclass_from_arrays(EventBatch, arrays)).customer, last_event_us
 
 
 def score_with_ray_data(

@@ -108,8 +108,9 @@ class ServingModel:
     def states(
         self, rows: pd.DataFrame, with_next: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
-        """Customer states for this version's heads and, `with_next`, for the next-action head (else None),
-        and last event times; rows whose sequence is in the state cache skip the backbones."""
+        """Customer states for this version's heads (`BackboneOutput.customer`) and, `with_next`, for the
+        next-action head (its state, else None), and last event times; rows whose sequence is in the state cache
+        skip the backbones."""
         with_next = with_next and self.next_action_head is not None
         if not self.state_cache.enabled:
             return self._run_backbones(rows, with_next)
@@ -138,11 +139,11 @@ class ServingModel:
         """The backbone over `rows` and, `with_next`, the next-action one (tokenized once; one pass when the
         versions share a backbone)."""
         events, last_event_us = online_event_batch(self.tokenizer, rows)
-        state = self.backbone(events).state
+        out = self.backbone(events)
         if not with_next:
-            return state, None, last_event_us
+            return out.customer, None, last_event_us
         same = self.next_action_backbone is self.backbone
-        return state, state if same else self.next_action_backbone(events).state, last_event_us
+        return out.customer, out.state if same else self.next_action_backbone(events).state, last_event_us
 
     @torch.inference_mode()
     def next_actions(self, n_rows: int, state: torch.Tensor | None, top: int) -> list[dict]:

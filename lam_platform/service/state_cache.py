@@ -25,7 +25,7 @@ class CachedState:
     """One customer's states after the latest event: for the version's heads, for the next-action head
     (None without one), and the latest event's time (us since the epoch)."""
 
-    state: torch.Tensor  # (d,)
+    state: torch.Tensor  # (d + activity width,): `BackboneOutput.customer`, what the heads read
     next_state: torch.Tensor | None  # (d,)
     last_event_us: int
 

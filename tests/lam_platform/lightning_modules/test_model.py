@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,7 +11,13 @@ from lam_platform.features.sequences import build_sequences
 from lam_platform.lightning_modules.artifact import ModelArtifact, SchemaMismatchError, split_state_dict
 from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lam_platform.lightning_modules.config import LAMConfig
-from lam_platform.lightning_modules.model import CampaignResponseHead, LAMBackbone, NextActionHead
+from lam_platform.lightning_modules.model import (
+    CampaignResponseHead,
+    LAMBackbone,
+    NextActionHead,
+    activity_width,
+    recent_activity,
+)
 from lam_platform.lightning_modules.rollout import rollout
 from lam_platform.lightning_modules.systems import NextActionSystem
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
@@ -74,7 +82,8 @@ def test_head_output_shapes_and_empty_sequences_stay_finite(hierarchical):
     out = LAMBackbone(config)(dataclass_from_arrays(EventBatch, arrays))
     b = sequences.num_rows
     assert out.recent_hidden.shape == (b, 8, 16) and out.state.shape == (b, 16)
-    assert torch.isfinite(out.hidden).all()  # the unknown customer has no events at all
+    assert out.customer.shape == (b, 16 + activity_width(config))
+    assert torch.isfinite(out.hidden).all() and torch.isfinite(out.customer).all()  # one customer has no events
     head = NextActionHead(config)
     nxt = head(out.recent_hidden)
     assert head.object_logits(out.recent_hidden).shape == (b, 8, config.n_objects)
@@ -91,8 +100,26 @@ def test_head_output_shapes_and_empty_sequences_stay_finite(hierarchical):
     context = tokenizer.encode_campaigns(
         profiles, ["plan_change"] * b, ["sms"] * b, pd.Series([pd.Timestamp("2026-03-01", tz="UTC")] * b), last
     )
-    response = CampaignResponseHead(config)(out.state, dataclass_from_arrays(CampaignContext, context))
+    response = CampaignResponseHead(config)(out.customer, dataclass_from_arrays(CampaignContext, context))
     assert response.logit_contacted.shape == (b,) and response.uplift.abs().max() <= 1
+
+
+def test_recent_activity_pools_each_window_and_channel():
+    # One customer, 4 events: days 100, 110, 128, 130 (the latest) on channels 2, 3, 2, 2; embeddings are one-hot
+    # per event, so each pool's mean says which events it holds.
+    day = torch.tensor([[0, 100, 110, 128, 130]])
+    mask = torch.tensor([[False, True, True, True, True]])
+    categorical = torch.zeros(1, 5, 3, dtype=torch.long)
+    categorical[0, 1:, 0] = torch.tensor([2, 3, 2, 2])
+    events = SimpleNamespace(day=day, mask=mask, categorical=categorical)
+    x = torch.eye(5).unsqueeze(0)  # (1, L=5, d=5)
+    activity = recent_activity(x, events, n_channels=4).view(5, 6)  # pools: 7d, 30d, all, channel 2, channel 3
+    means, counts = activity[:, :5], torch.expm1(activity[:, 5])
+    torch.testing.assert_close(counts, torch.tensor([2.0, 3.0, 4.0, 3.0, 1.0]))
+    torch.testing.assert_close(means[0], torch.tensor([0, 0, 0, 0.5, 0.5]))  # days 128 and 130
+    torch.testing.assert_close(means[1], torch.tensor([0, 0, 1 / 3, 1 / 3, 1 / 3]))  # days 110 to 130
+    torch.testing.assert_close(means[4], torch.tensor([0, 0, 1.0, 0, 0]))  # the channel-3 event only
+    assert activity.numel() == activity_width(LAMConfig(n_channels=4, d_model=5, n_heads=1))
 
 
 def test_hierarchical_backbone_attends_over_fewer_positions_than_events():
