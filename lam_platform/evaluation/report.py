@@ -129,13 +129,10 @@ def _training_curves(artifact: ModelArtifact, folder: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         for column in [c for c in ("train_loss", "val_loss") if c in frame.columns]:  # the two curves to compare
             ax.plot(frame.epoch + 1, frame[column], "o-", label=column)
-        if "best_epoch" in owner.card["heads"][head].get("metrics", {}):  # the weights the artifact kept
-            ax.axvline(
-                owner.card["heads"][head]["metrics"]["best_epoch"] + 1,
-                color="grey",
-                linestyle=":",
-                label="best epoch (kept)",
-            )
+        metrics = owner.card["heads"][head].get("metrics", {})
+        kept = metrics.get("kept_epoch", metrics.get("best_epoch"))  # the epoch whose weights the artifact has
+        if kept is not None:
+            ax.axvline(kept + 1, color="grey", linestyle=":", label="kept epoch")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.set_title(f"{head} ({owner.path.name})")

@@ -33,6 +33,9 @@ class TrainingStage(_Section):
     max_failures: int = Field(2, ge=0)  # worker failures a run survives (it resumes from its last checkpoint)
     validation_fraction: float = Field(0.1, ge=0, lt=1)  # the newest examples by time validate (0: none)
     early_stopping_patience: int = Field(2, ge=0)  # epochs without a better val_loss before stopping (0: never)
+    # The weights the artifact gets: "best" the lowest val_loss epoch's, "last" the last epoch's (validation then
+    # only reports). A few hundred validation rows with a few dozen positives make the best epoch a coin toss.
+    keep_weights: Literal["best", "last"] = "best"
     kill_worker_at_step: int | None = Field(None, ge=1)  # the fault-tolerance drill kills a worker here, once
     # Fine-tuning only. 0: the backbone stays frozen (shared by every head); k: its last k blocks; "all".
     trainable_blocks: int | Literal["all"] = 0

@@ -5,7 +5,8 @@ The function each worker runs is `lam_platform.ray_jobs.worker.train_func`.
 Every training set carries `example_time_us` (when each example's input ends); the newest
 `validation_fraction` of examples (default 0.1, by time) validate each epoch. Training stops early after
 `early_stopping_patience` epochs without a better validation loss (default 2), and the artifact gets the
-best epoch's weights. Metrics go to `<run folder>/metrics/version_N/metrics.csv` (Lightning's CSVLogger).
+best epoch's weights (`keep_weights: best`, the default) or the last epoch's (`keep_weights: last`).
+Metrics go to `<run folder>/metrics/version_N/metrics.csv` (Lightning's CSVLogger).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def fit_with_ray(
         steps = stage.epochs * -(-(split.train_rows // job.scaling.num_workers) // stage.batch_size)
         with progress.follow_training(storage / run_name / PROGRESS_FILE, run_name, steps, stage.epochs):
             result = _trainer(data, loop_config, stage, job.scaling, split, storage, run_name).fit()
-        return _fit_result(result, run_name, storage, split, job.scaling, time.time() - started)
+        return _fit_result(result, run_name, storage, split, job.scaling, time.time() - started, stage.keep_weights)
     finally:
         if started_ray:
             ray.shutdown()
@@ -231,8 +232,17 @@ def _trainer(
     )
 
 
-def _fit_result(result, run_name: str, storage: Path, split: ValidationSplit, scaling: Scaling, seconds: float):
-    """The best epoch's weights (the last epoch's without validation), metrics and compute of a finished run."""
+def _fit_result(
+    result,
+    run_name: str,
+    storage: Path,
+    split: ValidationSplit,
+    scaling: Scaling,
+    seconds: float,
+    keep_weights: str = "best",
+):
+    """The best epoch's weights (the last epoch's without validation or with `keep_weights="last"`), metrics and
+    compute of a finished run."""
     if result.checkpoint is None:
         raise RuntimeError(f"Ray run {run_name} finished without a checkpoint; see {storage / run_name}")
     with result.checkpoint.as_directory() as folder:
@@ -244,10 +254,13 @@ def _fit_result(result, run_name: str, storage: Path, split: ValidationSplit, sc
     metrics.update(train_rows=split.train_rows, validation_rows=split.validation_rows)
     if best.get("weights") is not None:
         metrics.update(best_epoch=best["epoch"], best_val_loss=best["best"])
+    keep_best = keep_weights == "best" and best.get("weights") is not None
+    if not keep_best:
+        metrics["kept_epoch"] = metrics.get("epoch", 0.0)  # the last epoch's weights
     progress.say(_summary(run_name, metrics, seconds))
     hours = seconds / 3600
     return FitResult(
-        state_dict=best["weights"] if best.get("weights") is not None else checkpoint["state_dict"],
+        state_dict=best["weights"] if keep_best else checkpoint["state_dict"],
         metrics=metrics,
         compute={
             "wall_hours": hours,
@@ -265,6 +278,8 @@ def _summary(run_name: str, metrics: dict, seconds: float) -> str:
     parts += [f"{k} {metrics[k]:.4f}" for k in ("train_loss", "val_loss") if k in metrics]
     if "best_epoch" in metrics:
         parts.append(f"best epoch {int(metrics['best_epoch']) + 1} (val_loss {metrics['best_val_loss']:.4f})")
+        if "kept_epoch" in metrics:
+            parts.append("kept the last epoch's weights")
     else:
         parts.append("no validation split (too few examples or distinct times)")
     return ", ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import torch
 from lam_platform.campaigns.training_shards import EXAMPLE_TIME, read_training_shards, write_training_shards
 from lam_platform.core.progress import read_progress
 from lam_platform.ray_jobs.checkpoints import BestWeights, ProgressFile
-from lam_platform.ray_jobs.training import ValidationSplit
+from lam_platform.ray_jobs.training import ValidationSplit, _fit_result
 
 
 def _shards(tmp_path, times):
@@ -66,3 +67,22 @@ def test_progress_records_come_from_rank_zero_only(tmp_path):
     writer.on_validation_end(_trainer(0, 1.25, step=3), None)
     assert read_progress(path) == {"step": 3, "epoch": 0, "loss": 2.5, "val_loss": 1.25}
     assert json.loads(path.read_text())["val_loss"] == 1.25
+
+
+def test_a_run_gives_the_best_epochs_weights_or_with_keep_weights_last_the_last_epochs(tmp_path):
+    best_weights = {"weight": torch.full((1, 2), 2.0)}
+    last_weights = {"weight": torch.full((1, 2), 3.0)}
+    torch.save(
+        {"state_dict": last_weights, "callbacks": {"BestWeights": {"best": 0.5, "epoch": 1, "weights": best_weights}}},
+        tmp_path / "checkpoint.ckpt",
+    )
+    checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(tmp_path)))
+    result = SimpleNamespace(checkpoint=checkpoint, metrics={"epoch": 2, "val_loss": 0.7})
+    split = SimpleNamespace(train_rows=90, validation_rows=10)
+    scaling = SimpleNamespace(num_workers=2, use_gpu=False)
+    kept = _fit_result(result, "run", tmp_path, split, scaling, 10.0)
+    assert torch.equal(kept.state_dict["weight"], best_weights["weight"]) and kept.metrics["best_epoch"] == 1
+    assert "kept_epoch" not in kept.metrics
+    last = _fit_result(result, "run", tmp_path, split, scaling, 10.0, keep_weights="last")
+    assert torch.equal(last.state_dict["weight"], last_weights["weight"])
+    assert last.metrics["kept_epoch"] == 2 and last.metrics["best_epoch"] == 1  # the best is still reported
