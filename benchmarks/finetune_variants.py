@@ -64,7 +64,6 @@ class KeptWorld:
         world = load_world_config(self.workdir)
         self.as_of = world.scoring_time
         self.pretrained = ModelArtifact(versions_with_head(self.workdir.artifacts, "next_action")[0])
-        self.demo_finetuned = ModelArtifact(versions_with_head(self.workdir.artifacts, "campaign_response")[-1])
         store = open_store(self.workdir)
         profiles = read_profiles(self.workdir.profiles)
         eligible = consenting_customers(profiles, platform.consent_mode)
@@ -148,10 +147,8 @@ def fine_tune(
     if keep == "best" and best.weights is not None:
         system.load_state_dict(best.weights)
     system.eval()
-    # The scorer of the demo's own fine-tuned version (same tokenizer), with this run's backbone and head.
-    scorer = CampaignScorer(world.demo_finetuned, backbone=system.backbone)
-    scorer.head = system.campaign_response
-    return scorer
+    # The pretrained version's tokenizer (the fine-tune's too), with this run's backbone and head.
+    return CampaignScorer(world.pretrained, backbone=system.backbone, head=system.campaign_response)
 
 
 def main() -> None:

@@ -87,11 +87,14 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     assert {p.name for p in (artifact / "heads").iterdir()} == {"next_action.pt", "campaign_response.pt"}
     card = json.loads((artifact / "model_card.json").read_text())
     assert card["heads"]["campaign_response"]["compute"]["workers"] == 2
-    # Training validated on the newest examples each epoch, kept the best epoch and wrote a metrics CSV.
+    # Training validated on the newest examples each epoch and wrote a metrics CSV; pretraining kept its best
+    # epoch, the fine-tune its last (keep_weights: last, as in demo.yaml).
     for head in ("next_action", "campaign_response"):
         history = card["heads"][head]["history"]
         assert history and all({"train_loss", "val_loss"} <= set(epoch) for epoch in history), history
         assert card["heads"][head]["metrics"]["validation_rows"] >= 2
+    assert "kept_epoch" in card["heads"]["campaign_response"]["metrics"]
+    assert "kept_epoch" not in card["heads"]["next_action"]["metrics"]
     curves = sorted((workdir / "ray_results").glob("pretrain-*/metrics/version_*/metrics.csv"))
     assert curves and {"epoch", "val_loss", "train_loss"} <= set(pd.read_csv(curves[-1]).columns)
 

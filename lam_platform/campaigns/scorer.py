@@ -47,11 +47,13 @@ class CampaignScorer:
 
     artifact: ModelArtifact
     backbone: torch.nn.Module | None = None  # share one loaded backbone between scorers of a version
+    head: torch.nn.Module | None = None  # a head trained in this process (else the artifact's)
 
     def __post_init__(self) -> None:
         self.tokenizer = self.artifact.tokenizer
         self.backbone = self.backbone or self.artifact.load_backbone()
-        self.head = self.artifact.load_head("campaign_response")
+        if self.head is None:
+            self.head = self.artifact.load_head("campaign_response")
 
     @torch.no_grad()
     def score(
