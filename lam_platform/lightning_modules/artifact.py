@@ -24,6 +24,10 @@ from lam_platform.lightning_modules.model import LAMBackbone
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 
+class HeadLayoutError(ValueError):
+    """A stored head whose layers are not the ones this release's head class has."""
+
+
 class SchemaMismatchError(RuntimeError):
     """The feature views a model was trained on no longer match the registry."""
 
@@ -166,5 +170,13 @@ class ModelArtifact:
                 f"model {self.path.name} has no {name!r} head yet (heads: {sorted(self.card['heads'])})"
             )
         head = head_kind(self.card["heads"].get(name, {}).get("kind", name)).head(self.config)
-        head.load_state_dict(torch.load(file, weights_only=True))
+        weights = torch.load(file, weights_only=True)
+        if set(weights) != set(head.state_dict()):
+            # A head saved by an older release (e.g. before the heads read the recent activity) has other layers.
+            raise HeadLayoutError(
+                f"the {name!r} head of model {self.path.name} has another layout than this release's "
+                f"{type(head).__name__} (missing {sorted(set(head.state_dict()) - set(weights))[:3]}, unexpected "
+                f"{sorted(set(weights) - set(head.state_dict()))[:3]}); fine-tune it again (`lam finetune`)"
+            )
+        head.load_state_dict(weights)
         return head.eval()

@@ -8,7 +8,12 @@ import torch
 
 from lam_platform.data.events import TIMESTAMP
 from lam_platform.features.sequences import build_sequences
-from lam_platform.lightning_modules.artifact import ModelArtifact, SchemaMismatchError, split_state_dict
+from lam_platform.lightning_modules.artifact import (
+    HeadLayoutError,
+    ModelArtifact,
+    SchemaMismatchError,
+    split_state_dict,
+)
 from lam_platform.lightning_modules.batches import CampaignContext, EventBatch, dataclass_from_arrays
 from lam_platform.lightning_modules.config import LAMConfig
 from lam_platform.lightning_modules.model import (
@@ -223,6 +228,12 @@ def test_artifact_round_trip_shares_one_backbone_and_checks_schema(tmp_path):
         got = loaded.load_head("next_action").object_logits(loaded.load_backbone()(batch).recent_hidden)
     torch.testing.assert_close(got, expected)
     loaded.check_schema("abc")
+    # A head stored by an older release (other layers) is refused by name, not with a state-dict dump.
+    older = {k.replace("customer.profile", "profile"): v for k, v in CampaignResponseHead(config).state_dict().items()}
+    older = {k: v for k, v in older.items() if not k.startswith("customer.activity")}
+    artifact.add_head("campaign_response", older, {"metrics": {}})
+    with pytest.raises(HeadLayoutError, match="fine-tune it again"):
+        ModelArtifact(tmp_path / "lam-v1").load_head("campaign_response")
     with pytest.raises(SchemaMismatchError, match="customer_event_sequence"):
         loaded.check_schema("changed")
 
