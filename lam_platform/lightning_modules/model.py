@@ -18,6 +18,7 @@ Flat mode is the same code with stage 1 off: the Transformer runs over every eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -124,7 +125,16 @@ class BackboneOutput:
     hidden: Tensor  # (B, T, d): T = max_windows + recent_events (hierarchical) or max_len (flat)
     recent_hidden: Tensor  # (B, R, d): hidden states of the latest R events, oldest first
     state: Tensor  # (B, d): the customer state after the latest event (last position)
-    activity: Tensor  # (B, activity_width): the recent activity (`recent_activity`)
+    embeddings: Tensor  # (B, L, d): the event embeddings the backbone read, pooled by `activity`
+    events: EventBatch
+    n_channels: int
+
+    # Computed on first use: pretraining, next-item evaluation and rollouts read only the state, and the
+    # pooling is about a tenth of a 2-layer backbone's work. Attribution differentiates through it.
+    @cached_property
+    def activity(self) -> Tensor:
+        """(B, activity_width): the recent activity (`recent_activity`)."""
+        return recent_activity(self.embeddings, self.events, self.n_channels)
 
     @property
     def customer(self) -> Tensor:
@@ -150,8 +160,7 @@ class LAMBackbone(nn.Module):
 
     def encode(self, x: Tensor, events: EventBatch) -> BackboneOutput:
         """The backbone from event embeddings x (B, L, d) on: attribution methods perturb x, not the ids."""
-        mask = events.mask
-        activity = recent_activity(x, events, self.config.n_channels)
+        mask, embeddings = events.mask, x
         if self.config.hierarchical:
             x, mask = self._compress_old_events(x, events)
         t = x.shape[1]
@@ -163,7 +172,12 @@ class LAMBackbone(nn.Module):
             x = block(x, allowed)
         x = self.ln_f(x)
         return BackboneOutput(
-            hidden=x, recent_hidden=x[:, -self.config.recent_events :], state=x[:, -1], activity=activity
+            hidden=x,
+            recent_hidden=x[:, -self.config.recent_events :],
+            state=x[:, -1],
+            embeddings=embeddings,
+            events=events,
+            n_channels=self.config.n_channels,
         )
 
     def _compress_old_events(self, x: Tensor, events: EventBatch) -> tuple[Tensor, Tensor]:

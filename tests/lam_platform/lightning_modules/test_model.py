@@ -87,6 +87,7 @@ def test_head_output_shapes_and_empty_sequences_stay_finite(hierarchical):
     out = LAMBackbone(config)(dataclass_from_arrays(EventBatch, arrays))
     b = sequences.num_rows
     assert out.recent_hidden.shape == (b, 8, 16) and out.state.shape == (b, 16)
+    assert "activity" not in vars(out)  # pooled only for the fine-tune heads, on first use
     assert out.customer.shape == (b, 16 + activity_width(config))
     assert torch.isfinite(out.hidden).all() and torch.isfinite(out.customer).all()  # one customer has no events
     head = NextActionHead(config)
