@@ -1,7 +1,8 @@
 """Latency of POST /v1/score under bounded load: p50/p99 and errors for 1 and 100 customers per request,
 with 1 and 8 concurrent clients (closed loop: each sends its next request when the last returns), on
 the SQLite and the Redis online store, with the service's customer-state cache on (the default, 50,000
-states) and off (`--state-cache 0`: every request runs the Transformer), and the ratio of end-to-end
+states) warmed when the model loads (`lam serve --warm-states`, its default) and not, and off (`--state-cache
+0`: every request runs the Transformer), and the ratio of end-to-end
 latency to the Feast read alone: the same `OnlineReader.read` the service makes (Feast SDK
 `get_online_features` of the profile and sequence views), timed here for the same number of customers.
 Clients pick customers uniformly at random from the consenting ones, so with the cache on a row's hit
@@ -13,7 +14,7 @@ Run (after `lam demo --workdir ./lam-demo`):
     LAM_REDIS=127.0.0.1:6379,db=0 \\
     LAM_REGISTRY_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable' \\
     python benchmarks/serving_latency.py --workdir ./lam-demo --seconds 60
-    [--customers 1 100] [--clients 1 8] [--state-cache 50000 0] [--top-actions 3 0]
+    [--customers 1 100] [--clients 1 8] [--state-cache 50000 0] [--warm-states 1 0] [--top-actions 3 0]
 The service runs as `lam serve --as-of T` (T: the world's scoring time, the demo's clock) in a process of its
 own on 127.0.0.1; the clients are threads here.
 Without LAM_REDIS only SQLite is measured. Redis keys go under a project of their own, removed at the end.
@@ -57,7 +58,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(workdir: Path, port: int, as_of: pd.Timestamp, state_cache: int) -> subprocess.Popen:
+def start_service(workdir: Path, port: int, as_of: pd.Timestamp, state_cache: int, warm: bool) -> subprocess.Popen:
     env = {**os.environ, "LAM_API_TOKENS": json.dumps([{"name": "bench", "token": TOKEN, "scopes": ["score"]}])}
     lam = Path(sys.executable).parent / "lam"
     process = subprocess.Popen(
@@ -74,6 +75,7 @@ def start_service(workdir: Path, port: int, as_of: pd.Timestamp, state_cache: in
             "3600",
             "--state-cache",
             str(state_cache),
+            "--warm-states" if warm else "--no-warm-states",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -151,11 +153,11 @@ def cache_hits(url: str) -> tuple[float, float]:
     return figures["hits"], figures["misses"]
 
 
-def measure_service(workdir: Workdir, ids: list[str], as_of: pd.Timestamp, cache: int, args) -> list[dict]:
+def measure_service(workdir: Workdir, ids: list[str], as_of: pd.Timestamp, cache: int, warm: bool, args) -> list[dict]:
     """Every (customers per request, clients) row against one `lam serve` with the given state cache."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    service = start_service(workdir.root, port, as_of, cache)
+    service = start_service(workdir.root, port, as_of, cache, warm)
     rows = []
     try:
         for batch in args.customers:
@@ -167,6 +169,7 @@ def measure_service(workdir: Workdir, ids: list[str], as_of: pd.Timestamp, cache
                 rows.append(
                     {
                         "cache": cache,
+                        "warm": warm,
                         "top_actions": top,
                         "customers": batch,
                         "clients": clients,
@@ -192,6 +195,14 @@ def main() -> None:
     parser.add_argument(
         "--state-cache", type=int, nargs="+", default=[50_000, 0], help="`lam serve --state-cache` values to run"
     )
+    parser.add_argument(
+        "--warm-states",
+        type=int,
+        nargs="+",
+        choices=[1, 0],
+        default=[1, 0],
+        help="`lam serve --warm-states` (1, its default: states computed when the model loads) or not (0)",
+    )
     parser.add_argument("--customers", type=int, nargs="+", default=[1, 100], help="customers per request")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent closed-loop clients")
     parser.add_argument(
@@ -212,8 +223,12 @@ def main() -> None:
                     workdir, profile=production_profile(Path(tmp)), as_of=as_of, switch_online_store=True
                 )  # a copy of a SQLite world
             try:
-                for cache in args.state_cache:
-                    rows += [{"store": name, **row} for row in measure_service(workdir, ids, as_of, cache, args)]
+                for cache, warm in itertools.product(args.state_cache, args.warm_states):
+                    if cache == 0 and warm:
+                        continue  # nothing to warm
+                    rows += [
+                        {"store": name, **row} for row in measure_service(workdir, ids, as_of, cache, warm == 1, args)
+                    ]
             finally:
                 if name == "redis":
                     open_store(workdir).teardown()

@@ -110,6 +110,13 @@ def rollout(
     "same events skips the Transformer. 0 turns the cache off.",
 )
 @click.option(
+    "--warm-states/--no-warm-states",
+    default=True,
+    show_default=True,
+    help="Compute the states of the customers the service scores (as many as --state-cache holds) when a "
+    "model version loads, so a first request skips the Transformer too; start-up and hot reloads take longer.",
+)
+@click.option(
     "--torch-threads",
     type=click.IntRange(min=1),
     default=1,
@@ -126,6 +133,7 @@ def serve(
     poll_seconds: float,
     artifact: Path | None,
     state_cache: int,
+    warm_states: bool,
     torch_threads: int,
 ) -> None:
     """Serve /v1/score and /v1/call-list over the Feast online store (FastAPI + uvicorn).
@@ -157,6 +165,7 @@ def serve(
         clock=clock,
         model_path=artifact,
         state_cache=state_cache,
+        warm_states=warm_states,
         torch_threads=torch_threads,
     )
     uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info")

@@ -10,8 +10,8 @@ fairness report of the latest stored call list as JSON.
 
 Under an ASGI server of your own, `app_from_env` builds the app from the environment: LAM_WORKDIR
 (required), LAM_API_TOKENS or LAM_API_TOKENS_FILE, and optionally LAM_AS_OF, LAM_MAX_CUSTOMERS,
-LAM_MAX_BODY_BYTES, LAM_POLL_SECONDS, LAM_ARTIFACT, LAM_STATE_CACHE and LAM_TORCH_THREADS (the `lam serve`
-options of the same names):
+LAM_MAX_BODY_BYTES, LAM_POLL_SECONDS, LAM_ARTIFACT, LAM_STATE_CACHE, LAM_WARM_STATES (1 or 0) and
+LAM_TORCH_THREADS (the `lam serve` options of the same names):
     uvicorn --factory lam_platform.service.app:app_from_env --host 0.0.0.0 --port 8000
     gunicorn -k uvicorn.workers.UvicornWorker -w 4 -b 0.0.0.0:8000 'lam_platform.service.app:app_from_env()'
 Each worker process loads the model, watches for new versions and keeps its own /metrics counters (a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,18 +120,32 @@ class ServingModel:
         # An entry cached by a request that skipped next actions lacks the next state: computed again.
         missing = [i for i, entry in enumerate(found) if entry is None or (with_next and entry.next_state is None)]
         if missing:
-            state, next_state, last_event_us = self._run_backbones(rows.iloc[missing].reset_index(drop=True), with_next)
-            # clone(): a cached row must not keep its whole batch's tensor alive
-            computed = [
-                CachedState(state[j].clone(), next_state[j].clone() if next_state is not None else None, int(us))
-                for j, us in enumerate(last_event_us)
-            ]
-            self.state_cache.put([keys[i] for i in missing], computed)
+            computed = self._compute_and_cache(rows.iloc[missing], [keys[i] for i in missing], with_next)
             for i, entry in zip(missing, computed):
                 found[i] = entry
         state = torch.stack([entry.state for entry in found])
         next_state = torch.stack([entry.next_state for entry in found]) if with_next else None
         return state, next_state, np.array([entry.last_event_us for entry in found], dtype=np.int64)
+
+    def warm(self, rows: pd.DataFrame) -> int:
+        """Put the states of `rows` (online rows, customers with history) into the state cache, as many as it
+        holds; returns how many it computed. Each state is what a request for that customer would compute."""
+        room = max(self.state_cache.max_entries - len(self.state_cache), 0)
+        rows = rows.iloc[:room]
+        if len(rows):  # not through `states`: a warm-up is neither a hit nor a miss of the cache
+            self._compute_and_cache(rows, self.state_cache.keys(rows), self.next_action_head is not None)
+        return len(rows)
+
+    def _compute_and_cache(self, rows: pd.DataFrame, keys: list, with_next: bool) -> list[CachedState]:
+        """The states of `rows` from the backbones, put into the state cache under `keys` (aligned)."""
+        state, next_state, last_event_us = self._run_backbones(rows.reset_index(drop=True), with_next)
+        # clone(): a cached row must not keep its whole batch's tensor alive
+        computed = [
+            CachedState(state[j].clone(), next_state[j].clone() if next_state is not None else None, int(us))
+            for j, us in enumerate(last_event_us)
+        ]
+        self.state_cache.put(keys, computed)
+        return computed
 
     @torch.inference_mode()
     def _run_backbones(
@@ -197,10 +212,16 @@ class ModelWatcher:
     """Holds the current ServingModel and swaps in newer versions found by polling `artifacts`."""
 
     def __init__(
-        self, artifacts: Path, poll_seconds: float = 5.0, pinned: Path | None = None, state_cache: int = 0
+        self,
+        artifacts: Path,
+        poll_seconds: float = 5.0,
+        pinned: Path | None = None,
+        state_cache: int = 0,
+        warm: Callable[[ServingModel], None] | None = None,
     ) -> None:
         self.artifacts, self.poll_seconds, self.pinned = artifacts, poll_seconds, pinned
         self.state_cache = state_cache  # customer states each loaded version caches (0: none)
+        self.warm = warm  # run on each loaded version before it is served (fills its state cache)
         self.current: ServingModel | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -221,6 +242,8 @@ class ModelWatcher:
             if self.current is not None and self.current.version == target.name:
                 return False
             model = ServingModel(ModelArtifact(target), self.state_cache)  # loaded fully before anyone sees it
+            if self.warm is not None:
+                self.warm(model)
         except Exception as error:  # noqa: BLE001 -- a half-written version, a bad file: keep the old model
             self.last_error = f"loading a model failed: {type(error).__name__}: {error}"
             log.warning(self.last_error)

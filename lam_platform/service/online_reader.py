@@ -9,11 +9,17 @@ import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 
+import numpy as np
 import pandas as pd
 
 from lam_platform.core.workdir import Workdir
 from lam_platform.features.online_backends import backend_class
 from lam_platform.features.store import online_features, open_store, profile_features, sequence_features
+
+
+def with_history(rows: pd.DataFrame) -> np.ndarray:
+    """Which online rows have events: a customer without any (or unknown to the store) is a cold start."""
+    return rows.event_timestamps.map(lambda v: v is not None and len(v) > 0).to_numpy(bool)
 
 
 class StoreUnavailable(RuntimeError):

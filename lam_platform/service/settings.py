@@ -37,7 +37,10 @@ class ServiceSettings:
     explain_steps: int = 32
     max_call_list: int = 10_000  # capacity per /v1/call-list request
     max_explained: int = 100  # call-list entries explained per request (integrated gradients are costly)
-    state_cache: int = 50_000  # customer states kept per model version (about 1 KiB each); 0 turns the cache off
+    state_cache: int = 50_000  # customer states kept per model version (about 2.6 KiB each); 0 turns the cache off
+    # Fill the state cache when a version loads (`warm_states.py`). Off in-process (tests count cache misses);
+    # `lam serve` and `app_from_env` turn it on unless told otherwise.
+    warm_states: bool = False
     # Torch threads per request. One: a request's batch is small, and several request threads each driving
     # a team of OpenMP threads oversubscribe the cores (measured: 2.4x slower one-customer states on 2
     # cores). None leaves torch's setting alone (in-process tests).
@@ -77,6 +80,7 @@ ENV_LIMITS: dict[str, tuple[str, type[int | float]]] = {
     "LAM_TORCH_THREADS": ("torch_threads", int),
 }
 ENV_COUNTS: dict[str, str] = {"LAM_STATE_CACHE": "state_cache"}  # may be 0
+ENV_SWITCHES: dict[str, str] = {"LAM_WARM_STATES": "warm_states"}  # 1 or 0; on unless 0
 SERVING_TORCH_THREADS = 1  # `lam serve` and `app_from_env` unless told otherwise
 
 
@@ -89,13 +93,16 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> ServiceSettin
         raise ServiceConfigError("LAM_WORKDIR is not set: it names the platform working directory to serve")
     if not Path(root).is_dir():
         raise ServiceConfigError(f"LAM_WORKDIR={root} is not a directory")
-    overrides: dict[str, Any] = {"torch_threads": SERVING_TORCH_THREADS}
+    overrides: dict[str, Any] = {"torch_threads": SERVING_TORCH_THREADS, "warm_states": True}
     for variable, (field, kind) in ENV_LIMITS.items():
         if environ.get(variable):
             overrides[field] = _positive(variable, environ[variable], kind)
     for variable, field in ENV_COUNTS.items():
         if environ.get(variable):
             overrides[field] = _count(variable, environ[variable])
+    for variable, field in ENV_SWITCHES.items():
+        if environ.get(variable):
+            overrides[field] = _switch(variable, environ[variable])
     if environ.get("LAM_AS_OF"):
         overrides["clock"] = parse_as_of(environ["LAM_AS_OF"], "LAM_AS_OF")  # ClockError names the variable
     if environ.get("LAM_ARTIFACT"):
@@ -122,3 +129,10 @@ def _count(variable: str, text: str) -> int:
     if not text.strip().isdigit():
         raise ServiceConfigError(f"{variable}={text!r} must be a whole number (0 or more)")
     return int(text)
+
+
+def _switch(variable: str, text: str) -> bool:
+    """An on/off setting from the environment: 1 or 0, refused (naming the variable) otherwise."""
+    if text.strip() not in ("0", "1"):
+        raise ServiceConfigError(f"{variable}={text!r} must be 1 (on) or 0 (off)")
+    return text.strip() == "1"

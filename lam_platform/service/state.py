@@ -17,6 +17,7 @@ from lam_platform.service.metrics import Metrics
 from lam_platform.service.model import ModelWatcher, PopulationPrior, ServingModel
 from lam_platform.service.online_reader import OnlineReader
 from lam_platform.service.settings import ServiceSettings
+from lam_platform.service.warm_states import StateWarmer
 
 
 @dataclass
@@ -34,8 +35,11 @@ class ServiceState:
     def build(cls, settings: ServiceSettings, tokens: list[ApiToken]) -> ServiceState:
         """Load the model, open the online store and the audit log of `settings.workdir`."""
         workdir = Workdir.at(settings.workdir)
-        watcher = ModelWatcher(workdir.artifacts, settings.poll_seconds, settings.model_path, settings.state_cache)
         reader = OnlineReader(workdir)
+        warm = StateWarmer(workdir, reader, settings.analysis_only) if settings.warm_states else None
+        watcher = ModelWatcher(
+            workdir.artifacts, settings.poll_seconds, settings.model_path, settings.state_cache, warm
+        )
         prior = PopulationPrior.from_campaign_log(workdir.campaign_log) if workdir.campaign_log.exists() else None
         auth = Authenticator(tokens)
         metrics = Metrics()

@@ -12,6 +12,7 @@ from lam_platform.service import schemas
 from lam_platform.service.auth import ApiToken
 from lam_platform.service.errors import check_count, documented_errors
 from lam_platform.service.model import PopulationPrior, ServingModel
+from lam_platform.service.online_reader import with_history
 from lam_platform.service.options import requested_targets, scoring_options
 from lam_platform.service.security import authorize
 from lam_platform.service.state import ServiceState, get_state
@@ -39,7 +40,7 @@ def score(
     answers = {}
     # Unknown consent is no consent; an analysis-only workdir scores targets for everyone, contacts no one.
     excluded = np.zeros(len(rows), bool) if settings.analysis_only else ~consented(rows.consent_marketing).to_numpy()
-    history = rows.event_timestamps.map(lambda v: v is not None and len(v) > 0).to_numpy(bool)
+    history = with_history(rows)
     for customer_id in rows.customer_id[excluded]:
         answers[customer_id] = schemas.CustomerScore(
             customer_id=customer_id, status="excluded", cold_start=False, excluded_reason="no_consent"

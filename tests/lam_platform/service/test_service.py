@@ -453,12 +453,18 @@ def test_the_app_factory_builds_the_service_from_environment_variables(
         assert torch.get_num_threads() == 1  # the serving default: one torch thread per request
     # The same settings as `lam serve --workdir W` where nothing else is set: lam.yaml through from_workdir.
     base = {"LAM_WORKDIR": str(trained_world.root)}
-    assert settings_from_env(base) == ServiceSettings.from_workdir(trained_world, torch_threads=1)
+    assert settings_from_env(base) == ServiceSettings.from_workdir(trained_world, torch_threads=1, warm_states=True)
     version = next(p for p in trained_world.artifacts.iterdir() if p.is_dir())
     assert settings_from_env(
-        {**base, "LAM_ARTIFACT": str(version), "LAM_POLL_SECONDS": "0.5", "LAM_STATE_CACHE": "0"}
+        {
+            **base,
+            "LAM_ARTIFACT": str(version),
+            "LAM_POLL_SECONDS": "0.5",
+            "LAM_STATE_CACHE": "0",
+            "LAM_WARM_STATES": "0",
+        }
     ) == ServiceSettings.from_workdir(
-        trained_world, model_path=version, poll_seconds=0.5, state_cache=0, torch_threads=1
+        trained_world, model_path=version, poll_seconds=0.5, state_cache=0, torch_threads=1, warm_states=False
     )
 
 
@@ -474,6 +480,7 @@ def test_the_app_factory_builds_the_service_from_environment_variables(
         ({"LAM_ARTIFACT": "/no/such/version"}, ServiceConfigError, "LAM_ARTIFACT=/no/such/version"),
         ({"LAM_STATE_CACHE": "-5"}, ServiceConfigError, "LAM_STATE_CACHE='-5' must be a whole number"),
         ({"LAM_TORCH_THREADS": "0"}, ServiceConfigError, "LAM_TORCH_THREADS='0' must be positive"),
+        ({"LAM_WARM_STATES": "yes"}, ServiceConfigError, "LAM_WARM_STATES='yes' must be 1 \\(on\\) or 0"),
     ],
 )
 def test_the_app_factory_refuses_a_bad_environment_naming_the_variable(tiny_world, environ, error, match):

@@ -3,6 +3,8 @@ identical to running the backbones."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -10,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from lam_platform.features.store import online_features, open_store
+from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact
 from lam_platform.service.app import create_app
 from lam_platform.service.auth import parse_tokens
@@ -110,3 +113,31 @@ def test_a_request_without_next_actions_skips_them_and_a_later_one_gets_them(tra
     assert [c["campaigns"] for c in lean["customers"]] == [c["campaigns"] for c in full["customers"]]
     assert full == fresh
     assert all(c["next_actions"]["what"] for c in full["customers"] if c["status"] == "scored")
+
+
+def test_warmed_states_answer_the_first_request_from_the_cache_with_the_same_answer(trained_world, online_rows):
+    """`warm_states` fills the cache when the version loads: a first request computes nothing and answers as a
+    cold service does; a cache smaller than the customers stops the warm-up when full."""
+    clock = load_world_config(trained_world).scoring_time
+    tokens = parse_tokens([{"name": "crm", "token": TOKEN, "scopes": ["score"]}], "test")
+    consenting = set(consenting_customers(read_profiles(trained_world.profiles)))
+    ids = [c for c in online_rows.customer_id.tolist() if c in consenting][:5]
+    body, headers = {"customer_ids": ids}, {"Authorization": f"Bearer {TOKEN}"}
+    cold = ServiceSettings.from_workdir(trained_world, clock=clock)
+    with TestClient(create_app(cold, tokens)) as client:
+        expected = client.post("/v1/score", json=body, headers=headers).json()
+    with TestClient(create_app(dataclasses.replace(cold, warm_states=True), tokens)) as client:
+        cache = client.app.state.service.watcher.current.state_cache
+        warmed = len(cache)
+        answer = client.post("/v1/score", json=body, headers=headers).json()
+        assert (cache.hits, cache.misses) == (len(ids), 0)
+    assert warmed >= len(ids)
+    # Warmed in batches of hundreds, asked for five: the same states up to float rounding.
+    for got, want in zip(answer["customers"], expected["customers"]):
+        assert got["status"] == want["status"] == "scored"
+        assert [c["uplift"] for c in got["campaigns"]] == pytest.approx(
+            [c["uplift"] for c in want["campaigns"]], abs=1e-5
+        )
+    small = dataclasses.replace(cold, warm_states=True, state_cache=3)
+    with TestClient(create_app(small, tokens)) as client:
+        assert len(client.app.state.service.watcher.current.state_cache) == 3
