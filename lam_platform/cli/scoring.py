@@ -106,8 +106,9 @@ def rollout(
     type=click.IntRange(min=0),
     default=50_000,
     show_default=True,
-    help="Customer states kept per model version (about 2.6 KiB each with the demo model): a customer asked for "
-    "again with the same events skips the Transformer. 0 turns the cache off.",
+    help="Customer states kept per model version (a state is 2.6 KiB with the demo model; its key holds the "
+    "customer's sequence): a customer asked for again with the same events skips the Transformer. 0 turns the "
+    "cache off.",
 )
 @click.option(
     "--warm-states/--no-warm-states",

@@ -14,8 +14,10 @@ LAM_MAX_BODY_BYTES, LAM_POLL_SECONDS, LAM_ARTIFACT, LAM_STATE_CACHE, LAM_WARM_ST
 LAM_TORCH_THREADS (the `lam serve` options of the same names):
     uvicorn --factory lam_platform.service.app:app_from_env --host 0.0.0.0 --port 8000
     gunicorn -k uvicorn.workers.UvicornWorker -w 4 -b 0.0.0.0:8000 'lam_platform.service.app:app_from_env()'
-Each worker process loads the model, watches for new versions and keeps its own /metrics counters (a
-scrape sees one worker's); all of them append to the same audit log.
+Each worker process loads the model, warms its own state cache (up to LAM_STATE_CACHE customers' states,
+computed before the worker serves: allow for it in the server's worker boot timeout, e.g. gunicorn's
+--timeout, or set LAM_WARM_STATES=0), watches for new versions and keeps its own /metrics counters (a scrape
+sees one worker's); all of them append to the same audit log.
 
 `create_app` assembles the parts: the shared ServiceState (state.py), the routers under routes/, the
 limits-and-metrics middleware (middleware.py) and the error answers (errors.py).

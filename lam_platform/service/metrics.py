@@ -37,7 +37,8 @@ class Metrics:
 
     def watch_state_cache(self, current: Callable[[], StateCache | None]) -> None:
         """Gauges of the served version's state cache (`current()`: it, or None while no model is loaded);
-        they start again from 0 when a new version is loaded."""
+        hits and misses start again from 0 when a new version is loaded (its warm-up counts as neither), entries
+        from the number of states warmed."""
         gauges = {
             "hits": "customer-state lookups answered from the cache, served version",
             "misses": "customer-state lookups that ran the backbone, served version",

@@ -129,7 +129,8 @@ class ServingModel:
 
     def warm(self, rows: pd.DataFrame) -> int:
         """Put the states of `rows` (online rows, customers with history) into the state cache, as many as it
-        holds; returns how many it computed. Each state is what a request for that customer would compute."""
+        holds; returns how many it computed. Each state is what a request for that customer would compute (to float
+        rounding: it is computed in a batch of hundreds)."""
         room = max(self.state_cache.max_entries - len(self.state_cache), 0)
         rows = rows.iloc[:room]
         if len(rows):  # not through `states`: a warm-up is neither a hit nor a miss of the cache

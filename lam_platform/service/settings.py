@@ -37,7 +37,9 @@ class ServiceSettings:
     explain_steps: int = 32
     max_call_list: int = 10_000  # capacity per /v1/call-list request
     max_explained: int = 100  # call-list entries explained per request (integrated gradients are costly)
-    state_cache: int = 50_000  # customer states kept per model version (about 2.6 KiB each); 0 turns the cache off
+    state_cache: int = (
+        50_000  # states kept per model version (2.6 KiB a state with the demo model, plus its key); 0: off
+    )
     # Fill the state cache when a version loads (`warm_states.py`). Off in-process (tests count cache misses);
     # `lam serve` and `app_from_env` turn it on unless told otherwise.
     warm_states: bool = False

@@ -3,8 +3,9 @@ not run through the Transformer again.
 
 A backbone's state is a function of the event lists the tokenizer reads and nothing else, so the key is
 the customer id with those lists' content: a pushed event, a purge or a new materialization changes the
-lists and so the key (the old entry ages out). Each `ServingModel` holds its own cache, so a new model
-version starts empty. Least recently used entries leave first once `max_entries` are held.
+lists and so the key (the old entry ages out). Each `ServingModel` holds its own cache: a new model version
+starts empty, or warmed with the customers' states when it loads (`warm_states.py`). Least recently used
+entries leave first once `max_entries` are held.
 """
 
 from __future__ import annotations

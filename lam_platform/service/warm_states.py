@@ -5,7 +5,9 @@ computed before anyone asks: `StateWarmer` reads the servable customers' online 
 loads (at start and on each hot reload, before the version is swapped in) and fills its state cache, as many as
 the cache holds. A later pushed event changes the sequence and so the key: that customer's next request
 computes again. On by default in `lam serve` (`--no-warm-states` turns it off); a failed warm-up is logged
-and the version is served cold, never withheld.
+and the version is served cold, never withheld. Warming runs before a version answers: at start it delays
+readiness; on a hot reload it runs in the watcher thread beside live requests (the old version answers them
+meanwhile), and the old and new caches are held together until the swap.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ class StateWarmer:
         again at each load so a new version warms today's customers."""
         if not self.workdir.profiles.exists():
             return []
-        return consenting_customers(
-            read_profiles(self.workdir.profiles), "analysis_only" if self.analysis_only else "ledger"
-        )
+        mode = "analysis_only" if self.analysis_only else "ledger"
+        columns = ["customer_id"] if self.analysis_only else ["customer_id", "consent_marketing"]
+        return consenting_customers(read_profiles(self.workdir.profiles, columns=columns), mode)
 
     def __call__(self, model: ServingModel) -> None:
         if not model.state_cache.enabled:
