@@ -21,7 +21,7 @@ def call_exclusions(rows: pd.DataFrame, as_of: pd.Timestamp, rules: CallListRule
     action in the last `converted_within_days`). The one rule set for the API and the batch list alike.
     """
     cooldown_days, converted_within_days = rules.cooldown_days, rules.converted_within_days
-    consent = consented(rows.consent_marketing).to_numpy()
+    consent = consented(rows.consent_marketing)
     events = rows[["event_timestamps", "channels", "actions"]].copy()
     events["row"] = np.arange(len(rows))
     events = events[events.event_timestamps.map(lambda v: isinstance(v, (list, np.ndarray)) and len(v) > 0)]

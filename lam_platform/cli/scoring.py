@@ -124,6 +124,14 @@ def rollout(
     show_default=True,
     help="Torch threads per request; requests run in parallel on their own threads.",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="uvicorn's line per request on stderr. Off by default: the audit log (WORKDIR/audit/api.jsonl) records every "
+    "/v1 request with its token name, customer count and status, /metrics counts them all, and the line costs a "
+    "one-customer request about 5% of its time.",
+)
 def serve(
     workdir: str,
     host: str,
@@ -136,6 +144,7 @@ def serve(
     state_cache: int,
     warm_states: bool,
     torch_threads: int,
+    access_log: bool,
 ) -> None:
     """Serve /v1/score and /v1/call-list over the Feast online store (FastAPI + uvicorn).
 
@@ -169,4 +178,4 @@ def serve(
         warm_states=warm_states,
         torch_threads=torch_threads,
     )
-    uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, tokens), host=host, port=port, log_level="info", access_log=access_log)

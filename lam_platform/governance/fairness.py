@@ -136,7 +136,7 @@ def call_list_fairness(
         raise FileNotFoundError(f"no call list at {path}: run `lam score --workdir {workdir.root}` first")
     call_list = pd.read_parquet(path)
     profiles = read_profiles(workdir.profiles)
-    eligible = profiles[consented(profiles.consent_marketing).to_numpy()]
+    eligible = profiles[consented(profiles.consent_marketing)]
     selected = pd.DataFrame({"customer_id": call_list.customer_id, "predicted": call_list.p_order_if_called})
     if observed is not None:
         selected["observed"] = np.asarray(observed(call_list), dtype=float)

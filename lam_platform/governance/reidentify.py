@@ -45,7 +45,7 @@ def export_call_list(
         raise ValueError(f"customer master {customer_master} lacks columns {sorted(missing)}")
     master["customer_ref"] = pseudonymizer.column(master.customer_id)
     consenting = read_profiles(workdir.profiles, columns=["customer_id", "consent_marketing"])
-    consenting = set(consenting.customer_id[consented(consenting.consent_marketing).to_numpy()])
+    consenting = set(consenting.customer_id[consented(consenting.consent_marketing)])
     allowed = calls.customer_id.isin(consenting)
     joined = (
         calls[allowed]

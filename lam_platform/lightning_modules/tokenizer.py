@@ -48,6 +48,10 @@ class EventTokenizer:
     max_len: int
     profile_scaling: dict[str, tuple[float, float]] = field(default_factory=dict)  # numeric field -> (median, scale)
 
+    def __post_init__(self) -> None:
+        # token -> id per profile field, filled on first use; an attribute, not a field: never saved
+        self._profile_lookups: dict[str, dict[str, int]] = {}
+
     @classmethod
     def fit(
         cls,
@@ -188,11 +192,13 @@ class EventTokenizer:
         """The profile part of CampaignContext, one row per profile row: categorical ids (0 = missing) and
         numeric fields scaled by their training median and IQR (0 = missing)."""
         n = len(profiles)
-        ids = [self._profile_ids(f, profiles[f]) for f in self.profile_vocabularies]
+        ids = [self._profile_ids(f, profiles[f].to_numpy()) for f in self.profile_vocabularies]
         numeric = []
         for name, (center, scale) in self.profile_scaling.items():
-            values = pd.to_numeric(profiles[name], errors="coerce").to_numpy(dtype=np.float64)
-            numeric.append(np.nan_to_num((values - center) / scale))
+            values = profiles[name].to_numpy()
+            if values.dtype.kind != "f":  # text, or numbers with a None among them: what parses, else missing
+                values = pd.to_numeric(values, errors="coerce")
+            numeric.append(np.nan_to_num((values.astype(np.float64) - center) / scale))
         return {
             "profile": np.stack(ids, axis=-1) if ids else np.zeros((n, 0), np.int64),
             "profile_numeric": (np.stack(numeric, axis=-1) if numeric else np.zeros((n, 0))).astype(np.float32),
@@ -253,12 +259,14 @@ class EventTokenizer:
         ids = pc.index_in(values, value_set=pa.array(self.vocabularies[column], pa.string()))
         return (pc.fill_null(ids, OOV - 2).to_numpy(zero_copy_only=False) + 2).astype(np.int64)
 
-    def _profile_ids(self, field: str, values: pd.Series) -> np.ndarray:
-        lookup = {token: i + 2 for i, token in enumerate(self.profile_vocabularies[field])}
-        missing = values.isna().to_numpy()
+    def _profile_ids(self, field: str, values: np.ndarray) -> np.ndarray:
+        lookup = self._profile_lookups.get(field)
+        if lookup is None:  # built once per field: the service encodes one customer's profile per request
+            lookup = self._profile_lookups[field] = {t: i + 2 for i, t in enumerate(self.profile_vocabularies[field])}
+        missing = pd.isna(values)
         # A plain loop over the values: a pandas map costs more than the lookups for the API's few rows.
         return np.fromiter(
-            (PAD if gone else lookup.get(str(v), OOV) for v, gone in zip(values.tolist(), missing)),
+            (PAD if gone else lookup.get(str(v), OOV) for v, gone in zip(values.tolist(), missing.tolist())),
             np.int64,
             count=len(values),
         )

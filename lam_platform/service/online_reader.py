@@ -19,7 +19,7 @@ from lam_platform.features.store import online_features, open_store, profile_fea
 
 def with_history(rows: pd.DataFrame) -> np.ndarray:
     """Which online rows have events: a customer without any (or unknown to the store) is a cold start."""
-    return rows.event_timestamps.map(lambda v: v is not None and len(v) > 0).to_numpy(bool)
+    return np.array([v is not None and len(v) > 0 for v in rows.event_timestamps.tolist()], dtype=bool)
 
 
 class StoreUnavailable(RuntimeError):

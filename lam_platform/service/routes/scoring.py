@@ -39,7 +39,7 @@ def score(
     rows = state.reader.read(ids)
     answers = {}
     # Unknown consent is no consent; an analysis-only workdir scores targets for everyone, contacts no one.
-    excluded = np.zeros(len(rows), bool) if settings.analysis_only else ~consented(rows.consent_marketing).to_numpy()
+    excluded = np.zeros(len(rows), bool) if settings.analysis_only else ~consented(rows.consent_marketing)
     history = with_history(rows)
     for customer_id in rows.customer_id[excluded]:
         answers[customer_id] = schemas.CustomerScore(
@@ -48,7 +48,8 @@ def score(
     cold = rows.customer_id[~excluded & ~history].tolist()
     if cold:
         answers.update(_cold_starts(cold, state.prior, campaigns, times))
-    known = rows[~excluded & history].reset_index(drop=True)
+    scored = ~excluded & history
+    known = rows if scored.all() else rows[scored].reset_index(drop=True)  # a copy only when some are not
     if len(known):
         answers.update(_scored(known, model, body, campaigns, times, targets, as_of, settings.explain_steps))
     for answer in answers.values():

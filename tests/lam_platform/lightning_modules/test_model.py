@@ -296,3 +296,29 @@ def test_the_auxiliary_loss_weight_scales_only_the_channel_action_and_gap_terms(
     assert abs(totals[2.0] - totals[1.0] - auxiliary) < 1e-4  # each unit of weight adds the three terms once
     with pytest.raises(ValueError, match="auxiliary_loss_weight"):
         _config(tokenizer, auxiliary_loss_weight=-1.0)
+
+
+def test_profiles_encode_the_same_from_online_rows_text_and_typed_columns(tmp_path):
+    tokenizer = EventTokenizer(
+        vocabularies={},
+        numeric_scaling={},
+        profile_vocabularies={"plan": ["basic", "premium"]},
+        offers=["device_upgrade"],
+        methods=["sms"],
+        max_len=8,
+        profile_scaling={"tenure_months": (12.0, 6.0)},
+    )
+    typed = pd.DataFrame({"plan": ["premium", None, "gold"], "tenure_months": [18.0, np.nan, 6.0]})
+    online = pd.DataFrame({"plan": ["premium", None, "gold"], "tenure_months": [18.0, None, 6.0]}, dtype=object)
+    text = pd.DataFrame({"plan": ["premium", pd.NA, "gold"], "tenure_months": ["18", "n/a", "6.0"]})
+    expected = {
+        "profile": np.array([[3], [0], [1]]),  # premium; missing -> pad; unseen -> out of vocabulary
+        "profile_numeric": np.array([[1.0], [0.0], [-1.0]], np.float32),  # (value - median) / scale, missing -> 0
+    }
+    for frame in (typed, online, text):
+        encoded = tokenizer.encode_profiles(frame)
+        np.testing.assert_array_equal(encoded["profile"], expected["profile"])
+        np.testing.assert_array_equal(encoded["profile_numeric"], expected["profile_numeric"])
+    tokenizer.save(tmp_path / "tokenizer.json")  # the lookups built while encoding are not part of it
+    assert "lookups" not in (tmp_path / "tokenizer.json").read_text()
+    assert EventTokenizer.load(tmp_path / "tokenizer.json") == tokenizer
