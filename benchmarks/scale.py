@@ -3,6 +3,7 @@ command a scheduler would run, in a process of its own.
 
 Run:
     python benchmarks/scale.py --customers 10000 100000 [--out scale.jsonl] [--plot docs/scale.png]
+        [--stages simulate ingest]  (the first stages only)
     (with LAM_REDIS and LAM_REGISTRY_URL set, materialize writes to Redis through the production profile;
     without them, to SQLite)
 Stages: simulate (the source system), ingest, materialize (snapshot + Feast online write), pretrain (one
@@ -41,6 +42,7 @@ from lam_platform.core.packaged import job_config_path  # noqa: E402
 from lam_platform.core.workdir import Workdir  # noqa: E402
 from lam_platform.orchestration.demo import world_clock  # noqa: E402
 
+STAGES = ("simulate", "ingest", "materialize", "pretrain", "finetune", "score")
 PSEUDONYM_KEY = "scale-benchmark-key-0123456789abcdef"  # a fixed key: the benchmark's ids are nobody's
 
 
@@ -104,8 +106,8 @@ def event_count(workdir: Workdir) -> int:
     return ds.dataset(workdir.events, format="parquet", partitioning="hive").count_rows()
 
 
-def measure(customers: int, folder: Path, redis: bool) -> list[dict]:
-    """Every stage at `customers`, in order; one result row per stage."""
+def measure(customers: int, folder: Path, redis: bool, stages: list[str]) -> list[dict]:
+    """The named stages at `customers`, in order (each needs the ones before it); one result row per stage."""
     workdir = Workdir.at(folder / f"world-{customers}")
     lam = str(Path(sys.executable).parent / "lam")
     env = {**os.environ, "LAM_PSEUDONYM_KEY": PSEUDONYM_KEY}
@@ -114,6 +116,8 @@ def measure(customers: int, folder: Path, redis: bool) -> list[dict]:
     rows = []
 
     def stage(name: str, *args: str, command: list[str] | None = None) -> None:
+        if name not in stages:
+            return
         result = run_stage([*(command or [lam, name]), *common, *args], env)
         rows.append({"customers": customers, "stage": name, **result})
         print(json.dumps(rows[-1]), flush=True)
@@ -121,7 +125,7 @@ def measure(customers: int, folder: Path, redis: bool) -> list[dict]:
     stage("simulate", "--customers", str(customers), "--seed", "7")
     as_of = world_clock(workdir).isoformat()
     stage("ingest")
-    events = event_count(workdir)
+    events = event_count(workdir) if workdir.events.exists() else 0
     profile = ["--profile", str(production_profile(folder)), "--switch-online-store"] if redis else []
     stage("materialize", "--as-of", as_of, *profile)
     stage("pretrain", "--config", str(config), "--as-of", as_of)
@@ -161,6 +165,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per stage here")
     parser.add_argument("--plot", type=Path, default=None, help="draw wall time per stage against customers")
     parser.add_argument("--keep", type=Path, default=None, help="build the worlds here and keep them")
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        help="run these stages only (each needs the ones before it: give a prefix of the list)",
+    )
     args = parser.parse_args()
     redis = bool(os.environ.get("LAM_REDIS") and os.environ.get("LAM_REGISTRY_URL"))
     rows = []
@@ -168,7 +179,7 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for customers in args.customers:
-            measured = measure(customers, folder, redis)
+            measured = measure(customers, folder, redis, args.stages)
             rows += measured
             if args.out:
                 with args.out.open("a") as out:

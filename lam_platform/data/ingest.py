@@ -14,6 +14,7 @@ Run: `LAM_PSEUDONYM_KEY=... lam ingest --workdir ./lam-demo` (the `events:` sect
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from lam_platform.data.channels import ChannelConfig, ChannelMapping
 from lam_platform.data.event_identity import dedupe
 from lam_platform.data.events import EventAttributes, EventContractError, write_events
 from lam_platform.data.pseudonyms import Pseudonymizer
-from lam_platform.data.raw_tables import read_raw
+from lam_platform.data.raw_tables import RAW_BATCH_ROWS, read_raw_batches
 from lam_platform.data.suppression import ErasedCustomers, retention_cutoff
 from lam_platform.data.validation import validate_rows
 
@@ -71,54 +72,76 @@ class IngestReport:
 
 
 def ingest(
-    config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer, now: pd.Timestamp | None = None
+    config: ChannelConfig,
+    workdir: Workdir,
+    pseudonymizer: Pseudonymizer,
+    now: pd.Timestamp | None = None,
+    batch_rows: int = RAW_BATCH_ROWS,
 ) -> IngestReport:
     """Read every configured file, validate, dedupe, append to the event table, quarantine the rest.
 
     Customer ids are pseudonymized here, before anything is written: accepted events and the
     quarantined rows' copies of the source row carry the pseudonym, never the raw id. Runs under the
     workdir's shared governance lock: an erasure or purge waits for it, or finishes before it reads.
+
+    A file is read, checked and appended `batch_rows` rows at a time, so memory holds one batch whatever the
+    file's size. Each batch is deduplicated against the table as the batches before it left it: the outcome
+    is the one a single pass would give. A run stopped part way has appended whole batches only; run again,
+    their rows count as duplicates.
     """
     with governance_lock(workdir.root, shared=True):
-        return _ingest(config, workdir, pseudonymizer, now)
+        return _ingest(config, workdir, pseudonymizer, now, batch_rows)
 
 
 def _ingest(
-    config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer, now: pd.Timestamp | None
+    config: ChannelConfig, workdir: Workdir, pseudonymizer: Pseudonymizer, now: pd.Timestamp | None, batch_rows: int
 ) -> IngestReport:
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     report = IngestReport()
     erased, retained_from = ErasedCustomers.load(workdir), retention_cutoff(workdir, now)
-    batches = []
+    rejects = []
     for mapping in config.channels.values():
         for path in mapping.source_files(config.base):
-            try:
-                raw = read_raw(path, arrow_text=True)
-            except Exception as err:  # an unreadable file: reported, nothing of it written
-                report.unreadable_files[str(path)] = f"{type(err).__name__}: {err}"
-                continue
-            report.files += 1
-            report.rows_in += len(raw)
-            batches.append(validate_rows(raw, path, mapping, config, now, pseudonymizer, erased, retained_from))
-    events = pa.concat_tables([b.events for b in batches]) if batches else _empty_events(config.attributes)
-    rejects = [b.rejects for b in batches]
-    accepted, duplicates, conflicts = dedupe(events, workdir.events, config.attributes)
-    rejects.append(conflicts)
-    rejects = pd.concat([r for r in rejects if len(r)] or rejects, ignore_index=True)
-    if accepted.num_rows:
-        write_events(
-            accepted.select(config.attributes.schema().names),
-            workdir.events,
-            append=True,
-            channels=tuple(config.channels),
-            attributes=config.attributes,
-        )
-    report.accepted, report.duplicates, report.quarantined = accepted.num_rows, duplicates, len(rejects)
-    report.suppressed = sum(b.suppressed for b in batches)
+            for raw in _readable_batches(path, batch_rows, report):
+                report.rows_in += len(raw)
+                batch = validate_rows(raw, path, mapping, config, now, pseudonymizer, erased, retained_from)
+                del raw  # the batch's events hold what is kept of it
+                accepted, duplicates, conflicts = dedupe(batch.events, workdir.events, config.attributes)
+                if accepted.num_rows:
+                    write_events(
+                        accepted.select(config.attributes.schema().names),
+                        workdir.events,
+                        append=True,
+                        channels=tuple(config.channels),
+                        attributes=config.attributes,
+                    )
+                report.accepted += accepted.num_rows
+                report.duplicates += duplicates
+                report.suppressed += batch.suppressed
+                rejects += [r for r in (batch.rejects, conflicts) if len(r)]
+    rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=QUARANTINE_SCHEMA.names)
+    report.quarantined = len(rejects)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):
         report.quarantine_file = write_quarantine(rejects, workdir.quarantine, "run")
     return report
+
+
+def _readable_batches(path: Path, batch_rows: int, report: IngestReport) -> Iterator[pd.DataFrame]:
+    """The file's batches; a file that cannot be read (from the start, or part way) is reported as such, with
+    no row of the unreadable part counted; a file whose first batch was read counts as a file."""
+    batches, first = read_raw_batches(path, batch_rows, arrow_text=True), True
+    while True:
+        try:
+            raw = next(batches)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 -- any read failure: reported, the rest of the run goes on
+            report.unreadable_files[str(path)] = f"{type(err).__name__}: {err}"
+            return
+        report.files += first
+        first = False
+        yield raw
 
 
 def validate_pushed(
@@ -186,11 +209,6 @@ def write_quarantine(rejects: pd.DataFrame, folder: Path, name: str) -> str:
         path,
     )
     return str(path)
-
-
-def _empty_events(attributes: EventAttributes) -> pa.Table:
-    extra = [("content", pa.string()), ("_source_file", pa.string()), ("_source_line", pa.int64())]
-    return pa.schema([*attributes.schema(), *extra]).empty_table()
 
 
 def report_dict(report: IngestReport) -> dict:

@@ -18,9 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
 from lam_platform.core.errors import UserError
 
+RAW_BATCH_ROWS = 1_000_000  # rows of a source file read, checked and written at a time (about 0.6 GiB)
+ARROW_BLOCK_BYTES = 1 << 24  # what Arrow's CSV reader parses at a time
 ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 # Zoned ISO 8601 that Arrow's cast reads exactly as pandas' ISO8601 parser does: years pandas can hold
@@ -48,44 +51,112 @@ def read_raw(path: Path, arrow_text: bool = False) -> pd.DataFrame:
     """A source table as text (CSV) or native types (Parquet), with 1-based source line numbers; a file that
     cannot be read as its suffix says is a UserError naming it. `arrow_text`: a CSV's cells may come as Arrow
     strings (pd.ArrowDtype) instead of Python ones, the same text (`text_array` reads them without copies)."""
+    batches = list(read_raw_batches(path, batch_rows=None, arrow_text=arrow_text))
+    return batches[0] if len(batches) == 1 else pd.concat(batches, ignore_index=True)
+
+
+def read_raw_batches(path: Path, batch_rows: int | None = RAW_BATCH_ROWS, arrow_text: bool = False):
+    """`read_raw` in consecutive batches of `batch_rows` rows (None: the whole file as one), so a file
+    larger than memory can be ingested; line numbers run on across batches, and a file without rows is one
+    empty batch with its columns. A file that turns out unreadable part way is a UserError naming the row
+    after which it stopped: the batches before it were read whole and are good."""
     is_csv = path.suffix.lower() == ".csv"
+    first_line = 2 if is_csv else 1  # a CSV's line 1 is the header
+    done = 0
     try:
-        frame = _arrow_csv(path) if is_csv and arrow_text else None
-        if frame is None:
-            frame = (
-                pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-                if is_csv
-                else pd.read_parquet(path)
-            )
+        for frame in _csv_batches(path, batch_rows, arrow_text) if is_csv else _parquet_batches(path, batch_rows):
+            frame["_line"] = np.arange(len(frame)) + first_line + done
+            done += len(frame)
+            yield frame
     except (OSError, ValueError, pd.errors.ParserError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise UserError(
-            f"{path}: not a readable {'CSV' if is_csv else 'Parquet'} file ({type(err).__name__}: {err})",
+            f"{path}: not a readable {'CSV' if is_csv else 'Parquet'} file"
+            f"{f' after its first {done} rows' if done else ''} ({type(err).__name__}: {err})",
             hint="source tables are Parquet, or CSV with a .csv suffix and a header line",
         ) from err
-    frame["_line"] = np.arange(len(frame)) + (2 if is_csv else 1)  # a CSV's line 1 is the header
-    return frame
 
 
-def _arrow_csv(path: Path) -> pd.DataFrame | None:
-    """The CSV through Arrow's reader (several times faster), or None where it might not read it as pandas
-    does: a quote (pandas rejects an unterminated one, Arrow reads on to the end), a NUL byte, a repeated or
-    empty column name (pandas renames them), or any line Arrow rejects (pandas pads a short line)."""
-    data = path.read_bytes()
-    if b'"' in data or b"\0" in data:
+def _parquet_batches(path: Path, batch_rows: int | None):
+    if batch_rows is None:
+        yield pd.read_parquet(path)
+        return
+    file = pq.ParquetFile(path)
+    empty = True
+    for batch in file.iter_batches(batch_size=batch_rows):
+        empty = False
+        yield pa.Table.from_batches([batch], schema=file.schema_arrow).to_pandas()
+    if empty:
+        yield file.schema_arrow.empty_table().to_pandas()
+
+
+def _csv_batches(path: Path, batch_rows: int | None, arrow_text: bool):
+    """Arrow's reader (several times faster) where it reads the file as pandas does, else pandas'; when Arrow
+    rejects a line part way (pandas pads a short line), pandas reads on from the first row not yet given."""
+    given = 0
+    names = _header_names(path) if arrow_text else None
+    if names is not None and _no_quote_or_nul(path):
+        try:
+            for frame in _arrow_csv_batches(path, names, batch_rows):
+                given += len(frame)
+                yield frame
+            return
+        except pa.ArrowInvalid:
+            pass
+    options = dict(dtype=str, keep_default_na=False, na_filter=False)
+    if batch_rows is None:
+        yield pd.read_csv(path, **options)
+        return
+    yielded = given > 0
+    with pd.read_csv(path, chunksize=batch_rows, **options) as chunks:
+        for chunk in chunks:
+            skip = min(given, len(chunk))  # rows Arrow gave already: pandas reads them the same
+            given -= skip
+            if len(chunk) > skip:
+                yielded = True
+                yield chunk.iloc[skip:].reset_index(drop=True)
+    if not yielded:  # a header without rows: one empty frame with the columns
+        yield pd.read_csv(path, nrows=0, **options)
+
+
+def _header_names(path: Path) -> list[str] | None:
+    """The CSV's column names as Arrow reads them without quotes (the first line split at commas), or None
+    where pandas would read them otherwise: repeated or empty names (pandas renames them), not UTF-8."""
+    with path.open("rb") as file:
+        first = file.readline()
+    try:
+        names = re.split(rb"\r\n|\r|\n", first, maxsplit=1)[0].decode("utf-8-sig").split(",")
+    except UnicodeDecodeError:
         return None
-    try:  # without quotes the header is the first line split at commas
-        names = re.split(rb"\r\n|\r|\n", data, maxsplit=1)[0].decode("utf-8-sig").split(",")
-        if len(set(names)) < len(names) or "" in names:
-            return None
-        table = pcsv.read_csv(
-            pa.BufferReader(data),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in names}, strings_can_be_null=False
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None
-    return table.to_pandas(types_mapper=pd.ArrowDtype) if table.column_names == names else None
+    return None if len(set(names)) < len(names) or "" in names else names
+
+
+def _no_quote_or_nul(path: Path) -> bool:
+    """No quote (pandas rejects an unterminated one, Arrow reads on to the end) and no NUL byte; scanned a
+    block at a time, so memory stays bounded."""
+    with path.open("rb") as file:
+        while block := file.read(1 << 24):
+            if b'"' in block or b"\0" in block:
+                return False
+    return True
+
+
+def _arrow_csv_batches(path: Path, names: list[str], batch_rows: int | None):
+    """The CSV as Arrow-string frames of `batch_rows` rows (the last fewer; at least one frame)."""
+    reader = pcsv.open_csv(
+        path,
+        read_options=pcsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
+        convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False),
+    )
+    if reader.schema.names != names:
+        raise pa.ArrowInvalid(f"Arrow read the header as {reader.schema.names}")
+    pending, yielded = reader.schema.empty_table(), False
+    for block in reader:
+        pending = pa.concat_tables([pending, pa.Table.from_batches([block])])
+        while batch_rows is not None and pending.num_rows >= batch_rows:
+            yield pending.slice(0, batch_rows).to_pandas(types_mapper=pd.ArrowDtype)
+            pending, yielded = pending.slice(batch_rows), True
+    if pending.num_rows or not yielded:
+        yield pending.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def text_array(values: pd.Series) -> pa.Array:

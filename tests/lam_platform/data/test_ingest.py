@@ -118,6 +118,26 @@ def test_every_reason_is_named_with_its_source_line(tmp_path):
     assert events.loc["e9", "event_timestamp"] == pd.Timestamp("2026-01-01T01:00:00Z")
 
 
+def test_a_file_read_in_batches_ingests_as_it_does_whole(tmp_path):
+    """Rows checked and appended a few at a time: the same report, events and quarantine as one pass, with the
+    duplicates and id conflicts of lines 10 and 11 found against line 2 in an earlier batch."""
+    test_every_reason_is_named_with_its_source_line(tmp_path)  # writes raw/a.csv and ingests it whole
+    config = ChannelConfig.load(tmp_path / "channels.yaml")
+    whole = Workdir.at(tmp_path / "w")
+    events = read_events(whole.events).to_pandas().sort_values("event_id").reset_index(drop=True)
+    rejected = pd.read_parquet(next(whole.quarantine.glob("*.parquet")))
+    rejected = sorted(zip(rejected.reason, rejected.source_line, rejected.raw))
+    assert len(rejected) == 8
+    for batch_rows in (1, 2, 4):
+        workdir = Workdir.at(tmp_path / f"w{batch_rows}")
+        report = ingest(config, workdir, PSEUDONYMIZER, now=NOW, batch_rows=batch_rows)
+        assert report.balanced() and (report.rows_in, report.accepted, report.duplicates, report.files) == (11, 2, 1, 1)
+        got = read_events(workdir.events).to_pandas().sort_values("event_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, events)
+        quarantine = pd.read_parquet(report.quarantine_file)
+        assert sorted(zip(quarantine.reason, quarantine.source_line, quarantine.raw)) == rejected
+
+
 def test_a_file_without_the_mapped_event_id_column_is_quarantined_and_the_report_balances(tmp_path):
     config = _write_config(tmp_path)
     workdir = _raw_csv(tmp_path, "member,at,sku,kind,price\nc1,2026-01-01T10:00:00Z,sku1,purchase,1\n")

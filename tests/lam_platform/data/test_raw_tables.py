@@ -9,10 +9,10 @@ import pytest
 
 from lam_platform.data.raw_tables import (
     WHITESPACE,
-    _arrow_csv,
     number_array,
     parse_timestamps,
     read_raw,
+    read_raw_batches,
     text_array,
     text_cells,
 )
@@ -53,10 +53,15 @@ def test_numbers_parse_only_plain_ascii_numerals():
 def test_a_csv_reads_the_same_whichever_reader_takes_it(tmp_path, text, arrow):
     path = tmp_path / "t.csv"
     path.write_text(text)
-    assert (_arrow_csv(path) is not None) == arrow
     fast, plain = read_raw(path, arrow_text=True), read_raw(path)
+    assert isinstance(fast.dtypes.iloc[0], pd.ArrowDtype) == arrow  # which reader took it
     assert list(fast.columns) == list(plain.columns)
     pd.testing.assert_frame_equal(fast.astype(object), plain.astype(object))
+    for arrow_text in (True, False):  # a row at a time: the same rows and line numbers
+        batches = list(read_raw_batches(path, batch_rows=1, arrow_text=arrow_text))
+        assert all(len(b) == 1 for b in batches)
+        joined = pd.concat(batches, ignore_index=True).astype(object)
+        pd.testing.assert_frame_equal(joined, plain.astype(object))
 
 
 def test_zoned_iso_timestamps_parse_as_pandas_parses_them():
@@ -73,3 +78,25 @@ def test_zoned_iso_timestamps_parse_as_pandas_parses_them():
         expected = pd.to_datetime(pd.Series(values), utc=True, format="ISO8601", errors="coerce")
         pd.testing.assert_series_equal(parsed, expected.astype("datetime64[us, UTC]"))
         assert unparsable.tolist() == expected.isna().tolist() and not naive.any()
+
+
+def test_large_files_are_read_in_batches_that_add_up_to_the_whole(tmp_path, monkeypatch):
+    from lam_platform.data import raw_tables
+
+    frame = pd.DataFrame({"customer": [f"c{i}" for i in range(10)], "amount": [f"{i}.5" for i in range(10)]})
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=4)
+    parquet = list(read_raw_batches(tmp_path / "t.parquet", batch_rows=3))
+    assert [len(b) for b in parquet] == [3, 3, 3, 1]
+    pd.testing.assert_frame_equal(pd.concat(parquet, ignore_index=True), read_raw(tmp_path / "t.parquet"))
+    # Arrow reads blocks of a few lines; the last line is short, which Arrow rejects and pandas pads: pandas
+    # reads on from the first row Arrow did not give, and the rows and their line numbers are the same.
+    monkeypatch.setattr(raw_tables, "ARROW_BLOCK_BYTES", 64)
+    (tmp_path / "t.csv").write_text(frame.to_csv(index=False) + "c10\n")
+    fast = list(read_raw_batches(tmp_path / "t.csv", batch_rows=4, arrow_text=True))
+    assert [len(b) for b in fast] == [4, 4, 3] and isinstance(fast[0].dtypes.iloc[0], pd.ArrowDtype)
+    joined = pd.concat(fast, ignore_index=True).astype(object)
+    pd.testing.assert_frame_equal(joined, read_raw(tmp_path / "t.csv").astype(object))
+    assert joined._line.tolist() == list(range(2, 13)) and joined.amount.iloc[-1] == ""
+    (tmp_path / "empty.csv").write_text("customer,amount\n")
+    [empty] = read_raw_batches(tmp_path / "empty.csv", batch_rows=4, arrow_text=True)
+    assert list(empty.columns) == ["customer", "amount", "_line"] and empty.empty
