@@ -278,6 +278,20 @@ def existing_events(root: Path, event_ids: list[str]):
     return stored_events(root, pa.array(event_ids, pa.string())).to_pandas()
 
 
+def event_batches(root: Path, rows: int = 1 << 20) -> Iterator[pa.Table]:
+    """The event table in the contract's schema, about `rows` events at a time in file order (not sorted): for
+    a pass that needs every event once, never the whole table in memory."""
+    pending, count = [], 0
+    for batch in events_dataset(root).to_batches(batch_size=rows):
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
 def read_events(root: Path) -> pa.Table:
     """Read the whole event table back, in the contract's schema, sorted by customer and time."""
     table = events_dataset(root).to_table()

@@ -10,6 +10,7 @@ Run: `lam simulate --sources ./raw` writes them beside the world (never inside t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -108,35 +109,81 @@ CRM_FILE = Path("crm") / "customers.csv"
 
 
 def export_raw_channels(
-    events: pa.Table, out: Path, raw_ids: dict[str, str], files_per_channel: int = 2, crm: Path | None = None
+    events: pa.Table | Iterable[pa.Table],
+    out: Path,
+    raw_ids: dict[str, str],
+    files_per_channel: int = 2,
+    crm: Path | None = None,
 ) -> dict[str, int]:
     """Write each channel's events as raw files under out/<channel>/, keyed by raw id (`raw_ids`:
     pseudonym -> raw id), and the customer master at `crm` (default out/crm/customers.csv); returns rows
-    per channel."""
-    frame = events.to_pandas()
-    unknown = ~frame.customer_id.isin(raw_ids.keys())
-    if unknown.any():
-        raise ValueError(
-            f"{int(unknown.sum())} events belong to customers outside the customer master "
-            "(was the world made with another pseudonymization key?)"
-        )
-    frame["customer_id"] = frame.customer_id.map(raw_ids)
-    counts = {}
-    for channel, (fmt, columns, style) in RAW_LAYOUT.items():
-        rows = frame[frame.channel == channel]
-        raw = pd.DataFrame({raw_name: rows[event_name] for raw_name, event_name in columns.items()})
-        time_column = next(r for r, e in columns.items() if e == "event_timestamp")
-        raw[time_column] = _render(rows.event_timestamp, style)
-        folder = out / channel
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, part in enumerate(_split(raw, files_per_channel)):
-            if fmt == "csv":
-                part.to_csv(folder / f"part-{k}.csv", index=False)
-            else:
-                pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
-        counts[channel] = len(raw)
+    per channel. `events`: the event table, or its batches in turn (`event_batches`): each batch is written
+    as it comes, so memory holds one batch however large the world."""
+    counts = dict.fromkeys(RAW_LAYOUT, 0)
+    with _RawFiles(out, files_per_channel) as files:
+        for batch in [events] if isinstance(events, pa.Table) else events:
+            frame = batch.to_pandas()
+            unknown = ~frame.customer_id.isin(raw_ids.keys())
+            if unknown.any():
+                raise ValueError(
+                    f"{int(unknown.sum())} events belong to customers outside the customer master "
+                    "(was the world made with another pseudonymization key?)"
+                )
+            frame["customer_id"] = frame.customer_id.map(raw_ids)
+            for channel, (_, columns, style) in RAW_LAYOUT.items():
+                rows = frame[frame.channel == channel]
+                raw = pd.DataFrame({raw_name: rows[event_name] for raw_name, event_name in columns.items()})
+                time_column = next(r for r, e in columns.items() if e == "event_timestamp")
+                raw[time_column] = _render(rows.event_timestamp, style)
+                files.write(channel, raw, batch.schema)
+                counts[channel] += len(raw)
     write_customer_master(sorted(raw_ids.values()), crm or out / CRM_FILE)
     return counts
+
+
+class _RawFiles:
+    """The open raw files, `parts` per channel: each batch's rows of a channel are split across them in turn
+    (CSV appended under one header, Parquet through one writer per file with the schema the layout gives)."""
+
+    def __init__(self, out: Path, parts: int) -> None:
+        self.out, self.parts = out, parts
+        self.parquet: dict[Path, pq.ParquetWriter] = {}
+        self.written: set[Path] = set()
+
+    def __enter__(self) -> _RawFiles:
+        return self
+
+    def __exit__(self, *_) -> None:
+        for writer in self.parquet.values():
+            writer.close()
+
+    def write(self, channel: str, raw: pd.DataFrame, events: pa.Schema) -> None:
+        fmt, columns, style = RAW_LAYOUT[channel]
+        folder = self.out / channel
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, part in enumerate(_split(raw, self.parts)):
+            path = folder / f"part-{k}.{fmt}"
+            if fmt == "csv":
+                part.to_csv(
+                    path, index=False, mode="a" if path in self.written else "w", header=path not in self.written
+                )
+            else:
+                if path not in self.parquet:
+                    self.parquet[path] = pq.ParquetWriter(path, _parquet_schema(columns, style, events))
+                writer = self.parquet[path]
+                writer.write_table(pa.Table.from_pandas(part, schema=writer.schema, preserve_index=False))
+            self.written.add(path)
+
+
+def _parquet_schema(columns: dict[str, str], style: str, events: pa.Schema) -> pa.Schema:
+    """A Parquet channel's columns typed as the events they come from (every batch the same, even one where a
+    column is all missing), the time as rendered text unless the layout keeps native timestamps."""
+    return pa.schema(
+        [
+            (raw, pa.string() if event == "event_timestamp" and style != "native" else events.field(event).type)
+            for raw, event in columns.items()
+        ]
+    )
 
 
 def write_customer_master(raw_ids: list[str], path: Path) -> None:

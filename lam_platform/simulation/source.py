@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from lam_platform.core.workdir import Workdir
-from lam_platform.data.events import read_events
+from lam_platform.data.events import event_batches
 from lam_platform.data.pseudonyms import Pseudonymizer, bind_key
 from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.simulation.raw_export import CRM_FILE, channel_section, export_raw_channels
@@ -78,7 +78,7 @@ def simulate_sources(
     counts = simulate(config, workdir, pseudonymizer)  # pseudonymized tables + ground truth
     raw_ids = pseudonymizer.matcher(raw_customer_ids(config.n_customers))
     shutil.rmtree(sources, ignore_errors=True)
-    export_raw_channels(read_events(workdir.events), sources / "events", raw_ids, crm=sources / CRM_FILE)
+    export_raw_channels(event_batches(workdir.events), sources / "events", raw_ids, crm=sources / CRM_FILE)
     _write_customers(pd.read_parquet(workdir.profiles), raw_ids, sources / "customers.parquet")
     _write_contacts(pd.read_parquet(workdir.campaign_log), raw_ids, sources / "campaigns.parquet")
     # The platform's own tables come from `lam ingest`, like any team's; the world keeps only ground truth.

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.channels import ChannelConfig, ChannelConfigError
-from lam_platform.data.events import read_events
+from lam_platform.data.events import event_batches, read_events
 from lam_platform.data.ingest import ingest
 from lam_platform.simulation.raw_export import export_raw_channels
 from lam_platform.simulation.world import WorldConfig, raw_customer_ids
@@ -72,6 +72,24 @@ def test_simulated_raw_tables_round_trip_and_reingest_adds_nothing(tmp_path):
     assert second.balanced() and second.duplicates == second.rows_in and second.accepted == 0
     assert len(read_events(target.events)) == len(expected)
     assert not set(got.customer_id) & set(raw_ids)
+
+
+def test_the_raw_export_streams_a_world_batch_by_batch_into_the_same_rows(tmp_path):
+    source = Workdir.at(tmp_path / "src")
+    simulate(WorldConfig(n_customers=30, seed=3), source.make(), PSEUDONYMIZER)
+    raw_ids = PSEUDONYMIZER.matcher(raw_customer_ids(30))
+    whole = export_raw_channels(read_events(source.events), tmp_path / "whole", raw_ids)
+    streamed = export_raw_channels(event_batches(source.events, rows=500), tmp_path / "streamed", raw_ids)
+    assert streamed == whole and sum(whole.values()) == len(read_events(source.events)) > 1000
+    for channel in whole:
+        frames = {}
+        for name in ("whole", "streamed"):
+            files = sorted((tmp_path / name / channel).iterdir())
+            assert [f.name for f in files] in (["part-0.csv", "part-1.csv"], ["part-0.parquet", "part-1.parquet"])
+            read = pd.read_csv if files[0].suffix == ".csv" else pd.read_parquet
+            frame = pd.concat([read(f) for f in files], ignore_index=True)
+            frames[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+        pd.testing.assert_frame_equal(frames["streamed"], frames["whole"])
 
 
 def test_every_reason_is_named_with_its_source_line(tmp_path):
