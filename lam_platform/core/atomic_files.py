@@ -44,6 +44,19 @@ def replace_parquet(table: pa.Table, path: Path) -> None:
     _sync_and_replace(staging, path)
 
 
+@contextlib.contextmanager
+def parquet_writer(path: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer whose file appears at `path` whole when the block ends, never part written (written
+    hidden beside it, then renamed); nothing appears if the block fails."""
+    staging = _staging(path)
+    try:
+        with pq.ParquetWriter(staging, schema) as writer:
+            yield writer
+        _sync_and_replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 def drop_rows(path: Path, unwanted: Callable[[pa.Table], pa.Array], unlink_empty: bool = False) -> int:
     """Rewrite the Parquet file `path` without the rows `unwanted(table)` marks; returns how many went.
 

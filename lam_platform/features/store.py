@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lam_platform.core.atomic_files import replace_parquet
+from lam_platform.core.atomic_files import parquet_writer
 from lam_platform.core.errors import UserError
 from lam_platform.core.packaged import FEAST_PROFILES, FEAST_REPO
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP, EventAttributes
 from lam_platform.features.aggregates import AggregateSpec, aggregate_feature_names, build_aggregates
 from lam_platform.features.sequences import build_sequences, list_columns
+from lam_platform.features.snapshots import EventShards
 
 DEFINITIONS = FEAST_REPO
 log = logging.getLogger(__name__)
@@ -205,24 +205,23 @@ def snapshot_times(workdir: Workdir) -> list[pd.Timestamp]:
     )
 
 
-def write_snapshots(workdir: Workdir, events: pa.Table, as_of: datetime, max_len: int, customers: list[str]) -> int:
-    """Sequences and aggregates of `customers` as of `as_of`, one new file in each snapshot source."""
-    times = pa.array([as_of] * len(customers), TIMESTAMP)
+def write_snapshots(workdir: Workdir, shards: EventShards, as_of: datetime, max_len: int, customers: list[str]) -> int:
+    """Sequences and aggregates of `customers` as of `as_of`, one new file in each snapshot source, built one
+    shard of the events at a time and appended; each file appears whole when every shard is in."""
     spec = RepoSchema.load(workdir).aggregates
-    for folder, table in (
-        (workdir.sequences, build_sequences(events, customers, times, max_len)),
-        (workdir.aggregates, build_aggregates(events, customers, times, spec)),
-    ):
-        folder.mkdir(parents=True, exist_ok=True)
-        replace_parquet(table, snapshot_path(folder, as_of))  # whole or absent for Feast's file source
+    with contextlib.ExitStack() as files:
+        writers = {}
+        for events, mine in shards.each(customers):
+            times = pa.array([as_of] * len(mine), TIMESTAMP)
+            for folder, table in (
+                (workdir.sequences, build_sequences(events, mine, times, max_len)),
+                (workdir.aggregates, build_aggregates(events, mine, times, spec)),
+            ):
+                if folder not in writers:  # Feast's file source reads a snapshot whole or not at all
+                    folder.mkdir(parents=True, exist_ok=True)
+                    writers[folder] = files.enter_context(parquet_writer(snapshot_path(folder, as_of), table.schema))
+                writers[folder].write_table(table)
     return len(customers)
-
-
-def customers_with_events(events: pa.Table, since: datetime, until: datetime) -> list[str]:
-    """Customers with at least one event in [since, until): the ones an incremental run must refresh."""
-    ts = events.column("event_timestamp")
-    keep = pc.and_(pc.greater_equal(ts, pa.scalar(since, TIMESTAMP)), pc.less(ts, pa.scalar(until, TIMESTAMP)))
-    return sorted(pc.unique(events.filter(keep).column("customer_id")).to_pylist())
 
 
 def ensure_scores_source(workdir: Workdir) -> None:

@@ -14,15 +14,14 @@ from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.packaged import job_config_path
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.clock import as_of as parse_as_of
-from lam_platform.data.events import EventAttributes, read_events
+from lam_platform.data.events import EventAttributes
 from lam_platform.data.ingest_all import ingest_sources
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.pseudonyms import Pseudonymizer
-from lam_platform.features.aggregates import AggregateSpec
+from lam_platform.features.snapshots import EventShards, temporary_folder
 from lam_platform.features.store import (
     RepoSchema,
     apply_repo,
-    customers_with_events,
     ensure_scores_source,
     materialize,
     materialize_incremental,
@@ -77,39 +76,32 @@ def _materialize(
     as_of = parse_as_of(as_of)
     if not workdir.events.exists() or not workdir.profiles.exists():
         raise FileNotFoundError(f"no ingested data in {workdir.root}: run `lam ingest --workdir {workdir.root}` first")
-    progress.stage("reading events")
-    events = read_events(workdir.events)
-    spec = AggregateSpec.of(events)
-    platform.check_actions(set(spec.actions), set(spec.channels))
-    schema = (
-        RepoSchema.load(workdir)
-        if incremental
-        else RepoSchema(spec.channels, spec.actions, platform.profile_fields, EventAttributes.of_events(workdir.events))
-    )
-    prepare_repo(workdir, schema, profile, switch_online_store)  # profile None: the workdir's own
-    ensure_scores_source(workdir)
     previous = snapshot_times(workdir)
-    if incremental:
-        if not previous:
-            raise FileNotFoundError(f"no earlier snapshot in {workdir.sequences}: run a full `lam materialize` first")
-        if as_of <= previous[-1]:
-            raise ValueError(f"--as-of {as_of.isoformat()} is not after the last snapshot {previous[-1].isoformat()}")
-        recorded = sequence_length(workdir)
-        if max_len not in (None, recorded):
-            raise ValueError(
-                f"the sequence view holds N={recorded} events (set by the last full run); "
-                f"an incremental run cannot use --max-len {max_len}"
+    max_len = _incremental_length(workdir, previous, as_of, max_len) if incremental else max_len
+    progress.stage("reading events")  # once, a batch at a time; split by customer when the table is large
+    with temporary_folder(workdir.events) as folder:
+        shards = EventShards.split(workdir.events, Path(folder), (previous[-1], as_of) if incremental else None)
+        spec = shards.spec()
+        platform.check_actions(set(spec.actions), set(spec.channels))
+        schema = (
+            RepoSchema.load(workdir)
+            if incremental
+            else RepoSchema(
+                spec.channels, spec.actions, platform.profile_fields, EventAttributes.of_events(workdir.events)
             )
-        max_len = recorded
-        customers = customers_with_events(events, previous[-1], as_of)
-    else:
-        for folder in (workdir.sequences, workdir.aggregates):
-            shutil.rmtree(folder, ignore_errors=True)
-        max_len = max_len or DEFAULT_SEQUENCE_LENGTH
-        customers = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
-        workdir.sequence_view.write_text(json.dumps({"max_len": max_len}))
-    progress.stage(f"sequence and aggregate snapshots of {len(customers):,} customers")
-    rows = write_snapshots(workdir, events, as_of, max_len, customers)
+        )
+        prepare_repo(workdir, schema, profile, switch_online_store)  # profile None: the workdir's own
+        ensure_scores_source(workdir)
+        if incremental:
+            customers = sorted(shards.active)
+        else:
+            for snapshots in (workdir.sequences, workdir.aggregates):
+                shutil.rmtree(snapshots, ignore_errors=True)
+            max_len = max_len or DEFAULT_SEQUENCE_LENGTH
+            customers = read_profiles(workdir.profiles, columns=["customer_id"]).customer_id.tolist()
+            workdir.sequence_view.write_text(json.dumps({"max_len": max_len}))
+        progress.stage(f"sequence and aggregate snapshots of {len(customers):,} customers")
+        rows = write_snapshots(workdir, shards, as_of, max_len, customers)
     progress.stage("feast apply")
     store = apply_repo(workdir)
     progress.stage("feast materialize")
@@ -125,6 +117,23 @@ def _materialize(
         "as_of": as_of.isoformat(),
         "online_store": store.config.online_store.type,
     }
+
+
+def _incremental_length(
+    workdir: Workdir, previous: list[pd.Timestamp], as_of: pd.Timestamp, max_len: int | None
+) -> int:
+    """The N of an incremental run (the last full run's), after checking there is a snapshot to follow."""
+    if not previous:
+        raise FileNotFoundError(f"no earlier snapshot in {workdir.sequences}: run a full `lam materialize` first")
+    if as_of <= previous[-1]:
+        raise ValueError(f"--as-of {as_of.isoformat()} is not after the last snapshot {previous[-1].isoformat()}")
+    recorded = sequence_length(workdir)
+    if max_len not in (None, recorded):
+        raise ValueError(
+            f"the sequence view holds N={recorded} events (set by the last full run); "
+            f"an incremental run cannot use --max-len {max_len}"
+        )
+    return recorded
 
 
 def pretrain_step(workdir: Workdir, config: Path, as_of: pd.Timestamp | None = None) -> dict:
