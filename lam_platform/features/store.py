@@ -249,18 +249,37 @@ def _quiet_feast() -> Iterator[None]:
         yield
 
 
-def materialize(store, start: datetime, end: datetime) -> None:
-    """Load the latest row per customer with timestamp in [start, end] (profiles: up to now) into the online store."""
+ONLINE_BATCH_ROWS = 10_000  # snapshot rows written to the online store at a time
+
+
+def materialize(store, workdir: Workdir, start: datetime, end: datetime) -> None:
+    """Load the snapshots taken at `end` and the latest profile row per customer (up to now) into the online store."""
+    load_snapshots(store, workdir, start, end)
     with _quiet_feast():
-        store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
         store.materialize(start_date=start, end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
-def materialize_incremental(store, end: datetime) -> None:
-    """Load rows newer than the last materialization, up to `end` (profiles: up to now), into the online store."""
+def materialize_incremental(store, workdir: Workdir, end: datetime) -> None:
+    """Load the snapshots taken at `end` (the customers refreshed since the last run) and profile rows newer than
+    the last materialization (up to now) into the online store."""
+    last = store.get_feature_view(SNAPSHOT_VIEWS[0]).most_recent_end_time
+    load_snapshots(store, workdir, last or end, end)
     with _quiet_feast():
-        store.materialize_incremental(end_date=end + timedelta(seconds=1), feature_views=list(SNAPSHOT_VIEWS))
         store.materialize_incremental(end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
+
+
+def load_snapshots(store, workdir: Workdir, start: datetime, end: datetime) -> None:
+    """Write the sequence and aggregate snapshots taken at `end` to the online store ONLINE_BATCH_ROWS at a time
+    (Feast's `materialize` reads a whole source into memory: a million customers' sequences are gigabytes),
+    then record [start, end] as materialized in the registry, as `materialize` does (`materialize_incremental`
+    starts from there). The snapshot holds one row per customer, so it is what `materialize` would load."""
+    folders = {"customer_event_sequence": workdir.sequences, "customer_event_aggregates": workdir.aggregates}
+    end_date = pd.Timestamp(end) + timedelta(seconds=1)
+    for name in SNAPSHOT_VIEWS:
+        for batch in pq.ParquetFile(snapshot_path(folders[name], end)).iter_batches(batch_size=ONLINE_BATCH_ROWS):
+            # Arrow-backed columns: Feast converts them back to the same Arrow types (timestamps keep their zone)
+            store.write_to_online_store(name, batch.to_pandas(types_mapper=pd.ArrowDtype))
+        store.registry.apply_materialization(store.get_feature_view(name), store.project, start, end_date)
 
 
 def profile_features(store) -> list[str]:

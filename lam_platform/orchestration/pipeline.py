@@ -106,9 +106,9 @@ def _materialize(
     store = apply_repo(workdir)
     progress.stage("feast materialize")
     if incremental:
-        materialize_incremental(store, as_of)
+        materialize_incremental(store, workdir, as_of)
     else:
-        materialize(store, as_of - MATERIALIZE_LOOKBACK, as_of)
+        materialize(store, workdir, as_of - MATERIALIZE_LOOKBACK, as_of)
     return {
         "feature_repo": str(workdir.feature_repo),
         "mode": "incremental" if incremental else "full",
