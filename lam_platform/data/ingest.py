@@ -84,8 +84,9 @@ def ingest(
     quarantined rows' copies of the source row carry the pseudonym, never the raw id. Runs under the
     workdir's shared governance lock: an erasure or purge waits for it, or finishes before it reads.
 
-    A file is read, checked and appended `batch_rows` rows at a time, so memory holds one batch whatever the
-    file's size. Each batch is deduplicated against the table as the batches before it left it: the outcome
+    Files are read and checked `batch_rows` rows at a time, and the checked events appended once about
+    `batch_rows` have gathered (from one file or several), so memory holds about two batches whatever the
+    files' sizes. Each append is deduplicated against the table as the appends before it left it: the outcome
     is the one a single pass would give. A run stopped part way has appended whole batches only; run again,
     their rows count as duplicates.
     """
@@ -99,32 +100,62 @@ def _ingest(
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     report = IngestReport()
     erased, retained_from = ErasedCustomers.load(workdir), retention_cutoff(workdir, now)
-    rejects = []
+    pending = _PendingEvents(config, workdir, report)
     for mapping in config.channels.values():
         for path in mapping.source_files(config.base):
             for raw in _readable_batches(path, batch_rows, report):
                 report.rows_in += len(raw)
                 batch = validate_rows(raw, path, mapping, config, now, pseudonymizer, erased, retained_from)
                 del raw  # the batch's events hold what is kept of it
-                accepted, duplicates, conflicts = dedupe(batch.events, workdir.events, config.attributes)
-                if accepted.num_rows:
-                    write_events(
-                        accepted.select(config.attributes.schema().names),
-                        workdir.events,
-                        append=True,
-                        channels=tuple(config.channels),
-                        attributes=config.attributes,
-                    )
-                report.accepted += accepted.num_rows
-                report.duplicates += duplicates
                 report.suppressed += batch.suppressed
-                rejects += [r for r in (batch.rejects, conflicts) if len(r)]
+                pending.add(batch.events, batch.rejects)
+                if pending.rows >= batch_rows:
+                    pending.append()
+    pending.append()
+    rejects = pending.rejects
     rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=QUARANTINE_SCHEMA.names)
     report.quarantined = len(rejects)
     report.by_reason = {r: int(n) for r, n in rejects.reason.value_counts().items()} if len(rejects) else {}
     if len(rejects):
         report.quarantine_file = write_quarantine(rejects, workdir.quarantine, "run")
     return report
+
+
+class _PendingEvents:
+    """Checked events gathered across files until a batch's worth, then deduplicated and appended in one write:
+    many small files make one append, not one each (an append writes a file per date partition)."""
+
+    def __init__(self, config: ChannelConfig, workdir: Workdir, report: IngestReport) -> None:
+        self.config, self.workdir, self.report = config, workdir, report
+        self.events: list[pa.Table] = []
+        self.rejects: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def add(self, events: pa.Table, rejects: pd.DataFrame) -> None:
+        self.events.append(events)
+        self.rows += events.num_rows
+        if len(rejects):
+            self.rejects.append(rejects)
+
+    def append(self) -> None:
+        """Deduplicate what is gathered against the table (as earlier appends left it) and append the new events."""
+        if not self.events:
+            return
+        events = pa.concat_tables(self.events)
+        self.events, self.rows = [], 0
+        accepted, duplicates, conflicts = dedupe(events, self.workdir.events, self.config.attributes)
+        if accepted.num_rows:
+            write_events(
+                accepted.select(self.config.attributes.schema().names),
+                self.workdir.events,
+                append=True,
+                channels=tuple(self.config.channels),
+                attributes=self.config.attributes,
+            )
+        self.report.accepted += accepted.num_rows
+        self.report.duplicates += duplicates
+        if len(conflicts):
+            self.rejects.append(conflicts)
 
 
 def _readable_batches(path: Path, batch_rows: int, report: IngestReport) -> Iterator[pd.DataFrame]:
