@@ -81,12 +81,47 @@ def _parquet_batches(path: Path, batch_rows: int | None):
         yield pd.read_parquet(path)
         return
     file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    nullable = _with_nulls(file, [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)])
     empty = True
     for batch in file.iter_batches(batch_size=batch_rows):
         empty = False
-        yield pa.Table.from_batches([batch], schema=file.schema_arrow).to_pandas()
+        yield _as_in_whole_file(pa.Table.from_batches([batch], schema=schema), nullable)
     if empty:
-        yield file.schema_arrow.empty_table().to_pandas()
+        yield schema.empty_table().to_pandas()
+
+
+def _with_nulls(file: pq.ParquetFile, columns: list[str]) -> set[str]:
+    """Which of `columns` hold a null anywhere in the file: from the row groups' statistics, else by reading
+    those columns a batch at a time."""
+    found, unknown = set(), set()
+    names = file.schema_arrow.names
+    for group in range(file.num_row_groups):
+        for name in columns:
+            statistics = file.metadata.row_group(group).column(names.index(name)).statistics
+            if statistics is None or not statistics.has_null_count:
+                unknown.add(name)
+            elif statistics.null_count:
+                found.add(name)
+    unknown -= found
+    if unknown:
+        for batch in file.iter_batches(columns=sorted(unknown)):
+            found.update(name for name in unknown if batch.column(name).null_count)
+    return found
+
+
+def _as_in_whole_file(table: pa.Table, nullable: set[str]) -> pd.DataFrame:
+    """A batch as pandas types it in a read of the whole file: an integer column with a null anywhere in the file
+    is float64, a boolean one object, even in a batch without nulls (the cell text, and so content ids, must
+    not depend on where a batch ends)."""
+    for name in nullable:
+        if pa.types.is_integer(table.schema.field(name).type):
+            table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.float64()))
+    frame = table.to_pandas()
+    for name in nullable:
+        if frame[name].dtype == bool:
+            frame[name] = frame[name].astype(object)
+    return frame
 
 
 def _csv_batches(path: Path, batch_rows: int | None, arrow_text: bool):

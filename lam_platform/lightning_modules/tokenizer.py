@@ -192,7 +192,7 @@ class EventTokenizer:
         """The profile part of CampaignContext, one row per profile row: categorical ids (0 = missing) and
         numeric fields scaled by their training median and IQR (0 = missing)."""
         n = len(profiles)
-        ids = [self._profile_ids(f, profiles[f].to_numpy()) for f in self.profile_vocabularies]
+        ids = [self._profile_ids(f, profiles[f].tolist()) for f in self.profile_vocabularies]
         numeric = []
         for name, (center, scale) in self.profile_scaling.items():
             values = profiles[name].to_numpy()
@@ -259,16 +259,15 @@ class EventTokenizer:
         ids = pc.index_in(values, value_set=pa.array(self.vocabularies[column], pa.string()))
         return (pc.fill_null(ids, OOV - 2).to_numpy(zero_copy_only=False) + 2).astype(np.int64)
 
-    def _profile_ids(self, field: str, values: np.ndarray) -> np.ndarray:
+    def _profile_ids(self, field: str, values: list) -> np.ndarray:
+        """values: the column's Python values (`Series.tolist`: an Int64 1 is 1, as `fit` wrote its token "1")."""
         lookup = self._profile_lookups.get(field)
         if lookup is None:  # built once per field: the service encodes one customer's profile per request
             lookup = self._profile_lookups[field] = {t: i + 2 for i, t in enumerate(self.profile_vocabularies[field])}
-        missing = pd.isna(values)
+        missing = pd.isna(np.array(values, dtype=object)).tolist()
         # A plain loop over the values: a pandas map costs more than the lookups for the API's few rows.
         return np.fromiter(
-            (PAD if gone else lookup.get(str(v), OOV) for v, gone in zip(values.tolist(), missing.tolist())),
-            np.int64,
-            count=len(values),
+            (PAD if gone else lookup.get(str(v), OOV) for v, gone in zip(values, missing)), np.int64, count=len(values)
         )
 
     @staticmethod

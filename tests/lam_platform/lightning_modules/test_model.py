@@ -311,6 +311,10 @@ def test_profiles_encode_the_same_from_online_rows_text_and_typed_columns(tmp_pa
     typed = pd.DataFrame({"plan": ["premium", None, "gold"], "tenure_months": [18.0, np.nan, 6.0]})
     online = pd.DataFrame({"plan": ["premium", None, "gold"], "tenure_months": [18.0, None, 6.0]}, dtype=object)
     text = pd.DataFrame({"plan": ["premium", pd.NA, "gold"], "tenure_months": ["18", "n/a", "6.0"]})
+    numbered = tokenizer.encode_profiles(
+        pd.DataFrame({"plan": pd.array([1, None], "Int64"), "tenure_months": [12, 12]})
+    )
+    assert numbered["profile"].ravel().tolist() == [1, 0]  # 1 is the token "1" (unseen here), not "1.0"
     expected = {
         "profile": np.array([[3], [0], [1]]),  # premium; missing -> pad; unseen -> out of vocabulary
         "profile_numeric": np.array([[1.0], [0.0], [-1.0]], np.float32),  # (value - median) / scale, missing -> 0
