@@ -64,7 +64,8 @@ class IngestReport:
     suppressed: int = 0  # rows of erased customers, dropped (see lam_platform/data/suppression.py)
     by_reason: dict[str, int] = field(default_factory=dict)
     files: int = 0
-    unreadable_files: dict[str, str] = field(default_factory=dict)  # path -> error; no row of it was counted
+    # path -> error; no row past the error was counted (the batches read before it were, and the file counts in files)
+    unreadable_files: dict[str, str] = field(default_factory=dict)
     quarantine_file: str | None = None
 
     def balanced(self) -> bool:

@@ -146,7 +146,7 @@ class SourceRows:
 
 def read_files(source: SourceFiles, base: Path, report: TableReport) -> list[tuple[Path, pd.DataFrame]]:
     """The CSV/Parquet files the globs name (relative to lam.yaml's folder, or absolute); an unreadable file
-    is reported in `unreadable_files` and nothing of it is taken, as for events."""
+    is reported in `unreadable_files` and nothing of it is taken (customer and contact tables are read whole)."""
     paths = sorted({Path(p) for pattern in source.files for p in glob.glob(str(Path(base) / pattern))})
     files = []
     for path in paths:

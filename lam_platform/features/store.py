@@ -198,11 +198,10 @@ def snapshot_path(folder: Path, as_of: datetime) -> Path:
     return folder / f"{pd.Timestamp(as_of).tz_convert('UTC').strftime(SNAPSHOT_NAME)}.parquet"
 
 
-def snapshot_times(workdir: Workdir) -> list[pd.Timestamp]:
-    """The as-of times of the sequence snapshots already written, oldest first."""
-    return sorted(
-        pd.to_datetime(p.stem, format=SNAPSHOT_NAME, utc=True) for p in workdir.sequences.glob("asof=*.parquet")
-    )
+def snapshot_times(workdir: Workdir, folder: Path | None = None) -> list[pd.Timestamp]:
+    """The as-of times of the snapshots already written (default: the sequence snapshots), oldest first."""
+    folder = folder if folder is not None else workdir.sequences
+    return sorted(pd.to_datetime(p.stem, format=SNAPSHOT_NAME, utc=True) for p in folder.glob("asof=*.parquet"))
 
 
 def write_snapshots(workdir: Workdir, shards: EventShards, as_of: datetime, max_len: int, customers: list[str]) -> int:
@@ -253,33 +252,42 @@ ONLINE_BATCH_ROWS = 10_000  # snapshot rows written to the online store at a tim
 
 
 def materialize(store, workdir: Workdir, start: datetime, end: datetime) -> None:
-    """Load the snapshots taken at `end` and the latest profile row per customer (up to now) into the online store."""
-    load_snapshots(store, workdir, start, end)
+    """Load the snapshots taken in [start, end] and the latest profile row per customer (up to now) into the online
+    store (a full run leaves one snapshot, taken at `end`)."""
+    for name in SNAPSHOT_VIEWS:
+        load_snapshots(store, workdir, name, start, end)
     with _quiet_feast():
         store.materialize(start_date=start, end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
 def materialize_incremental(store, workdir: Workdir, end: datetime) -> None:
-    """Load the snapshots taken at `end` (the customers refreshed since the last run) and profile rows newer than
-    the last materialization (up to now) into the online store."""
-    last = store.get_feature_view(SNAPSHOT_VIEWS[0]).most_recent_end_time
-    load_snapshots(store, workdir, last or end, end)
+    """Load the snapshots taken since each view's last load, up to `end` (the customers refreshed since: a snapshot
+    an earlier run wrote but did not load is loaded too, oldest first), and profile rows newer than the last
+    materialization (up to now) into the online store."""
+    for name in SNAPSHOT_VIEWS:
+        last = store.get_feature_view(name).most_recent_end_time
+        load_snapshots(store, workdir, name, last if last is not None else end, end)
     with _quiet_feast():
         store.materialize_incremental(end_date=_current_state_end(end), feature_views=list(CURRENT_STATE_VIEWS))
 
 
-def load_snapshots(store, workdir: Workdir, start: datetime, end: datetime) -> None:
-    """Write the sequence and aggregate snapshots taken at `end` to the online store ONLINE_BATCH_ROWS at a time
-    (Feast's `materialize` reads a whole source into memory: a million customers' sequences are gigabytes),
-    then record [start, end] as materialized in the registry, as `materialize` does (`materialize_incremental`
-    starts from there). The snapshot holds one row per customer, so it is what `materialize` would load."""
-    folders = {"customer_event_sequence": workdir.sequences, "customer_event_aggregates": workdir.aggregates}
-    end_date = pd.Timestamp(end) + timedelta(seconds=1)
-    for name in SNAPSHOT_VIEWS:
-        for batch in pq.ParquetFile(snapshot_path(folders[name], end)).iter_batches(batch_size=ONLINE_BATCH_ROWS):
-            # Arrow-backed columns: Feast converts them back to the same Arrow types (timestamps keep their zone)
-            store.write_to_online_store(name, batch.to_pandas(types_mapper=pd.ArrowDtype))
-        store.registry.apply_materialization(store.get_feature_view(name), store.project, start, end_date)
+SNAPSHOT_FOLDERS = {"customer_event_sequence": "sequences", "customer_event_aggregates": "aggregates"}  # Workdir's
+
+
+def load_snapshots(store, workdir: Workdir, view: str, start: datetime, end: datetime) -> None:
+    """Write `view`'s snapshots taken in [start, end] to the online store, oldest first, ONLINE_BATCH_ROWS at a
+    time (Feast's `materialize` reads a whole source into memory: a million customers' sequences are
+    gigabytes), then record [start, end] as materialized in the registry, as `materialize` does
+    (`materialize_incremental` starts from there). A snapshot holds one row per customer, and a later one
+    overwrites an earlier one's rows: what `materialize` would load, the latest row per customer."""
+    folder = getattr(workdir, SNAPSHOT_FOLDERS[view])
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    for taken in snapshot_times(workdir, folder):
+        if start <= taken <= end:
+            for batch in pq.ParquetFile(snapshot_path(folder, taken)).iter_batches(batch_size=ONLINE_BATCH_ROWS):
+                # Arrow-backed columns: Feast converts them back to the same Arrow types (timestamps keep their zone)
+                store.write_to_online_store(view, batch.to_pandas(types_mapper=pd.ArrowDtype))
+    store.registry.apply_materialization(store.get_feature_view(view), store.project, start, end + timedelta(seconds=1))
 
 
 def profile_features(store) -> list[str]:

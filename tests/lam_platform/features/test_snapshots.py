@@ -13,7 +13,7 @@ from lam_platform.features import snapshots
 from lam_platform.features.aggregates import AggregateSpec, build_aggregates
 from lam_platform.features.sequences import build_sequences
 from lam_platform.features.snapshots import EventShards
-from lam_platform.features.store import snapshot_path
+from lam_platform.features.store import materialize_incremental, online_features, open_store, snapshot_path
 from lam_platform.governance.consent import read_profiles
 from lam_platform.orchestration.demo import world_clock
 from lam_platform.orchestration.pipeline import materialize_step
@@ -71,4 +71,14 @@ def test_a_sharded_materialization_writes_the_snapshots_of_a_whole_one(tiny_worl
         sharded = pq.read_table(snapshot_path(getattr(copy, view), as_of))
         pd.testing.assert_frame_equal(_by_customer(sharded), _by_customer(expected))
     assert str(tiny_world.root) not in (copy.feature_repo / "feature_store.yaml").read_text()
+    # A snapshot an incremental run wrote but did not load (it failed after writing) is loaded by the next run.
+    later = pq.read_table(snapshot_path(copy.sequences, as_of)).slice(0, 3).to_pandas()
+    later["event_timestamp"], later["seq_len"] = as_of + pd.Timedelta(hours=1), 999
+    pq.write_table(
+        pa.Table.from_pandas(later, preserve_index=False), snapshot_path(copy.sequences, later.event_timestamp[0])
+    )
+    store = open_store(copy)
+    materialize_incremental(store, copy, as_of + pd.Timedelta(hours=2))
+    online = online_features(store, later.customer_id.tolist())
+    assert online.seq_len.tolist() == [999] * 3
     assert not list(copy.events.parent.glob(".shards-*"))  # the shards are gone
