@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 
 from lam_platform.campaigns.training_shards import EXAMPLE_TIME, write_training_shards
 from lam_platform.core.workdir import Workdir
-from lam_platform.data.events import TIMESTAMP, read_events
+from lam_platform.data.events import TIMESTAMP, EventAttributes, read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.targets import CutoffGrid, Target, target_examples
-from lam_platform.features.sequences import build_sequences
+from lam_platform.features.sequences import build_sequences, list_columns
 from lam_platform.features.store import historical_profiles
 from lam_platform.governance.consent import consented_rows, consenting_customers, current_profiles
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
@@ -48,7 +48,7 @@ def fit_tokenizer(
 ) -> EventTokenizer:
     """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares."""
     customers = consenting_customers(profiles, platform.consent_mode)
-    snapshot = build_sequences(events, customers, pa.array([until] * len(customers), TIMESTAMP), max_len=10**6)
+    snapshot = event_values(events, customers, until)
     # Vocabularies and scaling see only what was known before `until`, of customers who may be trained on.
     profiles = current_profiles(profiles, as_of=until - ONE_MICROSECOND)
     profiles = profiles[profiles.customer_id.isin(customers)]
@@ -62,6 +62,29 @@ def fit_tokenizer(
         categorical_profile=platform.categorical_profile,
         numeric_profile=platform.numeric_profile,
     )
+
+
+def event_values(events: pa.Table, customers: list[str], until: pd.Timestamp) -> pa.Table:
+    """Every event of `customers` before `until` as one row of list columns: the values a snapshot of each
+    customer's whole history would hold (`build_sequences`' columns and missing values), for fitting the
+    tokenizer, which counts tokens and takes quantiles (order and grouping do not matter). Building each
+    customer's history instead copied the event table once more."""
+    keep = pc.and_(
+        pc.less(events.column("event_timestamp"), pa.scalar(until, TIMESTAMP)),
+        pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())),
+    ).to_numpy(zero_copy_only=False)
+    events = events if keep.all() else events.filter(pa.array(keep))
+    attributes = EventAttributes.of_table(events)
+    one_row = pa.array([0, events.num_rows], pa.int32())
+    columns = {}
+    for list_name, event_name in list_columns(attributes).items():
+        values = events.column(event_name).combine_chunks()
+        if event_name in attributes.numeric:
+            values = pc.fill_null(values.cast(pa.float64()), np.nan)
+        elif event_name in attributes.categorical:
+            values = pc.fill_null(values, "")
+        columns[list_name] = pa.ListArray.from_arrays(one_row, values)
+    return pa.table(columns)
 
 
 TARGET_SAMPLING = ("random", "latest")

@@ -116,3 +116,25 @@ def test_latest_sampling_trains_each_customers_last_window_once(tmp_path):
     order = np.argsort(arrays[EXAMPLE_TIME])
     assert list(arrays["next_categorical"][order, -1, 1]) == list(last_objects)  # the final target is the last event
     assert build_pretrain_set(events, tokenizer, 3, 8, 7, tmp_path / "random") == 3 + 2  # random: up to 3 each
+
+
+def test_the_tokenizer_fits_the_same_on_the_event_values_as_on_every_customers_history(tiny_world):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from lam_platform.campaigns.training_data import event_values
+    from lam_platform.data.events import TIMESTAMP
+    from lam_platform.features.sequences import build_sequences
+    from lam_platform.governance.consent import consenting_customers, read_profiles
+    from lam_platform.lightning_modules.tokenizer import EventTokenizer
+    from lam_platform.orchestration.demo import world_clock
+
+    events = read_events(tiny_world.events)
+    profiles = read_profiles(tiny_world.profiles)
+    customers = consenting_customers(profiles)[:150]  # some customers' events are left out
+    until = world_clock(tiny_world) - pd.Timedelta(days=30)  # and the latest month
+    history = build_sequences(events, customers, pa.array([until] * len(customers), TIMESTAMP), max_len=10**6)
+    values = event_values(events, customers, until)
+    assert values.num_rows == 1 and len(values.column("objects")[0].values) == pc.sum(history["seq_len"]).as_py()
+    fitted = [EventTokenizer.fit(t, profiles, ["a"], ["b"], 16, min_count=2) for t in (history, values)]
+    assert fitted[0] == fitted[1] and fitted[0].numeric_scaling and len(fitted[0].vocabularies["objects"]) > 10
