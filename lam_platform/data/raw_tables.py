@@ -51,8 +51,8 @@ def read_raw(path: Path, arrow_text: bool = False) -> pd.DataFrame:
     """A source table as text (CSV) or native types (Parquet), with 1-based source line numbers; a file that
     cannot be read as its suffix says is a UserError naming it. `arrow_text`: a CSV's cells may come as Arrow
     strings (pd.ArrowDtype) instead of Python ones, the same text (`text_array` reads them without copies)."""
-    batches = list(read_raw_batches(path, batch_rows=None, arrow_text=arrow_text))
-    return batches[0] if len(batches) == 1 else pd.concat(batches, ignore_index=True)
+    [frame] = read_raw_batches(path, batch_rows=None, arrow_text=arrow_text)  # no batch size: one frame
+    return frame
 
 
 def read_raw_batches(path: Path, batch_rows: int | None = RAW_BATCH_ROWS, arrow_text: bool = False):
@@ -95,10 +95,11 @@ def _with_nulls(file: pq.ParquetFile, columns: list[str]) -> set[str]:
     """Which of `columns` hold a null anywhere in the file: from the row groups' statistics, else by reading
     those columns a batch at a time."""
     found, unknown = set(), set()
-    names = file.schema_arrow.names
+    # Statistics are per leaf column, which a list or struct column before this one shifts: found by path.
+    leaf = {file.metadata.schema.column(i).path: i for i in range(file.metadata.num_columns)}
     for group in range(file.num_row_groups):
         for name in columns:
-            statistics = file.metadata.row_group(group).column(names.index(name)).statistics
+            statistics = file.metadata.row_group(group).column(leaf[name]).statistics
             if statistics is None or not statistics.has_null_count:
                 unknown.add(name)
             elif statistics.null_count:

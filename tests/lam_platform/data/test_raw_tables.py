@@ -108,7 +108,14 @@ def test_parquet_batches_type_a_column_as_the_whole_file_does(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({"id": pa.array([1, 2, None, 4], pa.int64()), "flag": pa.array([True, False, None, True])})
+    table = pa.table(
+        {
+            # two leaf columns in one: the statistics of the columns after it are found by path, not position
+            "where": pa.array([{"x": 1, "y": "a"}, {"x": 2, "y": "b"}, {"x": 3, "y": "c"}, {"x": 4, "y": "d"}]),
+            "id": pa.array([1, 2, None, 4], pa.int64()),
+            "flag": pa.array([True, False, None, True]),
+        }
+    )
     pq.write_table(table, tmp_path / "n.parquet", row_group_size=2)
     whole = read_raw(tmp_path / "n.parquet")
     batches = list(read_raw_batches(tmp_path / "n.parquet", batch_rows=2))
