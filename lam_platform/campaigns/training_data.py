@@ -25,7 +25,7 @@ from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP, EventAttributes, read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.targets import CutoffGrid, Target, target_examples
-from lam_platform.features.sequences import build_sequences, list_columns
+from lam_platform.features.sequences import build_sequences, list_columns, list_items
 from lam_platform.features.store import historical_profiles
 from lam_platform.governance.consent import consented_rows, consenting_customers, current_profiles
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
@@ -78,11 +78,7 @@ def event_values(events: pa.Table, customers: list[str], until: pd.Timestamp) ->
     one_row = pa.array([0, events.num_rows], pa.int32())
     columns = {}
     for list_name, event_name in list_columns(attributes).items():
-        values = events.column(event_name).combine_chunks()
-        if event_name in attributes.numeric:
-            values = pc.fill_null(values.cast(pa.float64()), np.nan)
-        elif event_name in attributes.categorical:
-            values = pc.fill_null(values, "")
+        values = list_items(events.column(event_name).combine_chunks(), event_name, attributes)
         columns[list_name] = pa.ListArray.from_arrays(one_row, values)
     return pa.table(columns)
 

@@ -81,17 +81,23 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
         "seq_len": pa.array(lengths, pa.int64()),
     }
     for list_name, event_name in list_columns(attributes).items():
-        values = events.column(event_name).combine_chunks().take(pa.array(take))
-        if event_name in attributes.numeric:
-            values = pc.fill_null(values.cast(pa.float64()), np.nan)
-        elif event_name in attributes.categorical:
-            values = pc.fill_null(values, "")  # Feast's string lists hold no nulls: "" = missing
-        elif event_name == "event_timestamp":
-            # Feast keeps Array(UnixTimestamp) items as whole seconds; emit what the online store will
-            # return so offline and online sequences are identical. Selection above used full resolution.
-            values = pc.floor_temporal(values, unit="second")
+        values = list_items(events.column(event_name).combine_chunks().take(pa.array(take)), event_name, attributes)
         columns[list_name] = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pa.table(columns, schema=sequence_schema(attributes))
+
+
+def list_items(values: pa.Array, event_name: str, attributes: EventAttributes) -> pa.Array:
+    """An event column's values as the items of its list column: numbers as float64 with NaN for missing,
+    categories with "" for missing (Feast's string lists hold no nulls), timestamps in whole seconds."""
+    if event_name in attributes.numeric:
+        return pc.fill_null(values.cast(pa.float64()), np.nan)
+    if event_name in attributes.categorical:
+        return pc.fill_null(values, "")
+    if event_name == "event_timestamp":
+        # Feast keeps Array(UnixTimestamp) items as whole seconds; emit what the online store will
+        # return so offline and online sequences are identical. Selection used full resolution.
+        return pc.floor_temporal(values, unit="second")
+    return values
 
 
 def utc_timestamps(as_of) -> pa.Array:
