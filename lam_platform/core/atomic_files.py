@@ -39,9 +39,8 @@ def _sync_and_replace(staging: Path, path: Path) -> None:
 
 def replace_parquet(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` atomically (schema and its metadata kept)."""
-    staging = _staging(path)
-    pq.write_table(table, staging)
-    _sync_and_replace(staging, path)
+    with parquet_writer(path, table.schema) as writer:
+        writer.write_table(table)
 
 
 @contextlib.contextmanager

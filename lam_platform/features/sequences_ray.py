@@ -26,6 +26,12 @@ def shard_of(customer_ids, num_shards: int) -> np.ndarray:
     return (pd.util.hash_array(np.asarray(customer_ids, dtype=object)) % num_shards).astype(np.int64)
 
 
+def with_shard(batch: pa.RecordBatch | pa.Table, num_shards: int) -> pa.RecordBatch | pa.Table:
+    """The events with a `shard` column: each customer's shard (`shard_of`)."""
+    ids = batch.column("customer_id").to_numpy(zero_copy_only=False)
+    return batch.append_column("shard", pa.array(shard_of(ids, num_shards)))
+
+
 def build_sequences_ray(
     events_path: Path, customer_ids: list[str], as_of: pa.Array, max_len: int, num_shards: int = 8
 ) -> pa.Table:
@@ -39,12 +45,7 @@ def build_sequences_ray(
         shards = Path(tmp)
 
         def add_shard(batch: pa.Table) -> pa.Table:
-            ids = batch.column("customer_id").to_numpy(zero_copy_only=False)
-            return (
-                with_attributes(batch, attributes)
-                .cast(schema)
-                .append_column("shard", pa.array(shard_of(ids, num_shards)))
-            )
+            return with_shard(with_attributes(batch, attributes).cast(schema), num_shards)
 
         events = ray.data.read_parquet(
             str(events_path), partitioning=ray.data.datasource.Partitioning("hive"), file_extensions=["parquet"]

@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 
 from lam_platform.data.events import TIMESTAMP, EventAttributes, event_batches, events_dataset, read_events
 from lam_platform.features.aggregates import AggregateSpec
-from lam_platform.features.sequences_ray import shard_of
+from lam_platform.features.sequences_ray import shard_of, with_shard
 
 SHARD_EVENTS = 4_000_000  # events per shard: about 2-3 GiB while its snapshots are built
 
@@ -34,6 +34,7 @@ class EventShards:
     """The event table split by customer (or whole, as one shard), with what was learnt reading it."""
 
     root: Path  # the event table
+    schema: pa.Schema  # its schema (the contract's, with the attributes it declares)
     folder: Path | None  # the shards (shard=<k>/), None when the table is one shard
     num_shards: int
     channels: set[str] = field(default_factory=set)
@@ -46,18 +47,18 @@ class EventShards:
     ) -> EventShards:
         """Read the table at `root` once; write it by customer under `folder` when it holds more than
         `shard_events` (default SHARD_EVENTS) events. `window` [since, until): note who has events in it."""
-        num_shards = math.ceil(events_dataset(root).count_rows() / (shard_events or SHARD_EVENTS))
-        shards = cls(root, folder if num_shards > 1 else None, max(num_shards, 1))
+        dataset = events_dataset(root)
+        num_shards = math.ceil(dataset.count_rows() / (shard_events or SHARD_EVENTS))
+        shards = cls(root, dataset.schema, folder if num_shards > 1 else None, max(num_shards, 1))
         batches = (shards._note(batch, window) for batch in event_batches(root))
         if shards.folder is None:
             for _ in batches:  # one pass for the channels, actions and active customers; nothing written
                 pass
             return shards
-        schema = events_dataset(root).schema
         ds.write_dataset(
-            (_with_shard(b, num_shards) for batch in batches for b in batch.to_batches()),
+            (with_shard(b, num_shards) for batch in batches for b in batch.to_batches()),
             folder,
-            schema=schema.append(pa.field("shard", pa.int64())),
+            schema=dataset.schema.append(pa.field("shard", pa.int64())),
             format="parquet",
             partitioning=ds.partitioning(pa.schema([("shard", pa.int64())]), flavor="hive"),
             max_partitions=max(num_shards, 1024),
@@ -85,18 +86,13 @@ class EventShards:
         if self.folder is None:
             yield read_events(self.root), customers
             return
-        schema = events_dataset(self.root).schema
+        schema = self.schema
         of_customer = shard_of(customers, self.num_shards)
         for k in range(self.num_shards):
             part = self.folder / f"shard={k}"
             events = ds.dataset(part, format="parquet").to_table(columns=schema.names) if part.exists() else None
             mine = [c for c, s in zip(customers, of_customer) if s == k]
             yield (events.cast(schema) if events is not None else schema.empty_table()), mine
-
-
-def _with_shard(batch: pa.RecordBatch, num_shards: int) -> pa.RecordBatch:
-    ids = batch.column("customer_id").to_numpy(zero_copy_only=False)
-    return batch.append_column("shard", pa.array(shard_of(ids, num_shards)))
 
 
 def temporary_folder(near: Path) -> tempfile.TemporaryDirectory:
