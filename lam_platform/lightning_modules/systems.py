@@ -29,12 +29,19 @@ from lam_platform.lightning_modules.model import (
     NextActionOutput,
     TargetHead,
 )
+from lam_platform.lightning_modules.schedule import optimizers
 
 
 class NextActionSystem(pl.LightningModule):
     """Pretraining: predict each recent event's successor (channel, object, action, time gap)."""
 
-    def __init__(self, config: LAMConfig, learning_rate: float = 3e-3, weight_decay: float = 0.01) -> None:
+    def __init__(
+        self,
+        config: LAMConfig,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 0.01,
+        schedule: dict | None = None,  # a WarmupCosine as a dict; None: a constant rate
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.backbone = LAMBackbone(config)
@@ -76,9 +83,9 @@ class NextActionSystem(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
-        )
+        # Checkpoints written before the schedule existed have no such hyperparameter: a constant rate.
+        schedule = self.hparams.get("schedule")
+        return optimizers(self.parameters(), self.hparams.learning_rate, self.hparams.weight_decay, schedule)
 
 
 class _FineTuneSystem(pl.LightningModule):
@@ -96,7 +103,9 @@ class _FineTuneSystem(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        # A constant rate: BackboneFinetuning adds the backbone's parameter group after the optimizer is made,
+        # and a LambdaLR made before would leave that group unscheduled.
+        return optimizers(params, self.hparams.learning_rate, self.hparams.weight_decay, None)
 
 
 class CampaignResponseSystem(_FineTuneSystem):

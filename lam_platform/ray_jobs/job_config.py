@@ -56,6 +56,10 @@ class PretrainStage(TrainingStage):
     samples_per_customer: int = Field(8, ge=1)
     # random: targets anywhere in the history; latest: each customer's newest events first.
     target_sampling: Literal["random", "latest"] = "random"
+    # constant: the learning rate throughout; warmup_cosine: a linear warm-up over warmup_fraction of the
+    # run's steps, then a cosine decay to a tenth of it (lam_platform/lightning_modules/schedule.py).
+    lr_schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup_fraction: float = Field(0.05, ge=0, le=1)
 
 
 class Scaling(_Section):

@@ -25,6 +25,7 @@ import torch
 from lam_platform.campaigns.training_shards import EXAMPLE_TIME
 from lam_platform.core import progress
 from lam_platform.lightning_modules.config import LAMConfig
+from lam_platform.lightning_modules.schedule import WarmupCosine
 from lam_platform.ray_jobs.job_config import JobConfig, Scaling, TrainingStage
 from lam_platform.ray_jobs.worker import PROGRESS_FILE, train_func
 
@@ -160,7 +161,7 @@ def fit_with_ray(
             data=str(Path(data).resolve()),
         )
         started = time.time()
-        steps = stage.epochs * -(-(split.train_rows // job.scaling.num_workers) // stage.batch_size)
+        steps = planned_steps(stage, split, job.scaling)
         with progress.follow_training(storage / run_name / PROGRESS_FILE, run_name, steps, stage.epochs):
             result = _trainer(data, loop_config, stage, job.scaling, split, storage, run_name).fit()
         return _fit_result(result, run_name, storage, split, job.scaling, time.time() - started, stage.keep_weights)
@@ -195,7 +196,21 @@ def _loop_config(
         "kill_worker_at_step": stage.kill_worker_at_step,
         "validation_cut_us": split.cut_us,
         "early_stopping_patience": stage.early_stopping_patience,
-    }
+    } | _schedule(stage, planned_steps(stage, split, job.scaling))
+
+
+def planned_steps(stage: TrainingStage, split: ValidationSplit, scaling: Scaling) -> int:
+    """Optimizer steps of each worker over the whole run (Ray Data splits the rows about evenly)."""
+    return stage.epochs * -(-(split.train_rows // scaling.num_workers) // stage.batch_size)
+
+
+def _schedule(stage: TrainingStage, steps: int) -> dict:
+    """The learning-rate schedule of a pretraining that asks for one, sized to its planned steps (the decay
+    holds at its floor past the last of them); nothing for a constant rate, so that the identity of such a
+    run is what it was before schedules existed."""
+    if getattr(stage, "lr_schedule", "constant") == "constant":
+        return {}
+    return {"lr_schedule": WarmupCosine.for_run(steps, stage.warmup_fraction).to_dict()}
 
 
 def _trainer(

@@ -29,7 +29,9 @@ def train_func(config: dict) -> None:
     torch.set_num_threads(config["threads_per_worker"])  # 2 workers on 2 cores: no oversubscription
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     kind = head_kind(config["head"])
-    system = kind.system(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"])
+    # Only pretraining has a schedule (fine-tuning keeps a constant rate: _FineTuneSystem.configure_optimizers).
+    options = {"schedule": config["lr_schedule"]} if config.get("lr_schedule") else {}
+    system = kind.system(LAMConfig.from_dict(config["model"]), learning_rate=config["learning_rate"], **options)
     callbacks = _callbacks(config)
     if config.get("backbone_weights"):
         from lam_platform.lightning_modules.systems import BackboneFinetuning
