@@ -137,6 +137,8 @@ def main() -> None:
         flush=True,
     )
     for mode in args.modes:
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         seconds = run_mode(mode, config, batches, args.steps, args.warmup, job.pretrain.learning_rate)
         tflops = flops * args.steps / seconds / 1e12
         row = {
@@ -148,7 +150,6 @@ def main() -> None:
         }
         if device == "cuda":
             row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-            torch.cuda.reset_peak_memory_stats()
         print(json.dumps(row), flush=True)
 
 

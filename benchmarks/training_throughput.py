@@ -6,8 +6,9 @@ On a machine with CUDA GPUs, GPU workers (one GPU each, bf16-mixed) with the gpu
     python benchmarks/training_throughput.py --workdir ./lam-demo --gpu --config gpu --workers 1
 (the model's width, depth, heads and negatives then come from --config, as in benchmarks/gpu_training.py).
 
-Events/s counts the real (unpadded) events in the input sequences the workers consumed, over the wall
-time of `TorchTrainer.fit` (worker start-up and Ray Data streaming included). Median of the repeats.
+Events/s counts the real (unpadded) events in the input sequences of the whole set (the newest 10% that
+the workers only validate on included), over the wall time of `TorchTrainer.fit` (worker start-up and Ray
+Data streaming included). Median of the repeats.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class _FineTuneSystem(pl.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         # A constant rate: BackboneFinetuning adds the backbone's parameter group after the optimizer is made,
-        # and a LambdaLR made before would leave that group unscheduled.
+        # and a LambdaLR made before would fail at its next step (torch pairs rates and groups strictly).
         return optimizers(params, self.hparams.learning_rate, self.hparams.weight_decay, None)
 
 
