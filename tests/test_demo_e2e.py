@@ -104,9 +104,15 @@ def test_lam_demo_runs_every_step_and_prints_its_table(tmp_path):
     assert "informed_ceiling" in result.output and "legacy_segment" in result.output
     evaluation = json.loads(result.output.strip().splitlines()[-1])
     details = json.loads(Path(evaluation["evaluation"]).read_text())
-    assert {row["policy"] for row in details["policies"]} >= {"random", "legacy_segment", "gbt_aggregates", "lam"}
+    assert {row["policy"] for row in details["policies"]} >= {
+        "random",
+        "legacy_segment",
+        "gbt_aggregates",
+        "gbt_aggregates+lam_state",
+        "lam",
+    }
     assert 0 <= details["next_action"]["lam"]["ndcg@10"] <= details["next_action"]["lam"]["hr@10"] <= 1
-    assert set(details["campaign_response"]) == {"lam", "gbt_aggregates"}
+    assert set(details["campaign_response"]) == {"lam", "gbt_aggregates", "gbt_aggregates+lam_state"}
     assert 0 <= details["campaign_response"]["lam"]["auc"] <= 1
     page = Path(evaluation["page"])
     images = re.findall(r'<img src="([^"]+)"', page.read_text())

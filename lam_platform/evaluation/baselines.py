@@ -11,6 +11,10 @@ treated contact or a control (an S-learner: uplift = P(order | treated) - P(orde
 It sees how much a customer did, never in what order. That is the comparison the LAM must win.
 Like any S-learner, on a small log the trees may never split on the treatment flag; its uplift is
 then 0 and its ranking falls back to P(order), which is still a strong baseline for the order rate.
+
+Stacking (an informational row of the policy comparison): the same model given the LAM's customer state
+at each row's time as extra columns (`states=`, `lam_state_<i>`), to tell whether the state holds what
+the aggregates lack.
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ def _customer_design(
     return frame
 
 
+def _with_states(frame: pd.DataFrame, states: np.ndarray | None) -> pd.DataFrame:
+    """The design with the LAM's customer state of each row as columns lam_state_0.. (unchanged without)."""
+    if states is None:
+        return frame
+    if len(states) != len(frame):
+        raise ValueError(f"{len(states)} customer states for {len(frame)} design rows")
+    columns = pd.DataFrame(
+        np.asarray(states, dtype=np.float32), columns=[f"lam_state_{i}" for i in range(states.shape[1])]
+    )
+    return pd.concat([frame, columns], axis=1)
+
+
 def _align(design: pd.DataFrame, categories: dict[str, list]) -> pd.DataFrame:
     """Categoricals with the training categories (unseen values become missing)."""
     for column, known in categories.items():
@@ -77,31 +93,38 @@ class AggregateUpliftModel:
         self.booster = None
         self.categories: dict[str, list] = {}
 
-    def _design(self, aggregates: pd.DataFrame, profiles: pd.DataFrame, offers, methods, treatment) -> pd.DataFrame:
+    def _design(
+        self, aggregates: pd.DataFrame, profiles: pd.DataFrame, offers, methods, treatment, states=None
+    ) -> pd.DataFrame:
         """One feature row per (customer state, campaign, treatment)."""
-        frame = _customer_design(aggregates, profiles, self.spec, self.categorical, self.numeric)
+        frame = _with_states(_customer_design(aggregates, profiles, self.spec, self.categorical, self.numeric), states)
         frame["offer"] = pd.Categorical(np.asarray(offers), categories=self.catalogue.offers)
         frame["method"] = pd.Categorical(np.asarray(methods), categories=self.catalogue.methods)
         frame["treatment"] = np.asarray(treatment)
         return frame
 
-    def fit(self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame) -> AggregateUpliftModel:
-        """Train on the log's contacts; `profiles`: one current row per customer."""
+    def fit(
+        self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame, states: np.ndarray | None = None
+    ) -> AggregateUpliftModel:
+        """Train on the log's contacts; `profiles`: one current row per customer (`states` as in `fit_contacts`)."""
         return self.fit_contacts(
-            events, campaign_log, profiles.set_index("customer_id").loc[campaign_log.customer_id].reset_index()
+            events, campaign_log, profiles.set_index("customer_id").loc[campaign_log.customer_id].reset_index(), states
         )
 
-    def _contact_design(self, events: pa.Table, log: pd.DataFrame, profiles: pd.DataFrame, treatment) -> pd.DataFrame:
+    def _contact_design(
+        self, events: pa.Table, log: pd.DataFrame, profiles: pd.DataFrame, treatment, states=None
+    ) -> pd.DataFrame:
         aggregates = build_aggregates(
             events, log.customer_id.tolist(), pa.array(log.event_timestamp, TIMESTAMP), self.spec
         ).to_pandas()
-        return self._design(aggregates, profiles.reset_index(drop=True), log.offer, log.method, treatment)
+        return self._design(aggregates, profiles.reset_index(drop=True), log.offer, log.method, treatment, states)
 
     def fit_contacts(
-        self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame
+        self, events: pa.Table, campaign_log: pd.DataFrame, profiles: pd.DataFrame, states: np.ndarray | None = None
     ) -> AggregateUpliftModel:
-        """Train on the log's contacts; `profiles`: one row per contact (as of its time), in log order."""
-        design = self._contact_design(events, campaign_log, profiles, campaign_log.treatment)
+        """Train on the log's contacts; `profiles`: one row per contact (as of its time), in log order;
+        `states`: the LAM's customer state of each contact before its time (stacking), in log order."""
+        design = self._contact_design(events, campaign_log, profiles, campaign_log.treatment, states)
         import lightgbm
 
         self.categories = {c: list(design[c].cat.categories) for c in self.categorical}
@@ -120,8 +143,16 @@ class AggregateUpliftModel:
         }
         return pd.DataFrame({"p_order_if_called": p[1], "p_order_if_not_called": p[0], "uplift": p[1] - p[0]})
 
-    def score(self, events: pa.Table, customers: list[str], profiles: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
-        """P(order | called), P(order | not called) and uplift for every customer and candidate campaign."""
+    def score(
+        self,
+        events: pa.Table,
+        customers: list[str],
+        profiles: pd.DataFrame,
+        at: pd.Timestamp,
+        states: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """P(order | called), P(order | not called) and uplift for every customer and candidate campaign
+        (`states`: each customer's LAM state at `at`, aligned with `customers`, when fitted with states)."""
         aggregates = build_aggregates(
             events, customers, pa.array([at] * len(customers), TIMESTAMP), self.spec
         ).to_pandas()
@@ -131,7 +162,7 @@ class AggregateUpliftModel:
             n = len(customers)
             p = {}
             for treated in (1, 0):
-                design = self._design(aggregates, customer_profiles, [offer] * n, [method] * n, [treated] * n)
+                design = self._design(aggregates, customer_profiles, [offer] * n, [method] * n, [treated] * n, states)
                 p[treated] = self.booster.predict(_align(design, self.categories))
             frames.append(
                 pd.DataFrame(

@@ -37,10 +37,19 @@ from lam_platform.simulation.world import load_ground_truth, load_world_config
 CEILING = "informed_ceiling"
 
 
-def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
-    """The order-blind baseline (LightGBM on aggregates, same campaign log): every customer x campaign."""
+# The stacking row (informational): LightGBM on aggregates with the LAM's customer state as more columns.
+STACKED = "gbt_aggregates+lam_state"
+
+
+def gbt_scores(workdir: Workdir, seed: int = 0, stack: ModelArtifact | None = None) -> pd.DataFrame:
+    """The order-blind baseline (LightGBM on aggregates, same campaign log): every customer x campaign.
+
+    `stack`: a model version whose pretrained customer state joins the aggregates (`STACKED`), at each
+    contact's time for training and at the scoring time for scoring.
+    """
     from lam_platform.campaigns.training_data import training_events
     from lam_platform.evaluation.baselines import AggregateUpliftModel
+    from lam_platform.evaluation.stacking import lam_states
 
     world = load_world_config(workdir)
     platform = PlatformConfig.load(workdir.root)
@@ -56,7 +65,13 @@ def gbt_scores(workdir: Workdir, seed: int = 0) -> pd.DataFrame:
         platform.numeric_profile,
         seed,
     )
-    return model.fit(events, log, profiles).score(events, eligible, profiles, world.scoring_time)
+    fit_states = score_states = None
+    if stack is not None:
+        fit_states = lam_states(stack, events, log.customer_id.tolist(), log.event_timestamp)
+        score_states = lam_states(stack, events, eligible, [world.scoring_time] * len(eligible))
+    return model.fit(events, log, profiles, fit_states).score(
+        events, eligible, profiles, world.scoring_time, score_states
+    )
 
 
 def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
@@ -71,11 +86,16 @@ def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
 
 
 def compare_policies(
-    workdir: Workdir, call_list: pd.DataFrame, seed: int = 0, gbt: pd.DataFrame | None = None
+    workdir: Workdir,
+    call_list: pd.DataFrame,
+    seed: int = 0,
+    gbt: pd.DataFrame | None = None,
+    informational: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per policy: customers called, order rate, incremental orders per call, ratio to legacy.
 
-    `gbt`: the baseline's scores if already computed (else they are fitted here).
+    `gbt`: the baseline's scores if already computed (else they are fitted here). `informational`: more
+    scored models (name -> every customer x campaign), each ranked into a list like the baseline's.
     """
     from lam_platform.campaigns.call_list import rank_call_list
 
@@ -93,6 +113,10 @@ def compare_policies(
         "random": random_policy(profiles, capacity, rng),
         "legacy_segment": legacy_segment_policy(profiles, capacity, world.train_days, rng),
         "gbt_aggregates": rank_call_list(gbt, capacity),
+        **{
+            name: rank_call_list(scores[scores.customer_id.isin(eligible)], capacity)
+            for name, scores in (informational or {}).items()
+        },
         "lam": call_list,
         "oracle": truth.best_campaign(eligible, world.scoring_time).head(capacity),
         CEILING: informed.best_campaign(eligible, world.scoring_time).head(capacity),
@@ -135,14 +159,15 @@ def _informed(truth: GroundTruth, workdir: Workdir, at: pd.Timestamp) -> GroundT
 
 
 def format_table(table: pd.DataFrame) -> str:
+    width = max(18, *(len(name) + 2 for name in table.policy))
     header = (
-        f"{'policy':<18}{'called':>7}{'order rate':>12}{'incremental':>13}{'vs legacy':>11}{'vs gbt':>8}"
+        f"{'policy':<{width}}{'called':>7}{'order rate':>12}{'incremental':>13}{'vs legacy':>11}{'vs gbt':>8}"
         f"{'of oracle':>11}"
     )
     lines = [header]
     for row in table.itertuples():
         lines.append(
-            f"{row.policy:<18}{row.called:>7}{row.order_rate:>12.3f}{row.incremental_per_call:>13.3f}"
+            f"{row.policy:<{width}}{row.called:>7}{row.order_rate:>12.3f}{row.incremental_per_call:>13.3f}"
             f"{row.vs_legacy:>10.2f}x{row.vs_gbt:>7.2f}x{row.of_oracle:>10.0%}"
         )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from lam_platform.evaluation.plots import save_figure as _save
 from lam_platform.governance.consent import read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.simulation.evaluation import (
+    STACKED,
     campaign_evaluation,
     compare_policies,
     format_table,
@@ -44,11 +45,12 @@ def evaluate(
     n_customers = len(read_profiles(workdir.profiles, columns=["customer_id"]))
     capacity = capacity or max(1, round(0.05 * n_customers))
     gbt = gbt_scores(workdir, seed)
+    stacked = gbt_scores(workdir, seed, stack=artifact)  # informational: the goal is the LAM's own head
     trial = randomized_trial(workdir, lam.customer_id.unique(), seed)
     campaign, curves, bins = {}, {}, {}
-    for name, scores in (("lam", lam), ("gbt_aggregates", gbt)):
+    for name, scores in (("lam", lam), ("gbt_aggregates", gbt), (STACKED, stacked)):
         campaign[name], curves[name], bins[name] = campaign_evaluation(trial, scores)
-    policies = compare_policies(workdir, rank_call_list(lam, capacity), seed, gbt=gbt)
+    policies = compare_policies(workdir, rank_call_list(lam, capacity), seed, gbt=gbt, informational={STACKED: stacked})
     result = {
         "model_version": artifact.path.name,
         "capacity": capacity,
@@ -68,6 +70,7 @@ def evaluate(
         "lam_vs_legacy": round(float(policies.set_index("policy").vs_legacy["lam"]), 3),
         "lam_vs_gbt": round(float(policies.set_index("policy").vs_gbt["lam"]), 3),
         "lam_of_oracle": round(float(policies.set_index("policy").of_oracle["lam"]), 3),
+        "stacked_vs_gbt": round(float(policies.set_index("policy").vs_gbt[STACKED]), 3),
         "ndcg@10": round(result["next_action"]["lam"]["ndcg@10"], 4),
         "auc": round(campaign["lam"]["auc"], 4),
         "qini_coefficient": round(campaign["lam"]["qini_coefficient"], 5),
@@ -81,7 +84,7 @@ def _plot(folder: Path, result: dict, policies: pd.DataFrame, curves: dict, bins
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(policies.policy, policies.order_rate, color=["#999"] * 2 + ["#6a8", "#c63", "#36c", "#aac"])
+    ax.bar(policies.policy, policies.order_rate, color=["#999"] * 2 + ["#6a8", "#8b9", "#c63", "#36c", "#aac"])
     ax.set_ylabel("order rate of the top-K list")
     ax.set_title(f"Held-out order rate, K = {result['capacity']}")
     ax.tick_params(axis="x", labelrotation=20)
