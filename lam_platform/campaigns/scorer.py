@@ -147,7 +147,10 @@ class CampaignScorer:
     ) -> dict[str, np.ndarray]:
         """P(order | called), P(order | not called) and uplift as (campaigns, times, rows) arrays, one head call."""
         context = self.contexts(rows, last_event_us, campaigns, times)
-        out = self.head(state.repeat(len(campaigns) * len(times), 1), context)
+        # The customer side once per row (the context's first len(rows) profiles are the rows in order), then
+        # repeated over the (campaign, time) pairs: the same numbers as the head over every repeated row.
+        customer = self.head.customer(state, context.profile[: len(rows)])
+        out = self.head.respond(customer.repeat(len(campaigns) * len(times), 1), context)
         shape = (len(campaigns), len(times), len(rows))
         return {
             "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy().reshape(shape),

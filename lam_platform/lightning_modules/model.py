@@ -292,7 +292,11 @@ class CampaignResponseHead(nn.Module):
 
     def forward(self, customer: Tensor, context: CampaignContext) -> CampaignResponseOutput:
         """customer: `BackboneOutput.customer` (B, d + activity_width)."""
-        customer = self.customer(customer, context.profile)
+        return self.respond(self.customer(customer, context.profile), context)
+
+    def respond(self, customer: Tensor, context: CampaignContext) -> CampaignResponseOutput:
+        """customer: already through `self.customer` (B, 2d): a scorer encodes each customer once and repeats
+        the result over the candidate campaigns and times instead of encoding every (customer, campaign) row."""
         numeric = torch.cat([context.log_hours_since_last_event.unsqueeze(-1), context.profile_numeric], dim=-1)
         campaign = (
             self.offer(context.offer)
