@@ -8,13 +8,16 @@ latency to the Feast read alone: the same `OnlineReader.read` the service makes 
 Clients pick customers uniformly at random from the consenting ones, so with the cache on a row's hit
 rate grows as it runs; the table gives it (from the service's /metrics). Each row runs with the
 requests' `top_actions` at 3 (the API default: campaigns, targets and next actions) and at 0 (no next
-actions: the service skips the next-action backbone).
+actions: the service skips the next-action backbone), and with each client library: the standard library's
+http.client (stdlib, about the least a Python client adds) and httpx (which adds its own CPU time on the
+same 2 cores), so the `client` column says how much of a row is the client's.
 
 Run (after `lam demo --workdir ./lam-demo`):
     LAM_REDIS=127.0.0.1:6379,db=0 \\
     LAM_REGISTRY_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable' \\
     python benchmarks/serving_latency.py --workdir ./lam-demo --seconds 60
     [--customers 1 100] [--clients 1 8] [--state-cache 50000 0] [--warm-states 1 0] [--top-actions 3 0]
+    [--http-client stdlib httpx]
 The service runs as `lam serve --as-of T` (T: the world's scoring time, the demo's clock) in a process of its
 own on 127.0.0.1; the clients are threads here.
 Without LAM_REDIS only SQLite is measured. Redis keys go under a project of their own, removed at the end.
@@ -23,6 +26,7 @@ Without LAM_REDIS only SQLite is measured. Redis keys go under a project of thei
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
 import json
 import os
@@ -94,25 +98,63 @@ def start_service(workdir: Path, port: int, as_of: pd.Timestamp, state_cache: in
         time.sleep(0.5)
 
 
-def load(url: str, ids: list[str], batch: int, clients: int, seconds: float, seed: int, top_actions: int) -> dict:
+class StdlibClient:
+    """One keep-alive connection through the standard library's http.client: about the least a Python client
+    adds to a request, so the figure is the service's (httpx, the other client, adds its own CPU time)."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def post(self, path: str, body: dict) -> int:
+        self.connection.request("POST", path, body=json.dumps(body), headers=self.headers)
+        response = self.connection.getresponse()
+        response.read()
+        return response.status
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class HttpxClient:
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    def post(self, path: str, body: dict) -> int:
+        return self.http.post(path, json=body).status_code
+
+    def close(self) -> None:
+        self.http.close()
+
+
+HTTP_CLIENTS = {"stdlib": StdlibClient, "httpx": HttpxClient}
+
+
+def load(
+    url: str, ids: list[str], batch: int, clients: int, seconds: float, seed: int, top_actions: int, http_client: str
+) -> dict:
     latencies: list[float] = []
     errors: list[int] = []
     stop = time.perf_counter() + seconds
 
     def client(k: int) -> None:
         rng = np.random.default_rng(seed + k)
-        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            http.post("/v1/score", json={"customer_ids": ids[:batch]})  # warm the connection
+        http = HTTP_CLIENTS[http_client](url)
+        try:
+            http.post("/v1/score", {"customer_ids": ids[:batch]})  # warm the connection
             while time.perf_counter() < stop:
                 body = {"customer_ids": rng.choice(ids, size=batch, replace=False).tolist(), "top_actions": top_actions}
                 started = time.perf_counter()
                 try:
-                    status = http.post("/v1/score", json=body).status_code
-                except httpx.TransportError:
+                    status = http.post("/v1/score", body)
+                except (httpx.TransportError, OSError):
                     status = -1
                 latencies.append(time.perf_counter() - started)
                 if status != 200:
                     errors.append(status)
+        finally:
+            http.close()
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
@@ -162,15 +204,16 @@ def measure_service(workdir: Workdir, ids: list[str], as_of: pd.Timestamp, cache
     try:
         for batch in args.customers:
             feast = feast_read(workdir, ids, batch, args.feast_calls, args.seed)
-            for clients, top in itertools.product(args.clients, args.top_actions):
+            for clients, top, http_client in itertools.product(args.clients, args.top_actions, args.http_client):
                 before = cache_hits(url)
-                result = load(url, ids, batch, clients, args.seconds, args.seed, top)
+                result = load(url, ids, batch, clients, args.seconds, args.seed, top, http_client)
                 hits, misses = (now - was for now, was in zip(cache_hits(url), before))
                 rows.append(
                     {
                         "cache": cache,
                         "warm": warm,
                         "top_actions": top,
+                        "client": http_client,
                         "customers": batch,
                         "clients": clients,
                         **result,
@@ -207,6 +250,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent closed-loop clients")
     parser.add_argument(
         "--top-actions", type=int, nargs="+", default=[3, 0], help="the requests' top_actions (0: no next actions)"
+    )
+    parser.add_argument(
+        "--http-client",
+        nargs="+",
+        choices=sorted(HTTP_CLIENTS),
+        default=["stdlib", "httpx"],
+        help="the clients' HTTP library: stdlib (http.client, the lean one) and httpx (adds its own CPU time)",
     )
     args = parser.parse_args()
     source = Workdir.at(args.workdir)
