@@ -196,7 +196,7 @@ def _loop_config(
         "kill_worker_at_step": stage.kill_worker_at_step,
         "validation_cut_us": split.cut_us,
         "early_stopping_patience": stage.early_stopping_patience,
-    } | _schedule(stage, planned_steps(stage, split, job.scaling))
+    } | _schedule(stage, planned_steps(stage, split, job.scaling)) | _clipping(stage)
 
 
 def planned_steps(stage: TrainingStage, split: ValidationSplit, scaling: Scaling) -> int:
@@ -211,6 +211,11 @@ def _schedule(stage: TrainingStage, steps: int) -> dict:
     if getattr(stage, "lr_schedule", "constant") == "constant":
         return {}
     return {"lr_schedule": WarmupCosine.for_run(steps, stage.warmup_fraction).to_dict()}
+
+
+def _clipping(stage: TrainingStage) -> dict:
+    """The gradient-norm clip of a stage that asks for one; nothing without, like `_schedule`."""
+    return {} if stage.gradient_clip_norm is None else {"gradient_clip_norm": stage.gradient_clip_norm}
 
 
 def _trainer(

@@ -108,6 +108,8 @@ def _trainer(config: dict, callbacks: list):
         enable_model_summary=False,
         logger=CSVLogger(config["run_folder"], name="metrics"),
         num_sanity_val_steps=0,
+        gradient_clip_val=config.get("gradient_clip_norm"),  # None: no clipping
+        gradient_clip_algorithm="norm",
     )
     return prepare_trainer(trainer)
 

@@ -52,3 +52,23 @@ def test_the_loop_config_sizes_the_schedule_to_each_workers_steps_and_a_constant
     assert "lr_schedule" not in _loop_config(
         "next_action", _config(_tokenizer(_sequences())), constant.pretrain, constant, split, None, None
     )
+
+
+def test_pretraining_clips_the_gradient_norm_by_default_and_a_stage_can_turn_it_off():
+    stage = {"epochs": 1, "batch_size": 10, "learning_rate": 0.003}
+    split = ValidationSplit(cut_us=None, train_rows=40, validation_rows=0)
+    model = _config(_tokenizer(_sequences()))
+
+    def loop(pretrain: dict, finetune: dict | None = None) -> tuple[dict, dict | None]:
+        job = JobConfig.model_validate({"pretrain": pretrain, **({"finetune": finetune} if finetune else {})})
+        configs = _loop_config("next_action", model, job.pretrain, job, split, None, None)
+        tuned = _loop_config("campaign_response", model, job.finetune, job, split, None, None) if finetune else None
+        return configs, tuned
+
+    pretrain, finetune = loop(stage, stage)
+    assert pretrain["gradient_clip_norm"] == 1.0
+    assert "gradient_clip_norm" not in finetune  # fine-tuning clips only when its section asks
+    pretrain, finetune = loop({**stage, "gradient_clip_norm": None}, {**stage, "gradient_clip_norm": 0.5})
+    assert "gradient_clip_norm" not in pretrain and finetune["gradient_clip_norm"] == 0.5
+    with pytest.raises(ValueError, match="gradient_clip_norm"):
+        JobConfig.model_validate({"pretrain": {**stage, "gradient_clip_norm": 0}})
