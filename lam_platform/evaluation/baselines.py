@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP
-from lam_platform.data.platform_config import Catalogue
+from lam_platform.data.platform_config import Catalogue, PlatformConfig
 from lam_platform.features.aggregates import AggregateSpec, aggregate_feature_names, build_aggregates
+from lam_platform.features.store import RepoSchema
 
 
 def _params(seed: int) -> dict:
@@ -92,6 +94,20 @@ class AggregateUpliftModel:
         self.rounds = rounds
         self.booster = None
         self.categories: dict[str, list] = {}
+
+    @classmethod
+    def of_workdir(
+        cls, workdir: Workdir, platform: PlatformConfig, seed: int = 0, rounds: int = 300
+    ) -> AggregateUpliftModel:
+        """The baseline as a workdir declares it: its feature repo's aggregates, lam.yaml's catalogue and profile."""
+        return cls(
+            RepoSchema.load(workdir).aggregates,
+            platform.require_catalogue(),
+            platform.categorical_profile,
+            platform.numeric_profile,
+            seed,
+            rounds,
+        )
 
     def _design(
         self, aggregates: pd.DataFrame, profiles: pd.DataFrame, offers, methods, treatment, states=None

@@ -243,13 +243,7 @@ def _aggregate_uplift_scores(
 
     before = events.filter(pc.less(events.column("event_timestamp"), pa.scalar(as_of, TIMESTAMP)))
     train = campaign_outcomes(log, platform.campaigns, before, as_of)
-    gbm = AggregateUpliftModel(
-        RepoSchema.load(workdir).aggregates,
-        platform.require_catalogue(),
-        platform.categorical_profile,
-        platform.numeric_profile,
-        seed,
-    )
+    gbm = AggregateUpliftModel.of_workdir(workdir, platform, seed)
     gbm.fit_contacts(before, train, profiles_at(ledger, train.customer_id.tolist(), train.event_timestamp))
     return len(train), gbm.score_contacts(events, held, profiles_at(ledger, held.customer_id.tolist(), times))
 

@@ -180,23 +180,27 @@ def _loop_config(
     head_weights: Path | None,
 ) -> dict:
     """What every worker's `train_func` gets; all but the operational settings make the run's identity."""
-    return {
-        "head": head,
-        "model": model.to_dict(),
-        "seed": job.seed,
-        "epochs": stage.epochs,
-        "batch_size": stage.batch_size,
-        "learning_rate": stage.learning_rate,
-        "backbone": stage.backbone_settings(),
-        "backbone_weights": str(backbone_weights) if backbone_weights else None,
-        "head_weights": str(head_weights) if head_weights else None,
-        "use_gpu": job.scaling.use_gpu,
-        "threads_per_worker": job.scaling.cpus_per_worker,
-        "checkpoint_every_n_steps": stage.checkpoint_every_n_steps,
-        "kill_worker_at_step": stage.kill_worker_at_step,
-        "validation_cut_us": split.cut_us,
-        "early_stopping_patience": stage.early_stopping_patience,
-    } | _schedule(stage, planned_steps(stage, split, job.scaling)) | _clipping(stage)
+    return (
+        {
+            "head": head,
+            "model": model.to_dict(),
+            "seed": job.seed,
+            "epochs": stage.epochs,
+            "batch_size": stage.batch_size,
+            "learning_rate": stage.learning_rate,
+            "backbone": stage.backbone_settings(),
+            "backbone_weights": str(backbone_weights) if backbone_weights else None,
+            "head_weights": str(head_weights) if head_weights else None,
+            "use_gpu": job.scaling.use_gpu,
+            "threads_per_worker": job.scaling.cpus_per_worker,
+            "checkpoint_every_n_steps": stage.checkpoint_every_n_steps,
+            "kill_worker_at_step": stage.kill_worker_at_step,
+            "validation_cut_us": split.cut_us,
+            "early_stopping_patience": stage.early_stopping_patience,
+        }
+        | _schedule(stage, planned_steps(stage, split, job.scaling))
+        | _clipping(stage)
+    )
 
 
 def planned_steps(stage: TrainingStage, split: ValidationSplit, scaling: Scaling) -> int:

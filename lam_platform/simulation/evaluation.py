@@ -22,7 +22,7 @@ from lam_platform.data.events import TIMESTAMP, events_dataset, read_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.evaluation import metrics
 from lam_platform.evaluation.next_item import next_item_evaluation
-from lam_platform.features.store import RepoSchema, online_features, open_store
+from lam_platform.features.store import online_features, open_store
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact
 from lam_platform.simulation.customers import expected_responsiveness
@@ -58,13 +58,7 @@ def gbt_scores(workdir: Workdir, seed: int = 0, stack: ModelArtifact | None = No
     events = training_events(workdir, world.scoring_time, eligible)
     log = pd.read_parquet(workdir.campaign_log)
     log = log[(log.event_timestamp < world.scoring_time) & log.customer_id.isin(eligible)].reset_index(drop=True)
-    model = AggregateUpliftModel(
-        RepoSchema.load(workdir).aggregates,
-        platform.require_catalogue(),
-        platform.categorical_profile,
-        platform.numeric_profile,
-        seed,
-    )
+    model = AggregateUpliftModel.of_workdir(workdir, platform, seed)
     fit_states = score_states = None
     if stack is not None:
         fit_states = lam_states(stack, events, log.customer_id.tolist(), log.event_timestamp)

@@ -4,7 +4,6 @@ import pandas as pd
 from lam_platform.campaigns.training_data import training_events
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.evaluation.baselines import AggregateUpliftModel
-from lam_platform.features.store import RepoSchema
 from lam_platform.governance.consent import consenting_customers
 from lam_platform.simulation.ground_truth import METHODS, OFFERS
 from lam_platform.simulation.world import load_world_config
@@ -20,14 +19,7 @@ def test_aggregate_baseline_scores_every_customer_and_campaign_deterministically
     log = log[log.event_timestamp < world.scoring_time].reset_index(drop=True)
 
     def scores():
-        model = AggregateUpliftModel(
-            RepoSchema.load(tiny_world).aggregates,
-            platform.require_catalogue(),
-            platform.categorical_profile,
-            platform.numeric_profile,
-            seed=3,
-            rounds=50,
-        ).fit(events, log, profiles)
+        model = AggregateUpliftModel.of_workdir(tiny_world, platform, seed=3, rounds=50).fit(events, log, profiles)
         return model.score(events, eligible, profiles, world.scoring_time)
 
     first = scores()

@@ -9,7 +9,6 @@ from lam_platform.data.events import TIMESTAMP
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.evaluation.baselines import AggregateUpliftModel
 from lam_platform.evaluation.stacking import lam_states
-from lam_platform.features.store import RepoSchema
 from lam_platform.governance.consent import consenting_customers
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.simulation.world import load_world_config
@@ -51,14 +50,7 @@ def test_the_baseline_with_lam_states_as_columns_scores_every_customer(trained_w
     platform = PlatformConfig.load(trained_world.root)
     log = pd.read_parquet(trained_world.campaign_log)
     log = log[(log.event_timestamp < world.scoring_time) & log.customer_id.isin(eligible)].reset_index(drop=True)
-    model = AggregateUpliftModel(
-        RepoSchema.load(trained_world).aggregates,
-        platform.require_catalogue(),
-        platform.categorical_profile,
-        platform.numeric_profile,
-        seed=3,
-        rounds=30,
-    )
+    model = AggregateUpliftModel.of_workdir(trained_world, platform, seed=3, rounds=30)
     fit_states = lam_states(artifact, events, log.customer_id.tolist(), log.event_timestamp)
     with pytest.raises(ValueError, match="customer states for"):
         model.fit(events, log, profiles, fit_states[:-1])
