@@ -108,10 +108,17 @@ class StdlibClient:
         self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
     def post(self, path: str, body: dict) -> int:
-        self.connection.request("POST", path, body=json.dumps(body), headers=self.headers)
-        response = self.connection.getresponse()
-        response.read()
-        return response.status
+        try:
+            self.connection.request("POST", path, body=json.dumps(body), headers=self.headers)
+            response = self.connection.getresponse()
+            response.read()
+            return response.status
+        except (http.client.HTTPException, OSError):
+            # A timed-out or broken connection stays unusable (CannotSendRequest): counted as an error, then a
+            # fresh connection for the next request instead of a client thread that dies.
+            self.connection.close()
+            self.connection = http.client.HTTPConnection(self.connection.host, self.connection.port, timeout=30)
+            return -1
 
     def close(self) -> None:
         self.connection.close()

@@ -146,12 +146,14 @@ class CampaignScorer:
         times: list[pd.Timestamp],
     ) -> dict[str, np.ndarray]:
         """P(order | called), P(order | not called) and uplift as (campaigns, times, rows) arrays, one head call."""
+        shape = (len(campaigns), len(times), len(rows))
+        if 0 in shape:  # nothing to score: the customer side below would have no profile rows to read
+            return {k: np.zeros(shape, np.float32) for k in ("p_order_if_called", "p_order_if_not_called", "uplift")}
         context = self.contexts(rows, last_event_us, campaigns, times)
         # The customer side once per row (the context's first len(rows) profiles are the rows in order), then
         # repeated over the (campaign, time) pairs: the same numbers as the head over every repeated row.
         customer = self.head.customer(state, context.profile[: len(rows)])
         out = self.head.respond(customer.repeat(len(campaigns) * len(times), 1), context)
-        shape = (len(campaigns), len(times), len(rows))
         return {
             "p_order_if_called": torch.sigmoid(out.logit_contacted).numpy().reshape(shape),
             "p_order_if_not_called": torch.sigmoid(out.logit_not_contacted).numpy().reshape(shape),

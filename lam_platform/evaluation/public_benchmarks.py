@@ -192,18 +192,20 @@ def _pretrain(
             train.get("target_sampling", "random"),
         )
         system = NextActionSystem(config, learning_rate=float(train.get("learning_rate", 1e-3)))
-        trainer = _trainer(int(train.get("epochs", 10)))
+        trainer = _trainer(int(train.get("epochs", 10)), train.get("gradient_clip_norm"))
         started = time.time()
         trainer.fit(system, DataLoader(ShardDataset(data), batch_size=int(train.get("batch_size", 128)), shuffle=True))
         seconds = time.time() - started
     return system, examples, seconds
 
 
-def _trainer(epochs: int) -> pl.Trainer:
+def _trainer(epochs: int, gradient_clip_norm: float | None = None) -> pl.Trainer:
     # Lightning's bar (loss, ETA) for a person at a terminal; a line per epoch in a log.
     bar = progress.interactive()
     return pl.Trainer(
         max_epochs=epochs,
+        gradient_clip_val=gradient_clip_norm,  # the job's pretrain section, as the Ray worker clips (None: not)
+        gradient_clip_algorithm="norm",
         accelerator="auto",
         devices=1,
         logger=False,

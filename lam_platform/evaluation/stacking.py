@@ -1,10 +1,12 @@
 """The LAM's customer state as features of another model (stacking): an informational comparison.
 
 `lam_states` gives, for each (customer, time) pair, the pretrained backbone's state after that customer's
-last events strictly before the time (`BackboneOutput.state`, d numbers). The pretrained backbone learned
-from events alone, never from a campaign outcome, so the state of a training contact carries no trace of
-that contact's own label: a tree given it (`AggregateUpliftModel(..., states=)`) sees what the LAM read
-from the order of events, and nothing a fine-tuned backbone memorised.
+last events strictly before the time (`BackboneOutput.state`, d numbers). The pretrained backbone was trained
+to predict next events, never on a campaign outcome as a target: its weights have seen the order events that
+are some logged contacts' outcomes (as next events, like every other event before pretraining's as-of), but
+each state reads only events before its own time, and no contact's label was fitted through it, as the
+fine-tuned backbone's were. A tree given it (`AggregateUpliftModel(..., states=)`) sees what the LAM read from
+the order of events. The policy comparison judges it on the held-out period, after every training event.
 """
 
 from __future__ import annotations

@@ -30,3 +30,30 @@ def test_explanations_in_small_batches_equal_one_batch(trained_world, monkeypatc
             (e.timestamp, e.action, e.object) for e in events_b
         ]
         assert [round(e.attribution, 4) for e in events_a] == [round(e.attribution, 4) for e in events_b]
+
+
+def test_the_grid_encodes_each_customer_once_and_gives_what_the_head_gives_on_every_row(trained_world):
+    """score_grid runs the head's customer side once per row and repeats it: the same numbers as the whole head
+    over every (campaign, time, row) triple, and empty arrays when there is nothing to score."""
+    import numpy as np
+    import torch
+
+    profiles = pd.read_parquet(trained_world.profiles)
+    rows = online_features(open_store(trained_world), profiles.customer_id.tolist()[:12])
+    rows = rows[rows.event_timestamps.map(lambda v: v is not None and len(v) > 0)].reset_index(drop=True)
+    scorer = CampaignScorer(ModelArtifact(latest_version(trained_world.artifacts, "campaign_response")))
+    campaigns = PlatformConfig.load(trained_world.root).require_catalogue().campaigns
+    as_of = load_world_config(trained_world).scoring_time
+    times = [as_of + pd.Timedelta(hours=h) for h in (9, 14)]
+    state, last_event_us = scorer.encode(rows)
+    grid = scorer.score_grid(rows, state, last_event_us, campaigns, times)
+    with torch.inference_mode():
+        context = scorer.contexts(rows, last_event_us, campaigns, times)
+        whole = scorer.head(state.repeat(len(campaigns) * len(times), 1), context)
+    shape = (len(campaigns), len(times), len(rows))
+    np.testing.assert_allclose(grid["uplift"], whole.uplift.numpy().reshape(shape), atol=1e-6)
+    np.testing.assert_allclose(
+        grid["p_order_if_called"], torch.sigmoid(whole.logit_contacted).numpy().reshape(shape), atol=1e-6
+    )
+    empty = scorer.score_grid(rows, state, last_event_us, [], times)
+    assert all(v.shape == (0, len(times), len(rows)) for v in empty.values())
