@@ -41,11 +41,10 @@ CEILING = "informed_ceiling"
 STACKED = "gbt_aggregates+lam_state"
 
 
-def gbt_scores(workdir: Workdir, seed: int = 0, stack: ModelArtifact | None = None) -> pd.DataFrame:
-    """The order-blind baseline (LightGBM on aggregates, same campaign log): every customer x campaign.
-
-    `stack`: a model version whose pretrained customer state joins the aggregates (`STACKED`), at each
-    contact's time for training and at the scoring time for scoring.
+def baseline_scores(workdir: Workdir, seed: int = 0, stack: ModelArtifact | None = None) -> dict[str, pd.DataFrame]:
+    """The order-blind baseline (LightGBM on aggregates, same campaign log) as `gbt_aggregates`, every customer x
+    campaign; with `stack`, also `STACKED`: the same model given that version's pretrained customer state, at each
+    contact's time for training and at the scoring time for scoring. Events, log and profiles are read once.
     """
     from lam_platform.campaigns.training_data import training_events
     from lam_platform.evaluation.baselines import AggregateUpliftModel
@@ -58,14 +57,18 @@ def gbt_scores(workdir: Workdir, seed: int = 0, stack: ModelArtifact | None = No
     events = training_events(workdir, world.scoring_time, eligible)
     log = pd.read_parquet(workdir.campaign_log)
     log = log[(log.event_timestamp < world.scoring_time) & log.customer_id.isin(eligible)].reset_index(drop=True)
-    model = AggregateUpliftModel.of_workdir(workdir, platform, seed)
-    fit_states = score_states = None
-    if stack is not None:
-        fit_states = lam_states(stack, events, log.customer_id.tolist(), log.event_timestamp)
-        score_states = lam_states(stack, events, eligible, [world.scoring_time] * len(eligible))
-    return model.fit(events, log, profiles, fit_states).score(
-        events, eligible, profiles, world.scoring_time, score_states
-    )
+
+    def fitted(fit_states=None, score_states=None) -> pd.DataFrame:
+        model = AggregateUpliftModel.of_workdir(workdir, platform, seed).fit(events, log, profiles, fit_states)
+        return model.score(events, eligible, profiles, world.scoring_time, score_states)
+
+    scores = {"gbt_aggregates": fitted()}
+    if stack is not None:  # one backbone pass: the contacts at their times, then everyone at the scoring time
+        states = lam_states(
+            stack, events, [*log.customer_id, *eligible], [*log.event_timestamp, *[world.scoring_time] * len(eligible)]
+        )
+        scores[STACKED] = fitted(states[: len(log)], states[len(log) :])
+    return scores
 
 
 def callable_customers(workdir: Workdir, as_of: pd.Timestamp) -> list[str]:
@@ -100,17 +103,13 @@ def compare_policies(
     profiles = profiles[profiles.customer_id.isin(eligible)].reset_index(drop=True)
     capacity = len(call_list)
     rng = np.random.default_rng(seed)
-    gbt = gbt if gbt is not None else gbt_scores(workdir, seed)
-    gbt = gbt[gbt.customer_id.isin(eligible)]
+    gbt = gbt if gbt is not None else baseline_scores(workdir, seed)["gbt_aggregates"]
+    scored = {"gbt_aggregates": gbt, **(informational or {})}  # each ranked among the callable customers
     informed = _informed(truth, workdir, world.scoring_time)
     lists = {
         "random": random_policy(profiles, capacity, rng),
         "legacy_segment": legacy_segment_policy(profiles, capacity, world.train_days, rng),
-        "gbt_aggregates": rank_call_list(gbt, capacity),
-        **{
-            name: rank_call_list(scores[scores.customer_id.isin(eligible)], capacity)
-            for name, scores in (informational or {}).items()
-        },
+        **{name: rank_call_list(s[s.customer_id.isin(eligible)], capacity) for name, s in scored.items()},
         "lam": call_list,
         "oracle": truth.best_campaign(eligible, world.scoring_time).head(capacity),
         CEILING: informed.best_campaign(eligible, world.scoring_time).head(capacity),

@@ -18,10 +18,10 @@ from lam_platform.governance.consent import read_profiles
 from lam_platform.lightning_modules.artifact import ModelArtifact, latest_version
 from lam_platform.simulation.evaluation import (
     STACKED,
+    baseline_scores,
     campaign_evaluation,
     compare_policies,
     format_table,
-    gbt_scores,
     next_action_evaluation,
     randomized_trial,
 )
@@ -44,8 +44,8 @@ def evaluate(
     lam = pd.read_parquet(scores_path)
     n_customers = len(read_profiles(workdir.profiles, columns=["customer_id"]))
     capacity = capacity or max(1, round(0.05 * n_customers))
-    gbt = gbt_scores(workdir, seed)
-    stacked = gbt_scores(workdir, seed, stack=artifact)  # informational: the goal is the LAM's own head
+    baselines = baseline_scores(workdir, seed, stack=artifact)  # the stacked one informs: the goal is the LAM's head
+    gbt, stacked = baselines["gbt_aggregates"], baselines[STACKED]
     trial = randomized_trial(workdir, lam.customer_id.unique(), seed)
     campaign, curves, bins = {}, {}, {}
     for name, scores in (("lam", lam), ("gbt_aggregates", gbt), (STACKED, stacked)):
