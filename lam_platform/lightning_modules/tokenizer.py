@@ -214,12 +214,24 @@ class EventTokenizer:
         """
         contact_us = np.asarray(contact_us, dtype=np.int64)
         return {
+            **self.encode_contact_slots(offers, methods, contact_us),
+            "log_hours_since_last_event": _log_hours_since(contact_us, last_event_us),
+        }
+
+    def encode_contact_slots(self, offers, methods, contact_us: np.ndarray) -> dict[str, np.ndarray]:
+        """The customer-free part of `encode_contacts`: offer/method ids, contact hour and weekday (a scorer
+        encodes its candidate (campaign, time) pairs once and repeats them over the customers)."""
+        contact_us = np.asarray(contact_us, dtype=np.int64)
+        return {
             "offer": self._lookup(self.offers, offers, "offer"),
             "method": self._lookup(self.methods, methods, "method"),
-            "log_hours_since_last_event": _log_hours_since(contact_us, last_event_us),
             "contact_hour": ((contact_us // US_PER_HOUR) % 24).astype(np.int64),
             "contact_weekday": ((contact_us // US_PER_DAY + 3) % 7).astype(np.int64),
         }
+
+    def log_hours_since(self, at_us: np.ndarray, last_event_us: np.ndarray) -> np.ndarray:
+        """The gap feature of every context: log1p of the hours from each row's latest event to `at_us`."""
+        return _log_hours_since(np.asarray(at_us, np.int64), last_event_us)
 
     def encode_customers(
         self, profiles: pd.DataFrame, at_us: np.ndarray, last_event_us: np.ndarray

@@ -57,3 +57,31 @@ def test_the_grid_encodes_each_customer_once_and_gives_what_the_head_gives_on_ev
     )
     empty = scorer.score_grid(rows, state, last_event_us, [], times)
     assert all(v.shape == (0, len(times), len(rows)) for v in empty.values())
+
+
+def test_contexts_are_what_training_encodes_for_each_triple_whatever_was_asked_before(trained_world):
+    """The (campaign, time) part of a context is encoded once per candidate set and kept: each set asked for
+    gives the contexts that `encode_campaigns` (the training path) gives its (campaign, time, row) triples."""
+    import numpy as np
+
+    profiles = pd.read_parquet(trained_world.profiles)
+    rows = online_features(open_store(trained_world), profiles.customer_id.tolist()[:5])
+    rows = rows[rows.event_timestamps.map(lambda v: v is not None and len(v) > 0)].reset_index(drop=True)
+    scorer = CampaignScorer(ModelArtifact(latest_version(trained_world.artifacts, "campaign_response")))
+    campaigns = PlatformConfig.load(trained_world.root).require_catalogue().campaigns
+    as_of = load_world_config(trained_world).scoring_time
+    _, last_event_us = scorer.encode(rows)
+    for times in ([as_of + pd.Timedelta(hours=9)], [as_of + pd.Timedelta(hours=h) for h in (14, 33)]) * 2:
+        context = scorer.contexts(rows, last_event_us, campaigns, times)
+        triples = [(o, m, t, i) for o, m in campaigns for t in times for i in range(len(rows))]
+        row = np.array([i for *_, i in triples])
+        expected = scorer.tokenizer.encode_campaigns(
+            rows.iloc[row],
+            [o for o, *_ in triples],
+            [m for _, m, *_ in triples],
+            pd.Series([t for *_, t, _ in triples]),
+            last_event_us[row],
+        )
+        for name, value in expected.items():
+            np.testing.assert_allclose(getattr(context, name).numpy(), value, err_msg=name)
+    assert len(scorer._slots) == 2
