@@ -124,9 +124,9 @@ class CampaignScorer:
     ) -> CampaignContext:
         """The CampaignContext of every (campaign, time, row) triple, in that nesting order (C * T * B rows).
 
-        Profiles are encoded once per row, the (campaign, time) pairs once per distinct candidate set
-        (`contact_slots`): the same tokenizer code as training (`encode_profiles`, `encode_contacts`), without
-        per-pair pandas work, and for the API's one customer without per-request work on its 18 pairs.
+        The offer and method ids, contact hour and weekday are encoded once per distinct candidate set
+        (`contact_slots`, by the `encode_contact_slots` that training's `encode_contacts` is built from); per call
+        only the rows' profiles and the gaps from each row's latest event to each contact time.
         """
         n = len(rows)
         slots = self.contact_slots(campaigns, times)
@@ -140,7 +140,7 @@ class CampaignScorer:
     def contact_slots(self, campaigns: list[tuple[str, str]], times: list[pd.Timestamp]) -> dict[str, np.ndarray]:
         """The customer-free context of each (campaign, time) pair, campaign-major, and its time (`contact_us`),
         computed once per candidate set: the API asks for the same campaigns and slots request after request."""
-        key = (tuple(campaigns), tuple(_micros(times).tolist()))
+        key = (tuple((offer, method) for offer, method in campaigns), tuple(_micros(times).tolist()))
         cached = self._slots.get(key)
         if cached is None:
             t = len(times)
@@ -148,7 +148,9 @@ class CampaignScorer:
             offers = np.repeat(np.array([o for o, _ in campaigns], dtype=object), t)
             methods = np.repeat(np.array([m for _, m in campaigns], dtype=object), t)
             cached = {**self.tokenizer.encode_contact_slots(offers, methods, contact_us), "contact_us": contact_us}
-            if len(self._slots) >= MAX_CACHED_SLOT_SETS:  # a clock that moves makes new sets: keep the newest
+            for array in cached.values():  # shared by every later call: nobody may write into it
+                array.flags.writeable = False
+            if len(self._slots) >= MAX_CACHED_SLOT_SETS:  # a clock that moves makes new sets: start again
                 self._slots.clear()
             self._slots[key] = cached
         return cached

@@ -83,5 +83,11 @@ def test_contexts_are_what_training_encodes_for_each_triple_whatever_was_asked_b
             last_event_us[row],
         )
         for name, value in expected.items():
-            np.testing.assert_allclose(getattr(context, name).numpy(), value, err_msg=name)
+            actual = getattr(context, name).numpy()
+            np.testing.assert_array_equal(actual, value, err_msg=name)
+            assert actual.dtype == value.dtype, name
+    # The same instants in another zone are the same candidate set; the kept arrays cannot be written into.
+    scorer.contexts(rows, last_event_us, campaigns, [t.tz_convert("Asia/Tokyo") for t in times])
     assert len(scorer._slots) == 2
+    kept = scorer.contact_slots(campaigns, times)
+    assert not any(array.flags.writeable for array in kept.values())
