@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
-import pyarrow as pa
 
-from lam_platform.campaigns.training_data import build_finetune_set, build_target_set
+from lam_platform.campaigns.training_events import TrainingEvents, build_finetune_set, build_target_set
 from lam_platform.core.workdir import Workdir
-from lam_platform.data.campaign_log import campaign_outcomes, read_campaign_log
+from lam_platform.data.campaign_log import read_campaign_log
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.targets import CutoffGrid
 
 
 @dataclass(frozen=True)
 class TrainingSetRequest:
-    """What a head's training set is built from: events of eligible customers before `as_of`, and more."""
+    """What a head's training set is built from: events of eligible customers before `as_of` (by customer
+    shard), and more."""
 
     workdir: Workdir
     platform: PlatformConfig
     store: object  # feast.FeatureStore: profiles point in time
-    events: pa.Table
+    events: TrainingEvents
     eligible: list[str]
     as_of: pd.Timestamp
     tokenizer: object  # lam_platform.lightning_modules.tokenizer.EventTokenizer of the backbone
@@ -64,10 +64,17 @@ class CampaignResponseHead:
                 f"no campaign log in {workdir.root}: declare `campaigns` in lam.yaml and run "
                 "`lam ingest`, or fine-tune a target head with --target NAME"
             )
-        log = campaign_outcomes(read_campaign_log(workdir), platform.campaigns, request.events, request.as_of)
         data = workdir.training / "finetune"
         counts = build_finetune_set(
-            request.store, request.events, log, request.tokenizer, data, request.eligible, platform.consent_mode
+            request.store,
+            request.events,
+            read_campaign_log(workdir),
+            platform.campaigns,
+            request.as_of,
+            request.tokenizer,
+            data,
+            request.eligible,
+            platform.consent_mode,
         )
         return TrainingSet(data, counts, "campaign_response", f"finetune-{request.model_version}")
 

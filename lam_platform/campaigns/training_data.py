@@ -8,11 +8,13 @@
   (events strictly before the contact).
 - target heads: the cut-off grid of `lam_platform.data.targets` is the entity frame, the same way.
 Both are written as Parquet shards of tokenized arrays (lam_platform.campaigns.training_shards) that the Ray
-Train workers stream through Ray Data.
+Train workers stream through Ray Data. The jobs build them one customer shard of the event table at a time
+(lam_platform.campaigns.training_events); the functions here take a whole table or one shard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lam_platform.campaigns.training_shards import EXAMPLE_TIME, write_training_shards
+from lam_platform.campaigns.training_shards import EXAMPLE_TIME, TrainingShardWriter
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP, EventAttributes, read_events
 from lam_platform.data.platform_config import PlatformConfig
-from lam_platform.data.targets import CutoffGrid, Target, target_examples
 from lam_platform.features.sequences import build_sequences, list_columns, list_items
 from lam_platform.features.store import historical_profiles
 from lam_platform.governance.consent import consented_rows, consenting_customers, current_profiles
+from lam_platform.lightning_modules.token_statistics import EventValueStatistics
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 ONE_MICROSECOND = pd.Timedelta(microseconds=1)
@@ -44,17 +46,24 @@ def training_events(workdir: Workdir, until: pd.Timestamp, customers: list[str])
 
 
 def fit_tokenizer(
-    events: pa.Table, profiles: pd.DataFrame, until: pd.Timestamp, max_len: int, platform: PlatformConfig
+    events: pa.Table | Iterable[pa.Table],
+    profiles: pd.DataFrame,
+    until: pd.Timestamp,
+    max_len: int,
+    platform: PlatformConfig,
 ) -> EventTokenizer:
-    """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares."""
+    """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares.
+    `events`: the table, or its parts (`TrainingEvents.each`), counted one at a time."""
     customers = consenting_customers(profiles, platform.consent_mode)
-    snapshot = event_values(events, customers, until)
+    statistics = EventValueStatistics()
+    for part in [events] if isinstance(events, pa.Table) else events:
+        statistics.add(event_values(part, customers, until))
     # Vocabularies and scaling see only what was known before `until`, of customers who may be trained on.
     profiles = current_profiles(profiles, as_of=until - ONE_MICROSECOND)
     profiles = profiles[profiles.customer_id.isin(customers)]
     catalogue = platform.catalogue
-    return EventTokenizer.fit(
-        snapshot,
+    return EventTokenizer.from_statistics(
+        statistics,
         profiles,
         catalogue.offers if catalogue else [],
         catalogue.methods if catalogue else [],
@@ -87,7 +96,7 @@ TARGET_SAMPLING = ("random", "latest")
 
 
 def build_pretrain_set(
-    events: pa.Table,
+    events: pa.Table | Iterable[pa.Table],
     tokenizer: EventTokenizer,
     samples_per_customer: int,
     recent: int,
@@ -97,6 +106,8 @@ def build_pretrain_set(
 ) -> int:
     """Pick target events per customer and write inputs and next-event targets as shards in `path`.
 
+    `events`: sorted by customer and time, whole or in parts that each hold whole customers
+    (`TrainingEvents.each`); one random generator runs through the parts in order.
     random: `samples_per_customer` targets drawn from all but each customer's first event (windows overlap,
     so the hierarchical mode's long history is seen from several ends). latest: each customer's last event
     only, its window of `tokenizer.max_len` events trained at its last `recent` positions: with recent equal
@@ -105,6 +116,22 @@ def build_pretrain_set(
     if sampling not in TARGET_SAMPLING:
         raise ValueError(f"target_sampling {sampling!r}: expected one of {TARGET_SAMPLING}")
     rng = np.random.default_rng(seed)
+    with TrainingShardWriter(path) as writer:
+        for part in [events] if isinstance(events, pa.Table) else events:
+            if part.num_rows:  # a shard whose customers may not be trained on
+                writer.write(_pretrain_examples(part, tokenizer, samples_per_customer, recent, rng, sampling))
+    return writer.rows
+
+
+def _pretrain_examples(
+    events: pa.Table,
+    tokenizer: EventTokenizer,
+    samples_per_customer: int,
+    recent: int,
+    rng: np.random.Generator,
+    sampling: str,
+) -> dict[str, np.ndarray]:
+    """The tokenized pretraining examples of one part's customers."""
     customers = events.column("customer_id").to_numpy(zero_copy_only=False)
     times = events.column("event_timestamp").to_numpy(zero_copy_only=False)
     # Targets: any event but a customer's first (it needs at least one event before it).
@@ -127,8 +154,7 @@ def build_pretrain_set(
     arrays["next_categorical"] = full["categorical"][:, 1:][:, -recent:]  # each input position's successor
     arrays["next_log_gap_hours"] = full["log_gap_hours"][:, 1:][:, -recent:]
     arrays[EXAMPLE_TIME] = pd.DatetimeIndex(times[picked]).as_unit("us").asi8  # the predicted event's time
-    write_training_shards(arrays, path)
-    return len(picked)
+    return arrays
 
 
 def finetune_frame(
@@ -189,6 +215,19 @@ def finetune_arrays(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """The point-in-time campaign set, tokenized (events, campaign context, treatment, outcome, weight), and
     its counts."""
+    return weighted_campaign_set([campaign_part(store, events, campaign_log, tokenizer, eligible, consent_mode)])
+
+
+def campaign_part(
+    store,
+    events: pa.Table,
+    campaign_log: pd.DataFrame,
+    tokenizer: EventTokenizer,
+    eligible: list[str],
+    consent_mode: str = "ledger",
+) -> tuple[dict[str, np.ndarray], pd.DataFrame, int]:
+    """Campaign rows whose customers' events are all in `events`, tokenized without their weights: (arrays,
+    the log rows kept, rows dropped for consent)."""
     log, profiles, sequences, dropped = finetune_frame(
         store, events, campaign_log, tokenizer.max_len, eligible, consent_mode
     )
@@ -200,33 +239,32 @@ def finetune_arrays(
     )
     arrays["treatment"] = log.treatment.to_numpy(np.int64)
     arrays["outcome"] = log.outcome.to_numpy(np.float32)
-    arrays["weight"] = inverse_propensity_weights(log)
     arrays[EXAMPLE_TIME] = pd.DatetimeIndex(log.event_timestamp).as_unit("us").asi8  # the contact
+    return arrays, log, dropped
+
+
+def weighted_campaign_set(
+    parts: list[tuple[dict[str, np.ndarray], pd.DataFrame, int]],
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Parts of the campaign set (`campaign_part`) as one, in the log's order (by its `_row` column where the
+    parts carry one), weighted by propensity over the whole log (the weights' normalisation is per arm of
+    all of it), with its counts."""
+    log = pd.concat([part_log for _, part_log, _ in parts], ignore_index=True)
+    arrays = {name: np.concatenate([part[name] for part, _, _ in parts]) for name in parts[0][0]}
+    if "_row" in log:
+        order = np.argsort(log._row.to_numpy(), kind="stable")
+        log, arrays = log.iloc[order].reset_index(drop=True), {k: v[order] for k, v in arrays.items()}
+    arrays["weight"] = inverse_propensity_weights(log)
     ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
     weighted = "propensity" in log and bool(log.propensity.notna().any())
     return arrays, {
         "rows": len(log),
-        "excluded_without_consent": dropped,
+        "excluded_without_consent": sum(dropped for _, _, dropped in parts),
         "propensity_weighted": weighted,
         "effective_sample_size": round(ess, 1),
         "contacted": int(log.treatment.sum()),
         "orders": int(log.outcome.sum()),
     }
-
-
-def build_finetune_set(
-    store,
-    events: pa.Table,
-    campaign_log: pd.DataFrame,
-    tokenizer: EventTokenizer,
-    path: Path,
-    eligible: list[str],
-    consent_mode: str = "ledger",
-) -> dict[str, int]:
-    """The point-in-time campaign set, tokenized and written as shards in `path`; returns its counts."""
-    arrays, counts = finetune_arrays(store, events, campaign_log, tokenizer, eligible, consent_mode)
-    write_training_shards(arrays, path)
-    return counts
 
 
 def target_arrays(store, events: pa.Table, examples: pd.DataFrame, tokenizer: EventTokenizer) -> dict[str, np.ndarray]:
@@ -245,24 +283,3 @@ def target_arrays(store, events: pa.Table, examples: pd.DataFrame, tokenizer: Ev
     arrays["label"] = examples.label.to_numpy(np.float32)
     arrays[EXAMPLE_TIME] = at_us  # the cut-off
     return arrays
-
-
-def build_target_set(
-    store,
-    events: pa.Table,
-    customers: list[str],
-    as_of: pd.Timestamp,
-    target: Target,
-    grid: CutoffGrid,
-    tokenizer: EventTokenizer,
-    path: Path,
-) -> dict:
-    """The target's training set (mature labels only, see lam_platform.data.targets) as shards in `path`; its counts."""
-    examples = target_examples(events, customers, as_of, target, grid)
-    write_training_shards(target_arrays(store, events, examples, tokenizer), path)
-    return {
-        "rows": len(examples),
-        "positives": int(examples.label.sum()),
-        "base_rate": round(float(examples.label.mean()), 4),
-        "cutoffs": sorted({t.isoformat() for t in examples.event_timestamp}),
-    }

@@ -29,21 +29,51 @@ def _tensor_array(values: np.ndarray) -> pa.Array:
     return ArrowTensorArray.from_numpy(values) if values.ndim > 1 else pa.array(values)
 
 
+class TrainingShardWriter:
+    """Parquet shards written a part at a time into a staging folder that replaces `folder` whole when the
+    `with` block ends without an error (an error leaves the previous set as it was)."""
+
+    def __init__(self, folder: Path, rows_per_shard: int = 8192) -> None:
+        self.folder, self.rows_per_shard = Path(folder), rows_per_shard
+        self.staging = self.folder.with_name(self.folder.name + ".staging")
+        self.parts = self.rows = 0
+
+    def __enter__(self) -> TrainingShardWriter:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        return self
+
+    def write(self, arrays: dict[str, np.ndarray]) -> int:
+        """Append equal-length arrays (an empty part is written only while nothing else is: it keeps the schema)."""
+        lengths = {name: len(values) for name, values in arrays.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"training arrays differ in length: {lengths}")
+        n = next(iter(lengths.values()), 0)
+        if n == 0 and self.parts:
+            return 0
+        if n and self.parts and self.rows == 0:  # the empty part that held the schema: real rows replace it
+            shutil.rmtree(self.staging)
+            self.staging.mkdir()
+            self.parts = 0
+        for lo in range(0, max(n, 1), self.rows_per_shard):
+            part = {name: _tensor_array(values[lo : lo + self.rows_per_shard]) for name, values in arrays.items()}
+            pq.write_table(pa.table(part), self.staging / f"part-{self.parts:05d}.parquet")
+            self.parts += 1
+        self.rows += n
+        return n
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.staging.rename(self.folder)
+
+
 def write_training_shards(arrays: dict[str, np.ndarray], folder: Path, rows_per_shard: int = 8192) -> int:
     """Write equal-length arrays as Parquet shards into `folder` (replaced whole: staged, then renamed)."""
-    lengths = {name: len(values) for name, values in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"training arrays differ in length: {lengths}")
-    n = next(iter(lengths.values()), 0)
-    staging = folder.with_name(folder.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for k, lo in enumerate(range(0, max(n, 1), rows_per_shard)):
-        part = {name: _tensor_array(values[lo : lo + rows_per_shard]) for name, values in arrays.items()}
-        pq.write_table(pa.table(part), staging / f"part-{k:05d}.parquet")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return n
+    with TrainingShardWriter(folder, rows_per_shard) as writer:
+        return writer.write(arrays)
 
 
 def read_training_shards(folder: Path, since_us: int | None = None) -> dict[str, np.ndarray]:

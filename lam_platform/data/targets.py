@@ -93,9 +93,10 @@ def active_before(events: pa.Table, customers: list[str], at: pd.Timestamp) -> l
 
 
 def target_examples(
-    events: pa.Table, customers: list[str], as_of: pd.Timestamp, target: Target, grid: CutoffGrid
+    events: pa.Table, customers: list[str], as_of: pd.Timestamp, target: Target, grid: CutoffGrid, required: bool = True
 ) -> pd.DataFrame:
-    """(customer_id, event_timestamp = cut-off t, label) for every cut-off of the grid; labels mature at as_of."""
+    """(customer_id, event_timestamp = cut-off t, label) for every cut-off of the grid; labels mature at as_of.
+    No example at all is an error unless `required` is False (one customer shard of many may have none)."""
     frames = []
     for t in grid.cutoffs(as_of, target.horizon):
         active = active_before(events, customers, t)
@@ -109,12 +110,25 @@ def target_examples(
                     }
                 )
             )
+    if not frames and required:
+        raise no_target_examples(as_of, target, grid)
     if not frames:
-        raise UserError(
-            f"no training example: no customer has an event before the first cut-off "
-            f"{grid.cutoffs(as_of, target.horizon)[0].isoformat()} (as-of {as_of.isoformat()} minus the "
-            f"horizon {target.horizon}); choose a later --as-of"
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series([], dtype=object),
+                "event_timestamp": pd.Series([], dtype="datetime64[us, UTC]"),
+                "label": np.array([], np.float32),
+            }
         )
     frame = pd.concat(frames, ignore_index=True)
     frame["event_timestamp"] = frame.event_timestamp.astype("datetime64[us, UTC]")
     return frame
+
+
+def no_target_examples(as_of: pd.Timestamp, target: Target, grid: CutoffGrid) -> UserError:
+    """The error of a target without a single training example."""
+    return UserError(
+        f"no training example: no customer has an event before the first cut-off "
+        f"{grid.cutoffs(as_of, target.horizon)[0].isoformat()} (as-of {as_of.isoformat()} minus the "
+        f"horizon {target.horizon}); choose a later --as-of"
+    )

@@ -15,27 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lam_platform.lightning_modules.token_statistics import CATEGORICAL_LISTS, EventValueStatistics
+
 PAD, OOV = 0, 1
-CATEGORICAL_LISTS = ("channels", "objects", "actions")
-CORE_LISTS = ("event_ids", "event_timestamps", *CATEGORICAL_LISTS)
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
-
-
-def attribute_lists(sequences: pa.Table | pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(numeric, categorical) attribute list columns of a sequence table: every list column beyond the
-    core ones, numbers numeric and strings categorical, each sorted by name."""
-    schema = sequences.schema if isinstance(sequences, pa.Table) else sequences
-    extra = [f for f in schema if pa.types.is_list(f.type) and f.name not in CORE_LISTS]
-    numeric = sorted(f.name for f in extra if pa.types.is_floating(f.type.value_type))
-    categorical = sorted(f.name for f in extra if pa.types.is_string(f.type.value_type))
-    return tuple(numeric), tuple(categorical)
-
-
-def _vocabulary(values: pa.Array, min_count: int) -> list[str]:
-    counts = pc.value_counts(values.drop_null())
-    tokens = [(v.as_py(), c.as_py()) for v, c in zip(counts.field("values"), counts.field("counts"))]
-    return sorted(t for t, c in tokens if c >= min_count and t != "")  # "" = a missing attribute
 
 
 @dataclass
@@ -66,20 +50,32 @@ class EventTokenizer:
     ) -> EventTokenizer:
         """Fit on training-period sequences (list columns as in the `customer_event_sequence` view, one per
         declared event attribute) and the declared profile fields (none for a workdir without a customer table)."""
-        numeric_lists, categorical_attribute_lists = attribute_lists(sequences)
-        vocabularies = {
-            c: _vocabulary(pc.list_flatten(sequences.column(c)), min_count)
-            for c in (*CATEGORICAL_LISTS, *categorical_attribute_lists)
-        }
-        scaling = {}
-        for column in numeric_lists:
-            values = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False)
-            logged = np.log1p(np.clip(values[np.isfinite(values)], 0, None))
-            if len(logged) == 0:
-                scaling[column] = (0.0, 1.0)
-                continue
-            q25, q50, q75 = np.percentile(logged, [25, 50, 75])  # robust to heavy-tailed amounts
-            scaling[column] = (float(q50), float(max(q75 - q25, 1e-3)))
+        return cls.from_statistics(
+            EventValueStatistics.of(sequences),
+            profiles,
+            offers,
+            methods,
+            max_len,
+            min_count,
+            categorical_profile,
+            numeric_profile,
+        )
+
+    @classmethod
+    def from_statistics(
+        cls,
+        statistics: EventValueStatistics,
+        profiles: pd.DataFrame,
+        offers: list[str],
+        methods: list[str],
+        max_len: int,
+        min_count: int = 5,
+        categorical_profile: list[str] = (),
+        numeric_profile: list[str] = (),
+    ) -> EventTokenizer:
+        """Fit on the event values' statistics (gathered a part at a time) and the declared profile fields."""
+        vocabularies = {c: statistics.vocabulary(c, min_count) for c in statistics.categorical_columns}
+        scaling = {c: statistics.scaling(c) for c in statistics.numeric_columns}
         profile_vocabularies = {
             f: sorted(profiles[f].dropna().astype(str).unique().tolist()) for f in categorical_profile
         }

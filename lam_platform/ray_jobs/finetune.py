@@ -4,9 +4,10 @@ log, or (`--target NAME`) the head of an event-derived target declared in lam.ya
 Run:  python -m lam_platform.ray_jobs.finetune --config demo --workdir ./lam-demo [--target NAME]
       [--as-of T] [--artifact PATH]
 Reads lam.yaml, the campaign log (contacts whose outcome is known at the as-of time) or the event table
-(target labels mature at the as-of time), profiles point-in-time from Feast and the event table; adds
-heads/<head>.pt to the latest pretrained artifact (or to a new version when the backbone is trained too,
-with base_version naming the pretrained one).
+(target labels mature at the as-of time), profiles point-in-time from Feast and the event table (one
+customer shard at a time, lam_platform.campaigns.training_events); adds heads/<head>.pt to the latest
+pretrained artifact (or to a new version when the backbone is trained too, with base_version naming the
+pretrained one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 
 from lam_platform.campaigns.heads import TrainingSet, TrainingSetRequest, finetune_head
-from lam_platform.campaigns.training_data import training_events
+from lam_platform.campaigns.training_events import training_events_by_shard
 from lam_platform.core import progress
 from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.errors import UserError
@@ -61,22 +62,22 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp, artifact_path: P
     artifact.check_schema(schema_fingerprint(store))
     profiles = read_profiles(workdir.profiles)
     eligible = consenting_customers(profiles, platform.consent_mode)  # as of now: a withdrawal removes history too
-    events = training_events(workdir, as_of, eligible)
     head = finetune_head(target)
     progress.stage(f"building the {target or 'campaign'} training set (point in time)")
-    request = TrainingSetRequest(
-        workdir,
-        platform,
-        store,
-        events,
-        eligible,
-        as_of,
-        artifact.tokenizer,
-        artifact.path.name,
-        job.cutoff_grid,
-        target,
-    )
-    built = head.build(request)
+    with training_events_by_shard(workdir, as_of, eligible) as events:  # one customer shard at a time
+        request = TrainingSetRequest(
+            workdir,
+            platform,
+            store,
+            events,
+            eligible,
+            as_of,
+            artifact.tokenizer,
+            artifact.path.name,
+            job.cutoff_grid,
+            target,
+        )
+        built = head.build(request)
     stage = job.finetune_stage
     fit = fit_with_ray(
         head.kind,

@@ -2,8 +2,8 @@
 
 Run:  python -m lam_platform.ray_jobs.pretrain --config demo --workdir ./lam-demo [--as-of T]
 On a cluster:  ray job submit -- python -m lam_platform.ray_jobs.pretrain --config ... --workdir <shared path>
-Reads lam.yaml, the event table and profiles; trains on events strictly before the as-of time (default
-now); writes <workdir>/artifacts/lam-v<N>/.
+Reads lam.yaml, the event table (one customer shard at a time, lam_platform.campaigns.training_events) and
+profiles; trains on events strictly before the as-of time (default now); writes <workdir>/artifacts/lam-v<N>/.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import json
 
 import pandas as pd
 
-from lam_platform.campaigns.training_data import build_pretrain_set, fit_tokenizer, training_events
+from lam_platform.campaigns.training_data import build_pretrain_set, fit_tokenizer
+from lam_platform.campaigns.training_events import training_events_by_shard
 from lam_platform.core import progress
 from lam_platform.core.atomic_files import governance_lock
 from lam_platform.core.errors import UserError
@@ -39,26 +40,28 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     until = as_of  # training sees events strictly before the as-of time
     fingerprint = schema_fingerprint(open_store(workdir))
     profiles = read_profiles(workdir.profiles)
-    events = training_events(workdir, until, consenting_customers(profiles, platform.consent_mode))
-    if events.num_rows == 0:
-        raise UserError(
-            f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
-            "and the consent settings in lam.yaml"
+    customers = consenting_customers(profiles, platform.consent_mode)
+    # The event table is read one customer shard at a time, twice (tokenizer statistics, then examples).
+    with training_events_by_shard(workdir, until, customers) as events:
+        tokenizer = fit_tokenizer(events.each(), profiles, until, job.model.get("max_len", 64), platform)
+        if events.rows == 0:
+            raise UserError(
+                f"no event before {until.isoformat()} of a customer who may be trained on: check --as-of "
+                "and the consent settings in lam.yaml"
+            )
+        config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
+        workdir.training.mkdir(parents=True, exist_ok=True)
+        data = workdir.training / "pretrain"
+        progress.stage("building the pretraining set")
+        examples = build_pretrain_set(
+            events.each(),
+            tokenizer,
+            job.pretrain.samples_per_customer,
+            config.recent_events,
+            job.seed,
+            data,
+            job.pretrain.target_sampling,
         )
-    tokenizer = fit_tokenizer(events, profiles, until, job.model.get("max_len", 64), platform)
-    config = LAMConfig.from_dict({**job.model, **tokenizer.config_sizes()})
-    workdir.training.mkdir(parents=True, exist_ok=True)
-    data = workdir.training / "pretrain"
-    progress.stage("building the pretraining set")
-    examples = build_pretrain_set(
-        events,
-        tokenizer,
-        job.pretrain.samples_per_customer,
-        config.recent_events,
-        job.seed,
-        data,
-        job.pretrain.target_sampling,
-    )
     version = next_version(workdir.artifacts)
     fit = fit_with_ray("next_action", data, config, job.pretrain, job, workdir.ray_results, f"pretrain-{version.name}")
     parts = split_state_dict(fit.state_dict)
@@ -70,7 +73,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
         card={
             "feature_views": list(MODEL_VIEWS),
             "schema_fingerprint": fingerprint,
-            "data_range": {"events_before": until.isoformat(), "events": events.num_rows},
+            "data_range": {"events_before": until.isoformat(), "events": events.rows},
         },
     )
     artifact.add_head(

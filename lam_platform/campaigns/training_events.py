@@ -1,0 +1,136 @@
+"""The events a training job learns from, one customer shard at a time: no process holds the event table.
+
+`training_events_by_shard(workdir, until, customers)` splits the event table by a hash of the customer
+(`EventShards`, into a temporary folder beside the training sets); `TrainingEvents.each()` then yields each
+shard's events strictly before `until` of the given customers, sorted by customer and time. A table of at most
+SHARD_EVENTS events is one shard, read whole as `training_events` reads it, so small workdirs train exactly
+as before; a larger one holds about SHARD_EVENTS events at a time, whatever the number of customers.
+
+The fine-tuning sets are built here too, a shard at a time: the campaign set (`build_finetune_set`: each
+contact goes with its customer's shard; rows come back in the log's order and are weighted over the whole
+log) and a target's set (`build_target_set`: each shard's customers on the cut-off grid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lam_platform.campaigns.training_data import campaign_part, target_arrays, weighted_campaign_set
+from lam_platform.campaigns.training_shards import TrainingShardWriter, write_training_shards
+from lam_platform.core.errors import UserError
+from lam_platform.core.workdir import Workdir
+from lam_platform.data.campaign_log import campaign_outcomes
+from lam_platform.data.events import TIMESTAMP
+from lam_platform.data.platform_config import Campaigns
+from lam_platform.data.targets import CutoffGrid, Target, no_target_examples, target_examples
+from lam_platform.features.sequences_ray import shard_of
+from lam_platform.features.snapshots import EventShards, temporary_folder
+from lam_platform.lightning_modules.tokenizer import EventTokenizer
+
+
+@dataclass
+class TrainingEvents:
+    """The event table split by customer, read back a shard at a time with the training filter applied."""
+
+    shards: EventShards
+    until: pd.Timestamp
+    customers: pa.Array  # who may be trained on
+    rows: int = 0  # events yielded by the latest complete pass of `each`
+
+    def each(self) -> Iterator[pa.Table]:
+        """Each shard's events strictly before `until` of the customers, sorted by customer and time."""
+        rows = 0
+        for events, _ in self.shards.each([]):
+            keep = pc.and_(
+                pc.less(events.column("event_timestamp"), pa.scalar(self.until, TIMESTAMP)),
+                pc.is_in(events.column("customer_id"), value_set=self.customers),
+            )
+            part = events.filter(keep)
+            if self.shards.folder is not None:  # a shard file is in write order; the whole table comes sorted
+                part = part.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
+            rows += part.num_rows
+            yield part
+        self.rows = rows
+
+    def each_with(self, customer_ids: Sequence[str]) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """(each shard's training events, which of `customer_ids` fall in that shard): rows of a frame keyed by
+        customer (a campaign log, the customers of a target) go with the events of their customer."""
+        ids = np.asarray(customer_ids, dtype=object)
+        shard = shard_of(ids, self.shards.num_shards) if self.shards.folder is not None else np.zeros(len(ids), int)
+        for k, part in enumerate(self.each()):
+            yield part, shard == k
+
+
+@contextlib.contextmanager
+def training_events_by_shard(
+    workdir: Workdir, until: pd.Timestamp, customers: list[str], shard_events: int | None = None
+) -> Iterator[TrainingEvents]:
+    """The training events of `customers` before `until`, split by customer for as long as the block runs
+    (`shard_events` per shard, default SHARD_EVENTS); the shards are deleted after it."""
+    with temporary_folder(workdir.training / "events") as folder:
+        shards = EventShards.split(workdir.events, Path(folder), shard_events=shard_events)
+        yield TrainingEvents(shards, until, pa.array(customers, pa.string()))
+
+
+def build_finetune_set(
+    store,
+    events: TrainingEvents,
+    campaign_log: pd.DataFrame,
+    spec: Campaigns | None,
+    as_of: pd.Timestamp,
+    tokenizer: EventTokenizer,
+    path: Path,
+    eligible: list[str],
+    consent_mode: str = "ledger",
+) -> dict:
+    """The point-in-time campaign set (contacts whose outcome is known at `as_of`), built one customer shard
+    at a time, in the log's order, tokenized and written as shards in `path`; returns its counts."""
+    log = campaign_log.reset_index(drop=True).assign(_row=lambda f: np.arange(len(f)))
+    parts = []
+    for part, mine in events.each_with(log.customer_id):
+        rows = campaign_outcomes(log[mine], spec, part, as_of)  # outcomes derived from the customer's own events
+        if len(rows):
+            parts.append(campaign_part(store, part, rows, tokenizer, eligible, consent_mode))
+    if not parts:
+        raise UserError(
+            f"no contact in the campaign log before {as_of.isoformat()} with a known outcome: check --as-of "
+            "(an outcome derived from events is known once its horizon has passed)"
+        )
+    arrays, counts = weighted_campaign_set(parts)
+    write_training_shards(arrays, path)
+    return counts
+
+
+def build_target_set(
+    store,
+    events: TrainingEvents,
+    customers: list[str],
+    as_of: pd.Timestamp,
+    target: Target,
+    grid: CutoffGrid,
+    tokenizer: EventTokenizer,
+    path: Path,
+) -> dict:
+    """The target's training set (mature labels only, see lam_platform.data.targets), built one customer shard
+    at a time and written as shards in `path`; its counts."""
+    rows = positives = 0
+    cutoffs: set[str] = set()
+    with TrainingShardWriter(path) as writer:
+        for part, mine in events.each_with(customers):
+            shard_customers = [c for c, here in zip(customers, mine) if here]
+            examples = target_examples(part, shard_customers, as_of, target, grid, required=False)
+            if len(examples):
+                writer.write(target_arrays(store, part, examples, tokenizer))
+                rows, positives = rows + len(examples), positives + int(examples.label.sum())
+                cutoffs.update(t.isoformat() for t in examples.event_timestamp.unique())
+        if rows == 0:
+            raise no_target_examples(as_of, target, grid)
+    return {"rows": rows, "positives": positives, "base_rate": round(positives / rows, 4), "cutoffs": sorted(cutoffs)}

@@ -1,0 +1,74 @@
+"""What fitting the tokenizer needs of the training events, gathered a part at a time.
+
+Vocabularies need each categorical list's token counts, numeric scaling each numeric list's log1p values
+(for exact quartiles). Both merge across parts (`EventValueStatistics.add`), so a job that reads the event
+table one customer shard at a time fits the same tokenizer as one that holds the whole table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+CATEGORICAL_LISTS = ("channels", "objects", "actions")
+CORE_LISTS = ("event_ids", "event_timestamps", *CATEGORICAL_LISTS)
+
+
+def attribute_lists(sequences: pa.Table | pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numeric, categorical) attribute list columns of a sequence table: every list column beyond the
+    core ones, numbers numeric and strings categorical, each sorted by name."""
+    schema = sequences.schema if isinstance(sequences, pa.Table) else sequences
+    extra = [f for f in schema if pa.types.is_list(f.type) and f.name not in CORE_LISTS]
+    numeric = sorted(f.name for f in extra if pa.types.is_floating(f.type.value_type))
+    categorical = sorted(f.name for f in extra if pa.types.is_string(f.type.value_type))
+    return tuple(numeric), tuple(categorical)
+
+
+@dataclass
+class EventValueStatistics:
+    """Token counts per categorical list column and log1p values per numeric one, over every part added."""
+
+    counts: dict[str, Counter] = field(default_factory=dict)
+    logged: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sequences: pa.Table) -> EventValueStatistics:
+        statistics = cls()
+        statistics.add(sequences)
+        return statistics
+
+    def add(self, sequences: pa.Table) -> None:
+        """Count the values of one part (list columns as in the `customer_event_sequence` view)."""
+        numeric, categorical = attribute_lists(sequences)
+        for column in (*CATEGORICAL_LISTS, *categorical):
+            counts = pc.value_counts(pc.list_flatten(sequences.column(column)).drop_null())
+            self.counts.setdefault(column, Counter()).update(
+                dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+            )
+        for column in numeric:
+            values = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False)
+            self.logged.setdefault(column, []).append(np.log1p(np.clip(values[np.isfinite(values)], 0, None)))
+
+    def vocabulary(self, column: str, min_count: int) -> list[str]:
+        """Tokens seen at least `min_count` times, sorted ("" is a missing attribute, never a token)."""
+        return sorted(t for t, c in self.counts.get(column, Counter()).items() if c >= min_count and t != "")
+
+    def scaling(self, column: str) -> tuple[float, float]:
+        """(median, interquartile range) of log1p(value): robust to heavy-tailed amounts; (0, 1) without values."""
+        logged = np.concatenate(self.logged.get(column) or [np.empty(0)])
+        if len(logged) == 0:
+            return 0.0, 1.0
+        q25, q50, q75 = np.percentile(logged, [25, 50, 75])
+        return float(q50), float(max(q75 - q25, 1e-3))
+
+    @property
+    def categorical_columns(self) -> tuple[str, ...]:
+        return tuple(self.counts)
+
+    @property
+    def numeric_columns(self) -> tuple[str, ...]:
+        return tuple(self.logged)
