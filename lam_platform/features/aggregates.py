@@ -52,7 +52,11 @@ def aggregate_feature_names(spec: AggregateSpec) -> list[tuple[str, str]]:
 
 def build_aggregates(events: pa.Table, customer_ids, as_of, spec: AggregateSpec) -> pa.Table:
     """Exact point-in-time aggregates for each (customer_ids[i], as_of[i]) over events strictly before it."""
-    query = PointInTimeQuery.prepare(events, customer_ids, as_of)
+    return aggregates_of(PointInTimeQuery.prepare(events, customer_ids, as_of), spec)
+
+
+def aggregates_of(query: PointInTimeQuery, spec: AggregateSpec) -> pa.Table:
+    """`build_aggregates` on a prepared query (its events sorted once for the sequences and the aggregates)."""
     events, positions, query_us = query.events, query.positions, query.as_of_us
     end = positions.count_before(query_us)
     channel = events.column("channel").to_numpy(zero_copy_only=False)

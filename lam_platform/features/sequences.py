@@ -64,10 +64,14 @@ def build_sequences(events: pa.Table, customer_ids: pa.Array | list, as_of: pa.A
     `events` must follow the 4W1H contract; it need not be sorted. Its attribute columns become
     attribute lists. Customers without events get empty lists (seq_len 0), not an error.
     """
-    attributes = EventAttributes.of_table(events)
+    return sequences_of(PointInTimeQuery.prepare(events, customer_ids, as_of), max_len)
+
+
+def sequences_of(query: PointInTimeQuery, max_len: int) -> pa.Table:
+    """`build_sequences` on a prepared query (its events sorted once for the sequences and the aggregates)."""
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
-    query = PointInTimeQuery.prepare(events, customer_ids, as_of)
+    attributes = EventAttributes.of_table(query.events)
     events, customer_ids, as_of, positions = query.events, query.customer_ids, query.as_of, query.positions
     end = positions.count_before(query.as_of_us)
     start = np.maximum(positions.first_of_customer, end - max_len)

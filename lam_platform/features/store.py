@@ -35,8 +35,8 @@ from lam_platform.core.errors import UserError
 from lam_platform.core.packaged import FEAST_PROFILES, FEAST_REPO
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.events import TIMESTAMP, EventAttributes
-from lam_platform.features.aggregates import AggregateSpec, aggregate_feature_names, build_aggregates
-from lam_platform.features.sequences import build_sequences, list_columns
+from lam_platform.features.aggregates import AggregateSpec, aggregate_feature_names, aggregates_of
+from lam_platform.features.sequences import PointInTimeQuery, list_columns, sequences_of
 from lam_platform.features.snapshots import EventShards
 
 DEFINITIONS = FEAST_REPO
@@ -211,10 +211,11 @@ def write_snapshots(workdir: Workdir, shards: EventShards, as_of: datetime, max_
     with contextlib.ExitStack() as files:
         writers = {}
         for events, mine in shards.each(customers):
-            times = pa.array([as_of] * len(mine), TIMESTAMP)
+            # One sort of the shard's events and one index of its customers serve both snapshots.
+            query = PointInTimeQuery.prepare(events, mine, pa.array([as_of] * len(mine), TIMESTAMP))
             for folder, table in (
-                (workdir.sequences, build_sequences(events, mine, times, max_len)),
-                (workdir.aggregates, build_aggregates(events, mine, times, spec)),
+                (workdir.sequences, sequences_of(query, max_len)),
+                (workdir.aggregates, aggregates_of(query, spec)),
             ):
                 if folder not in writers:  # Feast's file source reads a snapshot whole or not at all
                     folder.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,24 @@ def test_expected_responsiveness_is_the_posterior_mean():
     r = np.where(rng.random(400_000) < NEVER_ANSWER_SHARE, 0.0, rng.beta(a, b, 400_000))
     kept = r[(rng.random(len(r)) >= r) & (rng.random(len(r)) >= r)]
     assert expected_responsiveness(np.array([0]), np.array([2]))[0] == pytest.approx(kept.mean(), abs=0.005)
+
+
+def test_raw_event_times_are_written_as_each_source_system_writes_them():
+    """Arrow's formatting gives pandas' strftime text for every style, zone and fraction (0 and 1 microsecond)."""
+    import pandas as pd
+
+    from lam_platform.simulation.raw_export import _render
+
+    ts = pd.Series(
+        pd.to_datetime([1_700_000_000_000_000, 1_700_000_000_000_001, 1_719_792_000_999_999], unit="us", utc=True),
+        index=[7, 3, 11],
+    ).astype("datetime64[us, UTC]")
+    tokyo = ts.dt.tz_convert("Asia/Tokyo")
+    expected = {
+        "iso_utc": ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "iso_offset": tokyo.dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z"),
+        "tokyo_naive": tokyo.dt.strftime("%Y-%m-%d %H:%M:%S.%f"),
+    }
+    for style, text in expected.items():
+        pd.testing.assert_series_equal(_render(ts, style), text, check_dtype=False, obj=style)
+    assert _render(ts, "native") is ts  # Parquet keeps timestamps
