@@ -118,8 +118,7 @@ def build_pretrain_set(
     rng = np.random.default_rng(seed)
     with TrainingShardWriter(path) as writer:
         for part in [events] if isinstance(events, pa.Table) else events:
-            if part.num_rows:  # a shard whose customers may not be trained on
-                writer.write(_pretrain_examples(part, tokenizer, samples_per_customer, recent, rng, sampling))
+            writer.write(_pretrain_examples(part, tokenizer, samples_per_customer, recent, rng, sampling))
     return writer.rows
 
 

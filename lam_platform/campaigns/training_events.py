@@ -133,4 +133,5 @@ def build_target_set(
                 cutoffs.update(t.isoformat() for t in examples.event_timestamp.unique())
         if rows == 0:
             raise no_target_examples(as_of, target, grid)
-    return {"rows": rows, "positives": positives, "base_rate": round(positives / rows, 4), "cutoffs": sorted(cutoffs)}
+    base_rate = float(np.float32(positives) / np.float32(rows))  # float32, as the labels' mean was
+    return {"rows": rows, "positives": positives, "base_rate": round(base_rate, 4), "cutoffs": sorted(cutoffs)}

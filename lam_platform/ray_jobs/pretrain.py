@@ -41,7 +41,7 @@ def _run(workdir: Workdir, job: JobConfig, as_of: pd.Timestamp) -> dict:
     fingerprint = schema_fingerprint(open_store(workdir))
     profiles = read_profiles(workdir.profiles)
     customers = consenting_customers(profiles, platform.consent_mode)
-    # The event table is read one customer shard at a time, twice (tokenizer statistics, then examples).
+    # The event table is split by customer, then read a shard at a time twice (tokenizer statistics, examples).
     with training_events_by_shard(workdir, until, customers) as events:
         tokenizer = fit_tokenizer(events.each(), profiles, until, job.model.get("max_len", 64), platform)
         if events.rows == 0:
