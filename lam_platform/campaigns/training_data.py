@@ -38,11 +38,17 @@ ONE_MICROSECOND = pd.Timedelta(microseconds=1)
 def training_events(workdir: Workdir, until: pd.Timestamp, customers: list[str]) -> pa.Table:
     """Events strictly before `until` of the given customers."""
     events = read_events(workdir.events)
-    keep = pc.and_(
+    return events.filter(trained_on(events, until, customers))
+
+
+def trained_on(events: pa.Table, until: pd.Timestamp, customers: list[str] | pa.Array) -> pa.ChunkedArray:
+    """Which events a model trained as of `until` may learn from: strictly before it, of `customers` (those who
+    may be trained on; an Arrow array to reuse it across calls)."""
+    value_set = customers if isinstance(customers, pa.Array) else pa.array(customers, pa.string())
+    return pc.and_(
         pc.less(events.column("event_timestamp"), pa.scalar(until, TIMESTAMP)),
-        pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())),
+        pc.is_in(events.column("customer_id"), value_set=value_set),
     )
-    return events.filter(keep)
 
 
 def fit_tokenizer(
@@ -55,14 +61,15 @@ def fit_tokenizer(
     """Vocabularies and scaling from the training period, for the catalogue and profile fields lam.yaml declares.
     `events`: the table, or its parts (`TrainingEvents.each`), counted one at a time."""
     customers = consenting_customers(profiles, platform.consent_mode)
+    value_set = pa.array(customers, pa.string())
     statistics = EventValueStatistics()
     for part in [events] if isinstance(events, pa.Table) else events:
-        statistics.add(event_values(part, customers, until))
+        statistics.add(event_values(part, value_set, until))
     # Vocabularies and scaling see only what was known before `until`, of customers who may be trained on.
     profiles = current_profiles(profiles, as_of=until - ONE_MICROSECOND)
     profiles = profiles[profiles.customer_id.isin(customers)]
     catalogue = platform.catalogue
-    return EventTokenizer.from_statistics(
+    return EventTokenizer.fit(
         statistics,
         profiles,
         catalogue.offers if catalogue else [],
@@ -73,15 +80,12 @@ def fit_tokenizer(
     )
 
 
-def event_values(events: pa.Table, customers: list[str], until: pd.Timestamp) -> pa.Table:
+def event_values(events: pa.Table, customers: list[str] | pa.Array, until: pd.Timestamp) -> pa.Table:
     """Every event of `customers` before `until` as one row of list columns: the values a snapshot of each
     customer's whole history would hold (`build_sequences`' columns and missing values), for fitting the
     tokenizer, which counts tokens and takes quantiles (order and grouping do not matter). Building each
     customer's history instead copied the event table once more."""
-    keep = pc.and_(
-        pc.less(events.column("event_timestamp"), pa.scalar(until, TIMESTAMP)),
-        pc.is_in(events.column("customer_id"), value_set=pa.array(customers, pa.string())),
-    ).to_numpy(zero_copy_only=False)
+    keep = trained_on(events, until, customers).to_numpy(zero_copy_only=False)
     events = events if keep.all() else events.filter(pa.array(keep))
     attributes = EventAttributes.of_table(events)
     one_row = pa.array([0, events.num_rows], pa.int32())

@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lam_platform.campaigns.training_data import campaign_part, target_arrays, weighted_campaign_set
+from lam_platform.campaigns.training_data import campaign_part, target_arrays, trained_on, weighted_campaign_set
 from lam_platform.campaigns.training_shards import TrainingShardWriter, write_training_shards
 from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.campaign_log import campaign_outcomes
-from lam_platform.data.events import TIMESTAMP
 from lam_platform.data.platform_config import Campaigns
 from lam_platform.data.targets import CutoffGrid, Target, no_target_examples, target_examples
 from lam_platform.features.sequences_ray import shard_of
@@ -49,11 +47,7 @@ class TrainingEvents:
         """Each shard's events strictly before `until` of the customers, sorted by customer and time."""
         rows = 0
         for events, _ in self.shards.each([]):
-            keep = pc.and_(
-                pc.less(events.column("event_timestamp"), pa.scalar(self.until, TIMESTAMP)),
-                pc.is_in(events.column("customer_id"), value_set=self.customers),
-            )
-            part = events.filter(keep)
+            part = events.filter(trained_on(events, self.until, self.customers))
             if self.shards.folder is not None:  # a shard file is in write order; the whole table comes sorted
                 part = part.sort_by([("customer_id", "ascending"), ("event_timestamp", "ascending")])
             rows += part.num_rows

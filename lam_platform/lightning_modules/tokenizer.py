@@ -39,7 +39,7 @@ class EventTokenizer:
     @classmethod
     def fit(
         cls,
-        sequences: pa.Table,
+        sequences: pa.Table | EventValueStatistics,
         profiles: pd.DataFrame,
         offers: list[str],
         methods: list[str],
@@ -49,31 +49,9 @@ class EventTokenizer:
         numeric_profile: list[str] = (),
     ) -> EventTokenizer:
         """Fit on training-period sequences (list columns as in the `customer_event_sequence` view, one per
-        declared event attribute) and the declared profile fields (none for a workdir without a customer table)."""
-        return cls.from_statistics(
-            EventValueStatistics.of(sequences),
-            profiles,
-            offers,
-            methods,
-            max_len,
-            min_count,
-            categorical_profile,
-            numeric_profile,
-        )
-
-    @classmethod
-    def from_statistics(
-        cls,
-        statistics: EventValueStatistics,
-        profiles: pd.DataFrame,
-        offers: list[str],
-        methods: list[str],
-        max_len: int,
-        min_count: int = 5,
-        categorical_profile: list[str] = (),
-        numeric_profile: list[str] = (),
-    ) -> EventTokenizer:
-        """Fit on the event values' statistics (gathered a part at a time) and the declared profile fields."""
+        declared event attribute), or on their statistics gathered a part at a time, and the declared profile
+        fields (none for a workdir without a customer table)."""
+        statistics = sequences if isinstance(sequences, EventValueStatistics) else EventValueStatistics.of(sequences)
         vocabularies = {c: statistics.vocabulary(c, min_count) for c in statistics.categorical_columns}
         scaling = {c: statistics.scaling(c) for c in statistics.numeric_columns}
         profile_vocabularies = {
