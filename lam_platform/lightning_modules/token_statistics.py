@@ -1,7 +1,9 @@
 """What fitting the tokenizer needs of the training events, gathered a part at a time.
 
 Vocabularies need each categorical list's token counts, numeric scaling each numeric list's log1p values
-(for exact quartiles). Both merge across parts (`EventValueStatistics.add`), so a job that reads the event
+(for exact quartiles), kept as distinct values and their counts: amounts and durations repeat (prices,
+whole seconds), so the statistics grow with the distinct values, not with the events (205M at a million
+customers). Both merge across parts (`EventValueStatistics.add`), so a job that reads the event
 table one customer shard at a time fits the same tokenizer as one that holds the whole table.
 """
 
@@ -28,12 +30,45 @@ def attribute_lists(sequences: pa.Table | pa.Schema) -> tuple[tuple[str, ...], t
     return tuple(numeric), tuple(categorical)
 
 
+@dataclass(frozen=True)
+class LoggedValues:
+    """A multiset of numbers as its sorted distinct values and how often each occurs."""
+
+    values: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> LoggedValues:
+        distinct, counts = np.unique(values, return_counts=True)
+        return cls(distinct, counts.astype(np.int64))
+
+    def merge(self, other: LoggedValues) -> LoggedValues:
+        distinct, where = np.unique(np.concatenate([self.values, other.values]), return_inverse=True)
+        counts = np.zeros(len(distinct), np.int64)
+        np.add.at(counts, where, np.concatenate([self.counts, other.counts]))
+        return LoggedValues(distinct, counts)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def percentile(self, q: float) -> float:
+        """np.percentile(every value, q) (its default linear method), without expanding the counts."""
+        ends = np.cumsum(self.counts)  # value i fills the sorted positions [ends[i-1], ends[i])
+        position = (self.total - 1) * (q / 100)  # as numpy computes the linear method's index
+        low = int(np.floor(position))
+        below, above = self.values[np.searchsorted(ends, [low, min(low + 1, self.total - 1)], side="right")]
+        t = position - low
+        # numpy's lerp, evaluated from the nearer end as numpy does, so the result is the same float
+        return float(below + (above - below) * t if t < 0.5 else above - (above - below) * (1 - t))
+
+
 @dataclass
 class EventValueStatistics:
     """Token counts per categorical list column and log1p values per numeric one, over every part added."""
 
     counts: dict[str, Counter] = field(default_factory=dict)
-    logged: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    logged: dict[str, LoggedValues] = field(default_factory=dict)
 
     @classmethod
     def of(cls, sequences: pa.Table) -> EventValueStatistics:
@@ -51,7 +86,8 @@ class EventValueStatistics:
             )
         for column in numeric:
             values = pc.list_flatten(sequences.column(column)).to_numpy(zero_copy_only=False)
-            self.logged.setdefault(column, []).append(np.log1p(np.clip(values[np.isfinite(values)], 0, None)))
+            logged = LoggedValues.of(np.log1p(np.clip(values[np.isfinite(values)], 0, None)))
+            self.logged[column] = self.logged[column].merge(logged) if column in self.logged else logged
 
     def vocabulary(self, column: str, min_count: int) -> list[str]:
         """Tokens seen at least `min_count` times, sorted ("" is a missing attribute, never a token)."""
@@ -59,10 +95,10 @@ class EventValueStatistics:
 
     def scaling(self, column: str) -> tuple[float, float]:
         """(median, interquartile range) of log1p(value): robust to heavy-tailed amounts; (0, 1) without values."""
-        logged = np.concatenate(self.logged.get(column) or [np.empty(0)])
-        if len(logged) == 0:
+        logged = self.logged.get(column)
+        if logged is None or logged.total == 0:
             return 0.0, 1.0
-        q25, q50, q75 = np.percentile(logged, [25, 50, 75])
+        q25, q50, q75 = (logged.percentile(q) for q in (25, 50, 75))
         return float(q50), float(max(q75 - q25, 1e-3))
 
     @property
