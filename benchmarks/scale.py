@@ -3,7 +3,8 @@ command a scheduler would run, in a process of its own.
 
 Run:
     python benchmarks/scale.py --customers 10000 100000 [--out scale.jsonl] [--plot docs/scale.png]
-        [--stages simulate ingest]  (the first stages only)
+        [--stages simulate ingest]  (the first stages only; later ones alone need --keep with a world built)
+    python benchmarks/scale.py --results a.jsonl b.jsonl --plot docs/scale.png  (the table and plot of runs made)
     (with LAM_REDIS and LAM_REGISTRY_URL set, materialize writes to Redis through the production profile;
     without them, to SQLite)
 Stages: simulate (the source system), ingest, materialize (snapshot + Feast online write), pretrain (one
@@ -14,7 +15,7 @@ epoch), fine-tune (one epoch of the campaign-response head), score (Ray Data bat
 Peak memory is sampled every 0.2 s over the stage's process and every process it starts (Ray's GCS,
 raylet and workers included): "largest process" is the biggest single resident set seen, "all processes"
 the largest sum at one instant (shared pages, such as Ray's object store, count in each process that maps
-them, so the sum overstates). `--out` appends one JSON line per stage; `--plot` draws wall time per stage
+them, so the sum overstates). `--out` appends one JSON line per stage as it ends; `--plot` draws wall time per stage
 against customers (log-log: a stage that grows linearly has slope 1).
 """
 
@@ -106,26 +107,36 @@ def event_count(workdir: Workdir) -> int:
     return ds.dataset(workdir.events, format="parquet", partitioning="hive").count_rows()
 
 
-def measure(customers: int, folder: Path, redis: bool, stages: list[str]) -> list[dict]:
-    """The named stages at `customers`, in order (each needs the ones before it); one result row per stage."""
+def measure(customers: int, folder: Path, redis: bool, stages: list[str], out: Path | None) -> list[dict]:
+    """The named stages at `customers`, in order (each needs the ones before it); one result row per stage,
+    appended to `out` as soon as the event count is known (a run that fails late keeps its earlier stages)."""
     workdir = Workdir.at(folder / f"world-{customers}")
     lam = str(Path(sys.executable).parent / "lam")
     env = {**os.environ, "LAM_PSEUDONYM_KEY": PSEUDONYM_KEY}
     config = job_config(folder)
     common = ["--workdir", str(workdir.root)]
-    rows = []
+    rows: list[dict] = []
+    written = 0
 
     def stage(name: str, *args: str, command: list[str] | None = None) -> None:
+        nonlocal written
         if name not in stages:
             return
         result = run_stage([*(command or [lam, name]), *common, *args], env)
         rows.append({"customers": customers, "stage": name, **result})
         print(json.dumps(rows[-1]), flush=True)
+        if workdir.events.exists():  # after ingest: every row so far gets its event count and goes out
+            events = event_count(workdir)
+            for row in rows[written:]:
+                row.update(events=events, events_per_s=events / row["wall_s"])
+                if out:
+                    with out.open("a") as file:
+                        file.write(json.dumps(row) + "\n")
+            written = len(rows)
 
     stage("simulate", "--customers", str(customers), "--seed", "7")
     as_of = world_clock(workdir).isoformat()
     stage("ingest")
-    events = event_count(workdir) if workdir.events.exists() else 0
     profile = ["--profile", str(production_profile(folder)), "--switch-online-store"] if redis else []
     stage("materialize", "--as-of", as_of, *profile)
     stage("pretrain", "--config", str(config), "--as-of", as_of)
@@ -134,9 +145,6 @@ def measure(customers: int, folder: Path, redis: bool, stages: list[str]) -> lis
     # customer from the online store instead, the path for a base that fits one process).
     ray_score = [sys.executable, "-m", "lam_platform.ray_jobs.score"]
     stage("score", "--as-of", as_of, "--actors", "2", command=ray_score)
-    for row in rows:
-        row["events"] = events
-        row["events_per_s"] = events / row["wall_s"]
     if redis:
         from lam_platform.features.store import open_store
 
@@ -145,16 +153,25 @@ def measure(customers: int, folder: Path, redis: bool, stages: list[str]) -> lis
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
+    """Wall time (log-log, with a slope-1 guide: linear growth runs parallel to it) and largest process per
+    stage against customers, the 8 GiB target drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, (times, memory) = plt.subplots(1, 2, figsize=(11, 4))
     for stage, rows in table.groupby("stage", sort=False):
-        axis.plot(rows.customers, rows.wall_s, marker="o", label=stage)
-    axis.set(xscale="log", yscale="log", xlabel="customers", ylabel="wall time (s)", title="Nightly path, 2 cores")
-    axis.legend(fontsize=8)
+        times.plot(rows.customers, rows.wall_s, marker="o", label=stage)
+        memory.plot(rows.customers, rows.largest_process_gib, marker="o", label=stage)
+    low, high = table.customers.min(), table.customers.max()
+    start = table[table.customers == low].wall_s.median()
+    times.plot([low, high], [start, start * high / low], "k--", linewidth=0.8, label="linear")
+    times.set(xscale="log", yscale="log", xlabel="customers", ylabel="wall time (s)", title="Nightly path, 2 cores")
+    memory.axhline(8, color="red", linestyle=":", linewidth=1, label="8 GiB target")
+    memory.set(xscale="log", xlabel="customers", ylabel="largest process (GiB)", title="Peak memory per stage")
+    times.legend(fontsize=8)
+    memory.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -170,23 +187,36 @@ def main() -> None:
         nargs="+",
         choices=STAGES,
         default=list(STAGES),
-        help="run these stages only (each needs the ones before it: give a prefix of the list)",
+        help="run these stages only (each needs the ones before it: a prefix of the list, or, with --keep, "
+        "the later stages on a world an earlier run built there)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="measure nothing: print the table (and --plot) of these --out files, the last line per "
+        "(customers, stage) winning",
     )
     args = parser.parse_args()
-    redis = bool(os.environ.get("LAM_REDIS") and os.environ.get("LAM_REGISTRY_URL"))
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = args.keep or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        for customers in args.customers:
-            measured = measure(customers, folder, redis, args.stages)
-            rows += measured
-            if args.out:
-                with args.out.open("a") as out:
-                    out.writelines(json.dumps(row) + "\n" for row in measured)
-    table = pd.DataFrame(rows)
-    print(f"\nnightly path, online store {'redis' if redis else 'sqlite'}, {os.cpu_count()} CPUs")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    if args.results:
+        lines = [json.loads(line) for path in args.results for line in path.read_text().splitlines() if line.strip()]
+        table = pd.DataFrame(lines).drop_duplicates(["customers", "stage"], keep="last")
+        table["order"] = table.stage.map(STAGES.index)
+        table = table.sort_values(["order", "customers"]).drop(columns="order")
+        columns = ["customers", "stage", "wall_s", "largest_process_gib", "all_processes_gib", "events_per_s"]
+        print(table[columns + [c for c in ("commit",) if c in table]].to_string(index=False))
+    else:
+        redis = bool(os.environ.get("LAM_REDIS") and os.environ.get("LAM_REGISTRY_URL"))
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = args.keep or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            for customers in args.customers:
+                rows += measure(customers, folder, redis, args.stages, args.out)
+        table = pd.DataFrame(rows)
+        print(f"\nnightly path, online store {'redis' if redis else 'sqlite'}, {os.cpu_count()} CPUs")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if args.plot:
         plot(table, args.plot)
 
