@@ -252,18 +252,27 @@ def weighted_campaign_set(
     """Parts of the campaign set (`campaign_part`) as one, in the log's order (by its `_row` column where the
     parts carry one), weighted by propensity over the whole log (the weights' normalisation is per arm of
     all of it), with its counts."""
-    log = pd.concat([part_log for _, part_log, _ in parts], ignore_index=True)
-    arrays = {name: np.concatenate([part[name] for part, _, _ in parts]) for name in parts[0][0]}
-    if "_row" in log:
-        order = np.argsort(log._row.to_numpy(), kind="stable")
-        log, arrays = log.iloc[order].reset_index(drop=True), {k: v[order] for k, v in arrays.items()}
+    order, log = ordered_campaign_log([part_log for _, part_log, _ in parts])
+    arrays = {name: np.concatenate([part[name] for part, _, _ in parts])[order] for name in parts[0][0]}
     arrays["weight"] = inverse_propensity_weights(log)
-    ess = float(arrays["weight"].sum() ** 2 / (arrays["weight"] ** 2).sum()) if len(log) else 0.0
-    weighted = "propensity" in log and bool(log.propensity.notna().any())
-    return arrays, {
+    return arrays, campaign_set_counts(log, arrays["weight"], sum(dropped for _, _, dropped in parts))
+
+
+def ordered_campaign_log(logs: list[pd.DataFrame]) -> tuple[np.ndarray, pd.DataFrame]:
+    """(the order, the log): the parts' rows as one frame in the log's order (by `_row` where they carry it),
+    and where each of its rows is in the parts' concatenation."""
+    log = pd.concat(logs, ignore_index=True)
+    order = np.argsort(log._row.to_numpy(), kind="stable") if "_row" in log else np.arange(len(log))
+    return order, log.iloc[order].reset_index(drop=True)
+
+
+def campaign_set_counts(log: pd.DataFrame, weight: np.ndarray, dropped: int) -> dict:
+    """What the training card records of a campaign set: its rows, arms, orders and the weights' effective size."""
+    ess = float(weight.sum() ** 2 / (weight**2).sum()) if len(log) else 0.0
+    return {
         "rows": len(log),
-        "excluded_without_consent": sum(dropped for _, _, dropped in parts),
-        "propensity_weighted": weighted,
+        "excluded_without_consent": dropped,
+        "propensity_weighted": "propensity" in log and bool(log.propensity.notna().any()),
         "effective_sample_size": round(ess, 1),
         "contacted": int(log.treatment.sum()),
         "orders": int(log.outcome.sum()),

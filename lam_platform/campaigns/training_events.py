@@ -7,8 +7,8 @@ SHARD_EVENTS events is one shard, read whole as `training_events` reads it, so s
 as before; a larger one holds about SHARD_EVENTS events at a time, whatever the number of customers.
 
 The fine-tuning sets are built here too, a shard at a time: the campaign set (`build_finetune_set`: each
-contact goes with its customer's shard; rows come back in the log's order and are weighted over the whole
-log) and a target's set (`build_target_set`: each shard's customers on the cut-off grid).
+contact goes with its customer's shard; the tokenized rows wait on disk and are merged back into the log's
+order, weighted over the whole log) and a target's set (`build_target_set`: each shard's customers on the cut-off grid).
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lam_platform.campaigns.training_data import campaign_part, target_arrays, trained_on, weighted_campaign_set
-from lam_platform.campaigns.training_shards import TrainingShardWriter, write_training_shards
+from lam_platform.campaigns.training_data import (
+    campaign_part,
+    campaign_set_counts,
+    inverse_propensity_weights,
+    ordered_campaign_log,
+    target_arrays,
+    trained_on,
+)
+from lam_platform.campaigns.training_shards import ROWS_PER_SHARD, ArraySpill, TrainingShardWriter
 from lam_platform.core.errors import UserError
 from lam_platform.core.workdir import Workdir
 from lam_platform.data.campaign_log import campaign_outcomes
@@ -86,21 +93,51 @@ def build_finetune_set(
     consent_mode: str = "ledger",
 ) -> dict:
     """The point-in-time campaign set (contacts whose outcome is known at `as_of`), built one customer shard
-    at a time, in the log's order, tokenized and written as shards in `path`; returns its counts."""
+    at a time and written as shards in `path` in the log's order; returns its counts.
+
+    Each shard's tokenized rows wait on disk (`ArraySpill`, sorted by their log row), with only their log
+    columns kept in memory: the weights need the whole log, and the set is then merged into the log's order a
+    shard file at a time (at a million customers the tokenized contacts are several GiB)."""
     log = campaign_log.reset_index(drop=True).assign(_row=lambda f: np.arange(len(f)))
-    parts = []
-    for part, mine in events.each_with(log.customer_id):
-        rows = campaign_outcomes(log[mine], spec, part, as_of)  # outcomes derived from the customer's own events
-        if len(rows):
-            parts.append(campaign_part(store, part, rows, tokenizer, eligible, consent_mode))
-    if not parts:
-        raise UserError(
-            f"no contact in the campaign log before {as_of.isoformat()} with a known outcome: check --as-of "
-            "(an outcome derived from events is known once its horizon has passed)"
-        )
-    arrays, counts = weighted_campaign_set(parts)
-    write_training_shards(arrays, path)
-    return counts
+    logs, dropped = [], 0
+    with temporary_folder(path) as folder:
+        spill = ArraySpill(Path(folder))
+        for part, mine in events.each_with(log.customer_id):
+            rows = campaign_outcomes(log[mine], spec, part, as_of)  # outcomes derived from the customer's own events
+            if len(rows):
+                arrays, part_log, part_dropped = campaign_part(store, part, rows, tokenizer, eligible, consent_mode)
+                by_row = np.argsort(part_log._row.to_numpy(), kind="stable")
+                spill.add({name: values[by_row] for name, values in arrays.items()})
+                logs.append(part_log.iloc[by_row])
+                dropped += part_dropped
+        if not logs:
+            raise UserError(
+                f"no contact in the campaign log before {as_of.isoformat()} with a known outcome: check --as-of "
+                "(an outcome derived from events is known once its horizon has passed)"
+            )
+        order, ordered = ordered_campaign_log(logs)
+        weight = inverse_propensity_weights(ordered)
+        _write_in_log_order(spill, [len(part_log) for part_log in logs], order, weight, path)
+    return campaign_set_counts(ordered, weight, dropped)
+
+
+def _write_in_log_order(spill: ArraySpill, sizes: list[int], order: np.ndarray, weight: np.ndarray, path: Path) -> None:
+    """The spilled parts as training shards in `order` (positions in the parts' concatenation), with `weight`.
+    Each part is sorted as `order` is, so a shard's rows from one part are a contiguous range of it."""
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    part_of = np.searchsorted(starts, order, side="right") - 1
+    with TrainingShardWriter(path, ROWS_PER_SHARD) as writer:
+        for lo in range(0, len(order), ROWS_PER_SHARD):
+            chunk, parts = order[lo : lo + ROWS_PER_SHARD], part_of[lo : lo + ROWS_PER_SHARD]
+            pieces, position, read = [], np.empty(len(chunk), np.int64), 0
+            for k in np.unique(parts):
+                here = parts == k
+                first, last = int(chunk[here].min()), int(chunk[here].max())
+                pieces.append(spill.rows(k, first - starts[k], last + 1 - starts[k]))
+                position[here] = read + chunk[here] - first
+                read += last + 1 - first
+            arrays = {name: np.concatenate([piece[name] for piece in pieces])[position] for name in pieces[0]}
+            writer.write({**arrays, "weight": weight[lo : lo + ROWS_PER_SHARD]})
 
 
 def build_target_set(

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 # Every training set's time column: when each example's input ends (UTC microseconds). Training validates
 # on the newest examples by it (lam_platform.ray_jobs.training.ValidationSplit).
 EXAMPLE_TIME = "example_time_us"
+ROWS_PER_SHARD = 8192  # examples per shard file
 
 
 def _tensor_array(values: np.ndarray) -> pa.Array:
@@ -33,7 +34,7 @@ class TrainingShardWriter:
     """Parquet shards written a part at a time into a staging folder that replaces `folder` whole when the
     `with` block ends without an error (an error leaves the previous set as it was)."""
 
-    def __init__(self, folder: Path, rows_per_shard: int = 8192) -> None:
+    def __init__(self, folder: Path, rows_per_shard: int = ROWS_PER_SHARD) -> None:
         self.folder, self.rows_per_shard = Path(folder), rows_per_shard
         self.staging = self.folder.with_name(self.folder.name + ".staging")
         self.parts = self.rows = 0
@@ -70,10 +71,45 @@ class TrainingShardWriter:
         self.staging.rename(self.folder)
 
 
-def write_training_shards(arrays: dict[str, np.ndarray], folder: Path, rows_per_shard: int = 8192) -> int:
+def write_training_shards(arrays: dict[str, np.ndarray], folder: Path, rows_per_shard: int = ROWS_PER_SHARD) -> int:
     """Write equal-length arrays as Parquet shards into `folder` (replaced whole: staged, then renamed)."""
     with TrainingShardWriter(folder, rows_per_shard) as writer:
         return writer.write(arrays)
+
+
+class ArraySpill:
+    """Parts of a set (equal-length arrays) kept on disk as raw column files and read back by row range without
+    loading a part whole: the campaign set is built by customer shard but stored in the log's order, so its
+    parts are merged from here a chunk at a time (lam_platform.campaigns.training_events)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.layouts: list[dict[str, tuple[np.dtype, tuple[int, ...]]]] = []
+
+    def add(self, arrays: dict[str, np.ndarray]) -> None:
+        k = len(self.layouts)
+        (self.folder / str(k)).mkdir(parents=True)
+        layout = {}
+        for name, values in arrays.items():
+            if values.dtype.hasobject:
+                raise TypeError(f"training array {name!r} holds Python objects; only numeric arrays are stored")
+            np.ascontiguousarray(values).tofile(self.folder / str(k) / name)
+            layout[name] = (values.dtype, values.shape[1:])
+        self.layouts.append(layout)
+
+    def rows(self, part: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows [start, stop) of a part, each column read from its file at the range's offset."""
+        arrays = {}
+        for name, (dtype, shape) in self.layouts[part].items():
+            per_row = int(np.prod(shape, dtype=np.int64))
+            values = np.fromfile(
+                self.folder / str(part) / name,
+                dtype=dtype,
+                count=(stop - start) * per_row,
+                offset=start * per_row * dtype.itemsize,
+            )
+            arrays[name] = values.reshape(-1, *shape)
+        return arrays
 
 
 def read_training_shards(folder: Path, since_us: int | None = None) -> dict[str, np.ndarray]:

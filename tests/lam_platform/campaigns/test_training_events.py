@@ -65,7 +65,7 @@ def test_a_training_set_that_fails_half_written_leaves_the_previous_one(tmp_path
     assert not (tmp_path / "set.staging").exists()
 
 
-def test_the_fine_tuning_sets_built_by_shard_are_those_of_the_whole_table(tiny_world, tmp_path):
+def test_the_fine_tuning_sets_built_by_shard_are_those_of_the_whole_table(tiny_world, tmp_path, monkeypatch):
     from lam_platform.campaigns.training_data import finetune_arrays, target_arrays
     from lam_platform.campaigns.training_events import build_finetune_set, build_target_set
     from lam_platform.data.campaign_log import campaign_outcomes, read_campaign_log
@@ -81,6 +81,8 @@ def test_the_fine_tuning_sets_built_by_shard_are_those_of_the_whole_table(tiny_w
     tokenizer = fit_tokenizer(whole, profiles, as_of, 16, platform)
     log = read_campaign_log(tiny_world)
     target, grid = ActionWithin(action="purchase", within="14d"), CutoffGrid(snapshots=3)
+    # Seven rows per shard file: the merge into the log's order crosses shard files and event shards often.
+    monkeypatch.setattr("lam_platform.campaigns.training_events.ROWS_PER_SHARD", 7)
     with training_events_by_shard(tiny_world, as_of, customers, shard_events=whole.num_rows // 3) as events:
         assert events.shards.num_shards > 3
         counts = build_finetune_set(store, events, log, platform.campaigns, as_of, tokenizer, tmp_path / "c", customers)
@@ -99,3 +101,19 @@ def test_the_fine_tuning_sets_built_by_shard_are_those_of_the_whole_table(tiny_w
     assert target_counts["rows"] == len(examples) and target_counts["positives"] == int(examples.label.sum()) > 0
     assert len(target_counts["cutoffs"]) == 3
     assert _rows(read_training_shards(tmp_path / "t")) == _rows(target_arrays(store, whole, examples, tokenizer))
+
+
+def test_an_array_spill_reads_back_any_row_range_of_any_part(tmp_path):
+    from lam_platform.campaigns.training_shards import ArraySpill
+
+    spill = ArraySpill(tmp_path / "spill")
+    first = {"x": np.arange(24, dtype=np.float32).reshape(6, 2, 2), "t": np.arange(6)}
+    spill.add(first)
+    spill.add({"x": np.zeros((0, 2, 2), np.float32), "t": np.arange(0)})
+    spill.add({"x": -np.ones((3, 2, 2), np.float32), "t": np.arange(3)})
+    back = spill.rows(0, 2, 5)
+    np.testing.assert_array_equal(back["x"], first["x"][2:5])
+    assert back["x"].dtype == np.float32 and list(back["t"]) == [2, 3, 4]
+    assert spill.rows(2, 1, 3)["x"].shape == (2, 2, 2) and len(spill.rows(1, 0, 0)["t"]) == 0
+    with pytest.raises(TypeError, match="'ids' holds Python objects"):
+        spill.add({"ids": np.array(["a"], dtype=object)})
