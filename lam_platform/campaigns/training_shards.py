@@ -121,9 +121,11 @@ def read_training_shards(folder: Path, since_us: int | None = None) -> dict[str,
     files = sorted(Path(folder).glob("part-*.parquet"))
     if not files:
         raise FileNotFoundError(f"no training shards in {folder}: build the training set first")
-    table = pa.concat_tables(pq.read_table(f) for f in files)
-    if since_us is not None:
-        table = table.filter(pc.greater_equal(table.column(EXAMPLE_TIME), since_us))
+    if since_us is None:
+        table = pa.concat_tables(pq.read_table(f) for f in files)
+    else:  # each file filtered as it is read: a worker holds the validation rows, not the set
+        newest = pc.field(EXAMPLE_TIME) >= since_us
+        table = pa.concat_tables(pq.read_table(f, filters=newest) for f in files)
     return {name: _to_numpy(table.column(name)) for name in table.column_names}
 
 

@@ -7,7 +7,12 @@ import pytest
 
 from lam_platform.campaigns.training_data import build_pretrain_set, fit_tokenizer, training_events
 from lam_platform.campaigns.training_events import training_events_by_shard
-from lam_platform.campaigns.training_shards import TrainingShardWriter, read_training_shards
+from lam_platform.campaigns.training_shards import (
+    EXAMPLE_TIME,
+    TrainingShardWriter,
+    read_training_shards,
+    write_training_shards,
+)
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.orchestration.demo import world_clock
@@ -117,3 +122,13 @@ def test_an_array_spill_reads_back_any_row_range_of_any_part(tmp_path):
     assert spill.rows(2, 1, 3)["x"].shape == (2, 2, 2) and len(spill.rows(1, 0, 0)["t"]) == 0
     with pytest.raises(TypeError, match="'ids' holds Python objects"):
         spill.add({"ids": np.array(["a"], dtype=object)})
+
+
+def test_the_validation_rows_are_read_file_by_file_in_order(tmp_path):
+    times = np.array([5, 1, 9, 3, 7, 2, 8, 4, 6, 0])
+    write_training_shards(
+        {"x": np.arange(40, dtype=np.float32).reshape(10, 2, 2), EXAMPLE_TIME: times}, tmp_path / "s", rows_per_shard=3
+    )
+    newest = read_training_shards(tmp_path / "s", since_us=6)
+    assert list(newest[EXAMPLE_TIME]) == [9, 7, 8, 6] and list(newest["x"][:, 0, 0]) == [8, 16, 24, 32]
+    assert newest["x"].shape == (4, 2, 2) and len(read_training_shards(tmp_path / "s", since_us=10)["x"]) == 0
