@@ -14,6 +14,7 @@ order, weighted over the whole log) and a target's set (`build_target_set`: each
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,18 @@ from lam_platform.lightning_modules.tokenizer import EventTokenizer
 class TrainingEvents:
     """The event table split by customer, read back a shard at a time with the training filter applied."""
 
-    shards: EventShards
+    table: Path  # the event table
+    folder: Path  # where its shards are written
     until: pd.Timestamp
     customers: pa.Array  # who may be trained on
+    shard_events: int | None = None  # events per shard (None: SHARD_EVENTS)
     rows: int = 0  # events yielded by the latest complete pass of `each`
+
+    @functools.cached_property
+    def shards(self) -> EventShards:
+        """The table split by customer on first use: a job that stops on its other inputs (no campaign log, a
+        target without examples) does not pay the pass that writes the table by customer."""
+        return EventShards.split(self.table, self.folder, shard_events=self.shard_events)
 
     def each(self) -> Iterator[pa.Table]:
         """Each shard's events strictly before `until` of the customers, sorted by customer and time."""
@@ -74,11 +83,10 @@ class TrainingEvents:
 def training_events_by_shard(
     workdir: Workdir, until: pd.Timestamp, customers: list[str], shard_events: int | None = None
 ) -> Iterator[TrainingEvents]:
-    """The training events of `customers` before `until`, split by customer for as long as the block runs
-    (`shard_events` per shard, default SHARD_EVENTS); the shards are deleted after it."""
+    """The training events of `customers` before `until`, split by customer when first read, for as long as the
+    block runs (`shard_events` per shard, default SHARD_EVENTS); the shards are deleted after it."""
     with temporary_folder(workdir.training / "events") as folder:
-        shards = EventShards.split(workdir.events, Path(folder), shard_events=shard_events)
-        yield TrainingEvents(shards, until, pa.array(customers, pa.string()))
+        yield TrainingEvents(workdir.events, Path(folder), until, pa.array(customers, pa.string()), shard_events)
 
 
 def build_finetune_set(
