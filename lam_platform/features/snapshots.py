@@ -12,6 +12,10 @@ SHARD_EVENTS events is one shard, read as it is (no temporary copy).
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,6 +102,27 @@ class EventShards:
 
 
 def temporary_folder(near: Path) -> tempfile.TemporaryDirectory:
-    """A hidden folder beside `near` for the shards (on its filesystem: the shards are as large as the table)."""
+    """A hidden folder beside `near` for the shards (on its filesystem: the shards are as large as the table),
+    named after the process that owns it. A job killed outright (out of memory, SIGKILL) leaves its folder
+    behind, as large as the event table: the next one here removes those whose process, on this host, is gone."""
     near.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=".shards-", dir=near.parent)
+    host = socket.gethostname()
+    for folder in near.parent.glob(".shards-*"):
+        owner = STALE_NAME.fullmatch(folder.name)
+        if owner and owner["host"] == host and not _running(int(owner["pid"])):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f".shards-{os.getpid()}@{host}-", dir=near.parent)
+
+
+# tempfile's random suffix has no "-", so the host (which may) is what lies between "@" and the last "-".
+STALE_NAME = re.compile(r"\.shards-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: no signal sent, only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -82,3 +82,22 @@ def test_a_sharded_materialization_writes_the_snapshots_of_a_whole_one(tiny_worl
     online = online_features(store, later.customer_id.tolist())
     assert online.seq_len.tolist() == [999] * 3
     assert not list(copy.events.parent.glob(".shards-*"))  # the shards are gone
+
+
+def test_a_killed_jobs_shard_folder_is_removed_by_the_next_job_on_its_host(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, host = int(finished.stdout), socket.gethostname()
+    stale = tmp_path / f".shards-{dead}@{host}-abc_12"
+    live = tmp_path / f".shards-{os.getpid()}@{host}-def34"
+    elsewhere = tmp_path / f".shards-{dead}@another-host.example-ghi56"
+    unowned = tmp_path / ".shards-xyz"  # an earlier release's name: no owner to check, left alone
+    for folder in (stale, live, elsewhere, unowned):
+        (folder / "shard=0").mkdir(parents=True)
+    with snapshots.temporary_folder(tmp_path / "events") as made:
+        assert snapshots.STALE_NAME.fullmatch(os.path.basename(made))
+        assert not stale.exists() and live.exists() and elsewhere.exists() and unowned.exists()
