@@ -55,8 +55,8 @@ class TrainingEvents:
 
     @functools.cached_property
     def shards(self) -> EventShards:
-        """The table split by customer on first use: a job that stops on its other inputs (no campaign log, a
-        target without examples) does not pay the pass that writes the table by customer."""
+        """The table split by customer on first use: a job that stops on its other inputs (no campaign log, an
+        unknown target) does not pay the pass that writes the table by customer."""
         return EventShards.split(self.table, self.folder, shard_events=self.shard_events)
 
     def each(self) -> Iterator[pa.Table]:
@@ -124,6 +124,11 @@ def build_finetune_set(
                 "(an outcome derived from events is known once its horizon has passed)"
             )
         order, ordered = ordered_campaign_log(logs)
+        if ordered.empty:
+            raise UserError(
+                f"every contact in the campaign log before {as_of.isoformat()} is of a customer who may not be "
+                f"trained on ({dropped} excluded without consent): nothing is left to fine-tune on"
+            )
         weight = inverse_propensity_weights(ordered)
         _write_in_log_order(spill, [len(part_log) for part_log in logs], order, weight, path)
     return campaign_set_counts(ordered, weight, dropped)

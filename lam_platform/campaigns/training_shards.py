@@ -108,7 +108,7 @@ class ArraySpill:
                 count=(stop - start) * per_row,
                 offset=start * per_row * dtype.itemsize,
             )
-            arrays[name] = values.reshape(-1, *shape)
+            arrays[name] = values.reshape((stop - start, *shape))  # not -1: a column may be (n, L, 0)
         return arrays
 
 

@@ -13,6 +13,7 @@ from lam_platform.campaigns.training_shards import (
     read_training_shards,
     write_training_shards,
 )
+from lam_platform.core.errors import UserError
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.governance.consent import consenting_customers, read_profiles
 from lam_platform.orchestration.demo import world_clock
@@ -93,6 +94,8 @@ def test_the_fine_tuning_sets_built_by_shard_are_those_of_the_whole_table(tiny_w
         assert events.shards.num_shards > 3
         counts = build_finetune_set(store, events, log, platform.campaigns, as_of, tokenizer, tmp_path / "c", customers)
         target_counts = build_target_set(store, events, customers, as_of, target, grid, tokenizer, tmp_path / "t")
+        with pytest.raises(UserError, match="may not be trained on"):  # every contact's customer left out
+            build_finetune_set(store, events, log, platform.campaigns, as_of, tokenizer, tmp_path / "none", [])
     # The campaign set: the same rows in the log's order, the same weights (normalised over the whole log).
     expected, expected_counts = finetune_arrays(
         store, whole, campaign_outcomes(log, platform.campaigns, whole, as_of), tokenizer, customers
@@ -113,14 +116,15 @@ def test_an_array_spill_reads_back_any_row_range_of_any_part(tmp_path):
     from lam_platform.campaigns.training_shards import ArraySpill
 
     spill = ArraySpill(tmp_path / "spill")
-    first = {"x": np.arange(24, dtype=np.float32).reshape(6, 2, 2), "t": np.arange(6)}
+    first = {"x": np.arange(24, dtype=np.float32).reshape(6, 2, 2), "t": np.arange(6), "none": np.zeros((6, 4, 0))}
     spill.add(first)
-    spill.add({"x": np.zeros((0, 2, 2), np.float32), "t": np.arange(0)})
-    spill.add({"x": -np.ones((3, 2, 2), np.float32), "t": np.arange(3)})
+    spill.add({"x": np.zeros((0, 2, 2), np.float32), "t": np.arange(0), "none": np.zeros((0, 4, 0))})
+    spill.add({"x": -np.ones((3, 2, 2), np.float32), "t": np.arange(3), "none": np.zeros((3, 4, 0))})
     back = spill.rows(0, 2, 5)
     np.testing.assert_array_equal(back["x"], first["x"][2:5])
     assert back["x"].dtype == np.float32 and list(back["t"]) == [2, 3, 4]
     assert spill.rows(2, 1, 3)["x"].shape == (2, 2, 2) and len(spill.rows(1, 0, 0)["t"]) == 0
+    assert back["none"].shape == (3, 4, 0)  # a column without attributes keeps its shape
     with pytest.raises(TypeError, match="'ids' holds Python objects"):
         spill.add({"ids": np.array(["a"], dtype=object)})
 
