@@ -15,9 +15,7 @@ values = st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.5, 2.5, 10.0, 99.0, 1e6]), m
 @given(st.lists(values, min_size=1, max_size=4), st.sampled_from([0, 10, 25, 50, 75, 90, 100]))
 @settings(max_examples=200, deadline=None)
 def test_percentile_of_merged_parts_is_numpys_over_every_value(parts: list[list[float]], q: int) -> None:
-    merged = LoggedValues.of(np.array(parts[0]))
-    for part in parts[1:]:
-        merged = merged.merge(LoggedValues.of(np.array(part)))
+    merged = LoggedValues.merged([LoggedValues.of(np.array(part)) for part in parts])
     everything = np.concatenate([np.array(p) for p in parts])
     assert merged.total == len(everything)
     assert merged.percentile(q) == np.percentile(everything, q)
