@@ -38,7 +38,7 @@ from lam_platform.data.campaign_log import campaign_outcomes
 from lam_platform.data.platform_config import Campaigns
 from lam_platform.data.targets import CutoffGrid, Target, no_target_examples, target_examples
 from lam_platform.features.sequences_ray import shard_of
-from lam_platform.features.snapshots import EventShards, temporary_folder
+from lam_platform.features.snapshots import EventShards, ShardFolder
 from lam_platform.lightning_modules.tokenizer import EventTokenizer
 
 
@@ -85,7 +85,7 @@ def training_events_by_shard(
 ) -> Iterator[TrainingEvents]:
     """The training events of `customers` before `until`, split by customer when first read, for as long as the
     block runs (`shard_events` per shard, default SHARD_EVENTS); the shards are deleted after it."""
-    with temporary_folder(workdir.training / "events") as folder:
+    with ShardFolder(workdir.training / "events") as folder:
         yield TrainingEvents(workdir.events, Path(folder), until, pa.array(customers, pa.string()), shard_events)
 
 
@@ -108,7 +108,7 @@ def build_finetune_set(
     shard file at a time (at a million customers the tokenized contacts are several GiB)."""
     log = campaign_log.reset_index(drop=True).assign(_row=lambda f: np.arange(len(f)))
     logs, dropped = [], 0
-    with temporary_folder(path) as folder:
+    with ShardFolder(path) as folder:
         spill = ArraySpill(Path(folder))
         for part, mine in events.each_with(log.customer_id):
             rows = campaign_outcomes(log[mine], spec, part, as_of)  # outcomes derived from the customer's own events

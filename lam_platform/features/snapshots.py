@@ -11,16 +11,15 @@ SHARD_EVENTS events is one shard, read as it is (no temporary copy).
 
 from __future__ import annotations
 
+import fcntl
 import math
-import os
-import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,6 +65,7 @@ class EventShards:
             format="parquet",
             partitioning=ds.partitioning(pa.schema([("shard", pa.int64())]), flavor="hive"),
             max_partitions=max(num_shards, 1024),
+            existing_data_behavior="overwrite_or_ignore",  # the folder is new; it holds only its owner's lock file
             # Scan order kept: events that tie on (customer, time) stay in table order through the stable sorts.
             preserve_order=True,
         )
@@ -101,28 +101,40 @@ class EventShards:
             yield (events.cast(schema) if events is not None else schema.empty_table()), mine
 
 
-def temporary_folder(near: Path) -> tempfile.TemporaryDirectory:
+class ShardFolder:
     """A hidden folder beside `near` for the shards (on its filesystem: the shards are as large as the table),
-    named after the process that owns it. A job killed outright (out of memory, SIGKILL) leaves its folder
-    behind, as large as the event table: the next one here removes those whose process, on this host, is gone."""
-    near.parent.mkdir(parents=True, exist_ok=True)
-    host = socket.gethostname()
-    for folder in near.parent.glob(".shards-*"):
-        owner = STALE_NAME.fullmatch(folder.name)
-        if owner and owner["host"] == host and not _running(int(owner["pid"])):
-            shutil.rmtree(folder, ignore_errors=True)
-    return tempfile.TemporaryDirectory(prefix=f".shards-{os.getpid()}@{host}-", dir=near.parent)
+    removed when the `with` block ends; `with ShardFolder(near) as folder:` gives its path.
+
+    Its owner holds a lock on the folder's `.owner` file for as long as it runs. A job killed outright (out of
+    memory, SIGKILL) leaves its folder behind, as large as the event table, and its lock goes with its process:
+    the next ShardFolder beside it removes every folder whose lock it can take. (A lock, not a process id: a job
+    in another container on the same host and workdir has a pid this one cannot see.)"""
+
+    def __init__(self, near: Path) -> None:
+        self.parent = Path(near).parent
+        self.path: Path | None = None
+        self._lock: IO | None = None
+
+    def __enter__(self) -> str:
+        self.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(self.parent)
+        self.path = Path(tempfile.mkdtemp(prefix=".shards-", dir=self.parent))
+        staging = self.path / ".owner.staging"
+        self._lock = staging.open("w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        staging.rename(self.path / ".owner")  # seen by a sweep only once locked
+        return str(self.path)
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._lock.close()
 
 
-# tempfile's random suffix has no "-", so the host (which may) is what lies between "@" and the last "-".
-STALE_NAME = re.compile(r"\.shards-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+")
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: no signal sent, only whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
+def _remove_abandoned(parent: Path) -> None:
+    for folder in parent.glob(".shards-*"):
+        try:
+            with (folder / ".owner").open() as owner:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: its job is gone
+                shutil.rmtree(folder, ignore_errors=True)
+        except (BlockingIOError, FileNotFoundError, NotADirectoryError):
+            continue  # a live job's folder, or one with no owner file (being made, or of an earlier release)

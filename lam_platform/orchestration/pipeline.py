@@ -18,7 +18,7 @@ from lam_platform.data.events import EventAttributes
 from lam_platform.data.ingest_all import ingest_sources
 from lam_platform.data.platform_config import PlatformConfig
 from lam_platform.data.pseudonyms import Pseudonymizer
-from lam_platform.features.snapshots import EventShards, temporary_folder
+from lam_platform.features.snapshots import EventShards, ShardFolder
 from lam_platform.features.store import (
     RepoSchema,
     apply_repo,
@@ -79,7 +79,7 @@ def _materialize(
     previous = snapshot_times(workdir)
     max_len = _incremental_length(workdir, previous, as_of, max_len) if incremental else max_len
     progress.stage("reading events")  # once, a batch at a time; split by customer when the table is large
-    with temporary_folder(workdir.events) as folder:
+    with ShardFolder(workdir.events) as folder:
         shards = EventShards.split(workdir.events, Path(folder), (previous[-1], as_of) if incremental else None)
         spec = shards.spec()
         platform.check_actions(set(spec.actions), set(spec.channels))

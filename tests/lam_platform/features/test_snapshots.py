@@ -1,6 +1,7 @@
 """Snapshots built shard by shard equal the ones built from the whole event table, row for row."""
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -84,20 +85,34 @@ def test_a_sharded_materialization_writes_the_snapshots_of_a_whole_one(tiny_worl
     assert not list(copy.events.parent.glob(".shards-*"))  # the shards are gone
 
 
-def test_a_killed_jobs_shard_folder_is_removed_by_the_next_job_on_its_host(tmp_path):
-    import os
-    import socket
+def test_a_killed_jobs_shard_folder_is_removed_by_the_next_job_and_a_live_ones_is_not(tmp_path):
     import subprocess
     import sys
+    import textwrap
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead, host = int(finished.stdout), socket.gethostname()
-    stale = tmp_path / f".shards-{dead}@{host}-abc_12"
-    live = tmp_path / f".shards-{os.getpid()}@{host}-def34"
-    elsewhere = tmp_path / f".shards-{dead}@another-host.example-ghi56"
-    unowned = tmp_path / ".shards-xyz"  # an earlier release's name: no owner to check, left alone
-    for folder in (stale, live, elsewhere, unowned):
-        (folder / "shard=0").mkdir(parents=True)
-    with snapshots.temporary_folder(tmp_path / "events") as made:
-        assert snapshots.STALE_NAME.fullmatch(os.path.basename(made))
-        assert not stale.exists() and live.exists() and elsewhere.exists() and unowned.exists()
+    # A job that makes its folder and is killed outright (no cleanup), and one that is still running.
+    job = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from lam_platform.features.snapshots import ShardFolder
+        owner = ShardFolder({str(tmp_path / "events")!r})  # kept: its lock lives as long as the object
+        folder = owner.__enter__()
+        print(folder, flush=True)
+        os.kill(os.getpid(), 9) if sys.argv[1] == "killed" else time.sleep(60)
+        """
+    )
+    running = subprocess.Popen([sys.executable, "-c", job, "running"], stdout=subprocess.PIPE, text=True)
+    try:
+        live = Path(running.stdout.readline().strip())
+        killed = subprocess.run([sys.executable, "-c", job, "killed"], capture_output=True, text=True)
+        abandoned = Path(killed.stdout.strip())
+        unowned = tmp_path / ".shards-xyz"  # no owner file (an earlier release's, or one being made): left alone
+        unowned.mkdir()
+        assert abandoned.is_dir() and live.is_dir()
+        with snapshots.ShardFolder(tmp_path / "events") as made:
+            assert Path(made).is_dir() and (Path(made) / ".owner").exists()
+            assert not abandoned.exists() and live.is_dir() and unowned.is_dir()
+        assert not Path(made).exists()
+    finally:
+        running.kill()
+        running.wait()
