@@ -109,30 +109,26 @@ def event_count(workdir: Workdir) -> int:
 
 def measure(customers: int, folder: Path, redis: bool, stages: list[str], out: Path | None) -> list[dict]:
     """The named stages at `customers`, in order (each needs the ones before it); one result row per stage,
-    appended to `out` as soon as the event count is known (a run that fails late keeps its earlier stages)."""
+    appended to `out` as it ends (a run that fails late keeps its earlier stages)."""
     workdir = Workdir.at(folder / f"world-{customers}")
     lam = str(Path(sys.executable).parent / "lam")
     env = {**os.environ, "LAM_PSEUDONYM_KEY": PSEUDONYM_KEY}
     config = job_config(folder)
     common = ["--workdir", str(workdir.root)]
     rows: list[dict] = []
-    written = 0
 
     def stage(name: str, *args: str, command: list[str] | None = None) -> None:
-        nonlocal written
         if name not in stages:
             return
         result = run_stage([*(command or [lam, name]), *common, *args], env)
-        rows.append({"customers": customers, "stage": name, **result})
-        print(json.dumps(rows[-1]), flush=True)
-        if workdir.events.exists():  # after ingest: every row so far gets its event count and goes out
-            events = event_count(workdir)
-            for row in rows[written:]:
-                row.update(events=events, events_per_s=events / row["wall_s"])
-                if out:
-                    with out.open("a") as file:
-                        file.write(json.dumps(row) + "\n")
-            written = len(rows)
+        row = {"customers": customers, "stage": name, **result}
+        if name != "simulate" and workdir.events.exists():  # the simulator writes raw files: counted after ingest
+            row["events"] = event_count(workdir)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if out:
+            with out.open("a") as file:
+                file.write(json.dumps(row) + "\n")
 
     stage("simulate", "--customers", str(customers), "--seed", "7")
     as_of = world_clock(workdir).isoformat()
@@ -150,6 +146,15 @@ def measure(customers: int, folder: Path, redis: bool, stages: list[str], out: P
 
         open_store(workdir).teardown()  # the benchmark's Redis keys and registry rows go
     return rows
+
+
+def with_event_rates(table: pd.DataFrame) -> pd.DataFrame:
+    """Each row's events (a simulate row takes those its world's other rows counted) and events per second."""
+    if "events" not in table:
+        table = table.assign(events=float("nan"))
+    counted = table.dropna(subset=["events"]).groupby("customers").events.last()
+    table = table.assign(events=table.events.fillna(table.customers.map(counted)))
+    return table.assign(events_per_s=table.events / table.wall_s)
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -201,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.results:
         lines = [json.loads(line) for path in args.results for line in path.read_text().splitlines() if line.strip()]
-        table = pd.DataFrame(lines).drop_duplicates(["customers", "stage"], keep="last")
+        table = with_event_rates(pd.DataFrame(lines).drop_duplicates(["customers", "stage"], keep="last"))
         table["order"] = table.stage.map(STAGES.index)
         table = table.sort_values(["order", "customers"]).drop(columns="order")
         columns = ["customers", "stage", "wall_s", "largest_process_gib", "all_processes_gib", "events_per_s"]
@@ -214,7 +219,7 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             for customers in args.customers:
                 rows += measure(customers, folder, redis, args.stages, args.out)
-        table = pd.DataFrame(rows)
+        table = with_event_rates(pd.DataFrame(rows))
         print(f"\nnightly path, online store {'redis' if redis else 'sqlite'}, {os.cpu_count()} CPUs")
         print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if args.plot:
