@@ -328,14 +328,18 @@ def online_features(
 
 
 def push_scores(store, scores: pd.DataFrame) -> None:
-    """Push each customer's best campaign into the `lam_scores` view, online and offline."""
+    """Push each customer's best campaign into the `lam_scores` view: offline in one write, online
+    ONLINE_BATCH_ROWS at a time (Feast turns every online value into a protobuf object first: a million
+    customers' scores at once would hold millions of them)."""
     from feast.data_source import PushMode
 
     frame = scores[[name for name, _ in SCORES_SCHEMA]].copy()
     for name, type_ in SCORES_SCHEMA:
         if type_ == pa.float64():
             frame[name] = frame[name].astype("float64")  # model outputs are float32; the view says Float64
-    store.push("lam_scores_push", frame, to=PushMode.ONLINE_AND_OFFLINE)
+    store.push("lam_scores_push", frame, to=PushMode.OFFLINE)
+    for start in range(0, len(frame), ONLINE_BATCH_ROWS):
+        store.push("lam_scores_push", frame.iloc[start : start + ONLINE_BATCH_ROWS], to=PushMode.ONLINE)
 
 
 def historical_profiles(store, entity_df: pd.DataFrame) -> pd.DataFrame:

@@ -104,3 +104,36 @@ def test_the_shipped_definitions_import_nothing_but_feast_and_the_standard_libra
     }
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported - set(sys.stdlib_module_names) == {"feast"}, imported
+
+
+def test_scores_go_online_in_batches_and_offline_in_one_write(tiny_world, tmp_path, monkeypatch):
+    import shutil
+
+    from lam_platform.core.workdir import Workdir
+    from lam_platform.features import store as store_module
+
+    copy = Workdir.at(tmp_path / "workdir")
+    shutil.copytree(tiny_world.root, copy.root, ignore=shutil.ignore_patterns("artifacts", "ray_results", "training"))
+    monkeypatch.setattr(store_module, "ONLINE_BATCH_ROWS", 3)  # seven customers: three online writes
+    customers = [f"c{i}" for i in range(7)]
+    scores = pd.DataFrame(
+        {
+            "customer_id": customers,
+            "event_timestamp": pd.Timestamp("2024-06-01", tz="UTC"),
+            "best_offer": [f"offer{i}" for i in range(7)],
+            "best_method": "call",
+            "p_order_if_called": [0.1 * i for i in range(7)],
+            "p_order_if_not_called": 0.05,
+            "uplift": [0.1 * i - 0.05 for i in range(7)],
+            "model_version": "v1",
+        }
+    )
+    store = open_store(copy)
+    store_module.push_scores(store, scores)
+    online = store.get_online_features(
+        features=["lam_scores:best_offer", "lam_scores:uplift"], entity_rows=[{"customer_id": c} for c in customers]
+    ).to_dict()
+    assert online["best_offer"] == scores.best_offer.tolist()
+    assert online["uplift"] == pytest.approx(scores.uplift.tolist())
+    offline = pd.read_parquet(copy.feature_repo / "data" / "lam_scores.parquet")
+    assert sorted(offline.customer_id) == customers  # each customer once: one offline write
