@@ -2,12 +2,15 @@
 up (deduplication at ingest and push) reads those date partitions only, not every stored id.
 
 It lives in the table's root as `.ids/`: runs of (id_hash, event_date) rows, each sorted by id_hash, in
-row groups of ROW_GROUP rows whose min/max statistics say which hashes they can hold. A lookup hashes the
-wanted ids and reads, in each run, only the row groups whose range holds one, then finds the matches by
-binary search: a push of a few events reads a few row groups (2 ms at a million events); a batch with more
-distinct ids than the index has row groups (one per 16k events) reads all of it, about 11 bytes an event,
-never the table's rows. The event table is then read only in the partitions that hold a match. The names
-start with a dot: Parquet dataset readers, `lam purge` and the erasure's scan skip them.
+row groups of ROW_GROUP rows whose min/max statistics say which hashes they can hold, each with a Bloom
+filter of its hashes beside it (`.bloom`, lam_platform/data/id_filter.py). A lookup hashes the wanted ids and
+reads, in each run, only the row groups whose range holds one, then finds the matches by binary search: a
+push of a few events reads a few row groups (2 ms at a million events). A batch of many ids would touch every
+row group (the hashes are uniform), so it first drops the ids a run's filter rules out (all but about one in
+10,000 of the new ones): an ingest batch reads the row groups of its duplicates and of a few false positives,
+not the whole index (11 bytes an event per batch, which made a bulk load grow with the square of the table).
+The event table is then read only in the partitions that hold a match. The names start with a dot: Parquet
+dataset readers, `lam purge` and the erasure's scan skip them.
 
 - What is stored is a 64-bit hash of the id, never the id (an id may embed a pseudonym, and the erasure
   does not scrub this folder). The index is a superset: a hash collision, or an event removed since
@@ -16,8 +19,9 @@ start with a dot: Parquet dataset readers, `lam purge` and the erasure's scan sk
   adds a run for each write before it moves the events in (a crash leaves a superset). Both hold `locked`,
   so a build sees every file moved in before it, and every write after it finds the index. A table never
   looked up (a simulated world) never pays for one; one written by an earlier version gets it like a new one.
-- Runs of one size tier (rows in [4^k, 4^(k+1))) are merged once MERGE_AT of them exist, so a lookup opens
-  a few runs per power of four of the table's size, and each id is rewritten about log4(rows) times.
+- Runs of one size tier (rows in [4^k, 4^(k+1))) are merged once MERGE_AT of them exist, up to runs of
+  4^LARGEST_MERGED_TIER rows, so a lookup opens a few runs per power of four of the table's size (and one per
+  4 to 17M events beyond), and each id is rewritten at most a few times.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lam_platform.core.atomic_files import write_atomically
+from lam_platform.data.id_filter import build_filter, may_hold, read_filter, write_filter
 
 INDEX = ".ids"
 LOCK = ".ids.lock"
@@ -44,6 +49,12 @@ RUN_SCHEMA = pa.schema([("id_hash", pa.int64()), ("event_date", pa.string())])
 ROW_GROUP = 16_384
 MERGE_AT = 4
 BUILD_RUN = 1 << 22  # rows a build gathers into one run (files are small: one run each would be slow)
+# Runs of 4^11 rows (4.2M) and more are not merged: a merge holds at most 4 x 4.2M rows (about 0.4 GiB),
+# whatever the table's size; 205M events are then a few dozen runs, each with its filter.
+LARGEST_MERGED_TIER = 11
+READ_GROUPS = 64  # row groups read at a time by a lookup (about 12 MB)
+FILTER_SUFFIX = ".bloom"
+_FILTERS: dict[Path, np.ndarray] = {}  # filters read by this process, by run (runs never change once written)
 
 
 def id_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -101,15 +112,31 @@ def build(root: Path, stored: Iterable[pa.RecordBatch]) -> None:
 def candidate_dates(root: Path, ids: pa.Array | pa.ChunkedArray) -> list[str]:
     """The dates under which any of `ids` may be stored ("" for files outside a date partition)."""
     wanted = np.unique(id_hashes(ids))
+    runs = _runs(root / INDEX)
+    for gone in [run for run in _FILTERS if run.parent == root / INDEX and run not in runs]:
+        del _FILTERS[gone]  # merged away since
     dates: set[str] = set()
-    for run in _runs(root / INDEX):
+    for run in runs:
         file = pq.ParquetFile(run)
-        groups = [g for g in range(file.num_row_groups) if _may_hold(file.metadata.row_group(g), wanted)]
-        if groups:
-            part = file.read_row_groups(groups)
-            rows = _matching_rows(part.column("id_hash").to_numpy(), wanted)
+        here = _filtered(run, wanted, file.num_row_groups)
+        groups = [g for g in range(file.num_row_groups) if _may_hold(file.metadata.row_group(g), here)]
+        for start in range(0, len(groups), READ_GROUPS):  # a bounded read, however many groups match
+            part = file.read_row_groups(groups[start : start + READ_GROUPS])
+            rows = _matching_rows(part.column("id_hash").to_numpy(), here)
             dates.update(pc.unique(part.column("event_date").take(pa.array(rows))).to_pylist())
     return sorted(dates)
+
+
+def _filtered(run: Path, wanted: np.ndarray, groups: int) -> np.ndarray:
+    """The wanted hashes the run's filter does not rule out. A few wanted ids are found from the row groups'
+    statistics alone; the filter is read when they would touch more than a quarter of the groups (or is at hand
+    from an earlier lookup of this process). A run written before filters existed has none: all are kept."""
+    path = run.with_suffix(FILTER_SUFFIX)
+    if run not in _FILTERS and (len(wanted) * 4 <= groups or not path.exists()):
+        return wanted
+    if run not in _FILTERS:
+        _FILTERS[run] = read_filter(path)
+    return wanted[may_hold(_FILTERS[run], wanted)]
 
 
 def _matching_rows(hashes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -135,7 +162,14 @@ def _write_run(folder: Path, hashes: np.ndarray, dates: pa.Array | pa.ChunkedArr
     order = np.argsort(hashes, kind="stable")
     run = pa.table([pa.array(hashes[order]), dates.take(pa.array(order))], schema=RUN_SCHEMA)
     path = folder / f".run-{len(hashes):012d}-{uuid.uuid4().hex}.parquet"
+    # The filter first: a run that can be seen has its filter.
+    write_atomically(path.with_suffix(FILTER_SUFFIX), lambda staging: write_filter(staging, build_filter(hashes)))
     write_atomically(path, lambda staging: pq.write_table(run, staging, row_group_size=ROW_GROUP))
+
+
+def _delete_run(run: Path) -> None:
+    run.unlink()
+    run.with_suffix(FILTER_SUFFIX).unlink(missing_ok=True)
 
 
 def _runs(folder: Path) -> list[Path]:
@@ -150,14 +184,17 @@ def _tier(run: Path) -> int:
 def _merge_tiers(folder: Path) -> None:
     """Merge the runs of any tier that holds MERGE_AT of them, until none does. The merged run is written
     before its parts are deleted: a crash in between leaves every entry twice, never none."""
+    for orphan in folder.glob(f".run-*{FILTER_SUFFIX}"):  # of a writer that crashed before its run
+        if not orphan.with_suffix(".parquet").exists():
+            orphan.unlink()
     while True:
         tiers: dict[int, list[Path]] = {}
         for run in _runs(folder):
             tiers.setdefault(_tier(run), []).append(run)
-        full = [runs for runs in tiers.values() if len(runs) >= MERGE_AT]
+        full = [runs for tier, runs in tiers.items() if len(runs) >= MERGE_AT and tier < LARGEST_MERGED_TIER]
         if not full:
             return
         merged = pa.concat_tables([pq.read_table(run) for run in full[0]])
         _write_run(folder, merged.column("id_hash").to_numpy(), merged.column("event_date"))
         for run in full[0]:
-            run.unlink()
+            _delete_run(run)

@@ -181,3 +181,43 @@ def test_a_build_gathers_a_large_table_into_several_runs(tmp_path, monkeypatch):
     assert 1 < len(runs) < 8 and sum(pd.read_parquet(r).shape[0] for r in runs) == 30
     dates = event_id_index.candidate_dates(root, pa.array([f"e{d}" for d in range(30)]))
     assert dates == [f"2026-01-{d:02d}" for d in range(1, 31)]
+
+
+def test_a_large_lookup_drops_what_the_filters_rule_out_and_finds_what_the_runs_hold(tmp_path, monkeypatch):
+    import numpy as np
+
+    from lam_platform.data import id_filter
+
+    monkeypatch.setattr(event_id_index, "ROW_GROUP", 4)  # many row groups: a large lookup goes through the filter
+    root = tmp_path / "events"
+    write_events(_events([f"e{d}" for d in range(120)], [d % 40 for d in range(120)]), root, channels=("shop",))
+    stored_events(root, pa.array(["e0"]))  # builds the index: one run with its filter
+    (run,) = (root / event_id_index.INDEX).glob(".run-*.parquet")
+    assert run.with_suffix(event_id_index.FILTER_SUFFIX).exists()
+    hashes = event_id_index.id_hashes(pa.array([f"e{d}" for d in range(120)]))
+    packed = id_filter.read_filter(run.with_suffix(event_id_index.FILTER_SUFFIX))
+    assert id_filter.may_hold(packed, hashes).all()  # no false negatives
+    new = event_id_index.id_hashes(pa.array([f"new{d}" for d in range(5000)]))
+    assert id_filter.may_hold(packed, new).mean() < 0.01  # stored ids are 120 of 2,400 bits: few false positives
+    assert len(event_id_index._filtered(run, np.unique(new), 30)) < 50  # so a lookup of new ids reads almost nothing
+    wanted = pa.array([f"e{d}" for d in range(0, 120, 7)] + [f"new{d}" for d in range(100)])
+    with_filters = event_id_index.candidate_dates(root, wanted)
+    start = pd.Timestamp("2026-01-01")
+    assert with_filters == sorted({f"{start + pd.Timedelta(days=d % 40):%Y-%m-%d}" for d in range(0, 120, 7)})
+    event_id_index._FILTERS.clear()
+    run.with_suffix(event_id_index.FILTER_SUFFIX).unlink()  # a run written before filters: read as before
+    assert event_id_index.candidate_dates(root, wanted) == with_filters
+    assert np.array_equal(id_filter.build_filter(hashes), packed)  # the filter is a function of the hashes
+
+
+def test_runs_stop_merging_at_the_largest_merged_tier(tmp_path, monkeypatch):
+    monkeypatch.setattr(event_id_index, "LARGEST_MERGED_TIER", 1)  # runs of 4 rows and more stay as they are
+    root = tmp_path / "events"
+    write_events(_events(["e0"], [0]), root, append=True, channels=("shop",))
+    stored_events(root, pa.array(["e0"]))
+    for k in range(1, 32):
+        write_events(_events([f"e{k}"], [k % 28]), root, append=True, channels=("shop",))
+    runs = sorted((root / event_id_index.INDEX).glob(".run-*.parquet"))
+    assert [pd.read_parquet(r).shape[0] for r in runs] == [4] * 8  # 32 single rows: merged in fours, no further
+    assert len(list((root / event_id_index.INDEX).glob(f".run-*{event_id_index.FILTER_SUFFIX}"))) == 8
+    assert event_id_index.candidate_dates(root, pa.array(["e31"])) == ["2026-01-04"]
